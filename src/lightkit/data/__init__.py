@@ -1,0 +1,6 @@
+"""Data modules and datasets: your own Datasets with splits and transforms, and built-in data."""
+
+from lightkit.data.builtin import DigitsDataModule
+from lightkit.data.datamodule import DataModule, TransformedDataset
+
+__all__ = ["DataModule", "DigitsDataModule", "TransformedDataset"]

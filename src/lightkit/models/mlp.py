@@ -1,0 +1,71 @@
+"""MLP: a multilayer perceptron for tabular data and flattened inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MLP(nn.Module):
+    """Linear–ReLU(–Dropout) blocks followed by a linear head.
+
+    Inputs of any shape ``N×...`` are flattened to ``N×in_features``.
+
+    Args:
+        in_features: Number of input features (after flattening).
+        out_features: Number of outputs (classes, labels or regression targets).
+        hidden: Width of each hidden layer; ``()`` gives a linear model.
+        dropout: Dropout probability after each hidden layer.
+
+    Example:
+        >>> net = lk.models.MLP(64, 10, hidden=(256, 128), dropout=0.1)
+        >>> net(torch.randn(4, 64)).shape
+        torch.Size([4, 10])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (128, 128),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("MLP", in_features=in_features, out_features=out_features)
+        hidden = tuple(hidden)
+        _check_positive_int("MLP", **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MLP: dropout must be in [0, 1), got {dropout!r}")
+        self.init_args = {
+            "in_features": in_features,
+            "out_features": out_features,
+            "hidden": list(hidden),
+            "dropout": dropout,
+        }
+        self.in_features = in_features
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"MLP: expected {self.in_features} input features per sample, got input of shape "
+                f"{tuple(x.shape)} ({x.shape[1]} features after flattening)"
+            )
+        return self.layers(x)
+
+
+def _check_positive_int(owner: str, **values: object) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")

@@ -1,0 +1,304 @@
+"""Optimizer and LR-scheduler presets: small callables that build torch optimizers and schedulers.
+
+A preset is plain data (a name and keyword arguments), so the same value works from Python, from a
+YAML config and from a checkpoint::
+
+    import lightkit as lk
+
+    module = lk.ClassificationModule(
+        net, num_classes=10, optimizer=lk.optim.sgd(lr=0.1), scheduler=lk.optim.warmup_cosine()
+    )
+
+Any callable ``params -> Optimizer`` (for an optimizer) or ``optimizer -> LRScheduler`` (for a
+scheduler) works in their place; presets add checkpoint-friendly hyperparameters and, for schedulers
+that need it, the total step count read from the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = [
+    "OptimizerPreset",
+    "SchedulerPreset",
+    "adam",
+    "adamw",
+    "cosine",
+    "onecycle",
+    "plateau",
+    "rmsprop",
+    "sgd",
+    "step",
+    "warmup_cosine",
+]
+
+
+class OptimizerPreset:
+    """A named optimizer recipe; calling it with model parameters returns the optimizer.
+
+    Args:
+        name: The ``lightkit.optim`` function that made it (used to rebuild it from a checkpoint).
+        optimizer_class: The ``torch.optim.Optimizer`` subclass to build.
+        kwargs: Keyword arguments for ``optimizer_class``.
+    """
+
+    def __init__(self, name: str, optimizer_class: type[Optimizer], kwargs: dict[str, Any]) -> None:
+        self.name = name
+        self.optimizer_class = optimizer_class
+        self.kwargs = kwargs
+
+    def __call__(self, params: Iterable[Any]) -> Optimizer:
+        return self.optimizer_class(params, **self.kwargs)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"class_path": f"lightkit.optim.{self.name}", "init_args": dict(self.kwargs)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"lk.optim.{self.name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OptimizerPreset) and self.to_spec() == other.to_spec()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class SchedulerPreset:
+    """A named LR-scheduler recipe.
+
+    Calling it as ``preset(optimizer, total_steps)`` returns the scheduler; ``total_steps`` (the
+    number of optimizer steps in the whole run) is filled in by :class:`lightkit.TaskModule` from
+    ``trainer.estimated_stepping_batches`` for presets that need it.
+
+    Args:
+        name: The ``lightkit.optim`` function that made it.
+        build: ``(optimizer, total_steps) -> LRScheduler``.
+        kwargs: The preset's arguments, kept for checkpoints and ``repr``.
+        interval: ``"epoch"`` or ``"step"``: when Lightning calls ``scheduler.step()``.
+        needs_total_steps: Whether ``build`` needs ``total_steps``.
+        monitor: The logged metric a ``ReduceLROnPlateau`` scheduler watches.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        build: Callable[[Optimizer, int | None], LRScheduler | Any],
+        kwargs: dict[str, Any],
+        interval: str = "epoch",
+        needs_total_steps: bool = False,
+        monitor: str | None = None,
+    ) -> None:
+        self.name = name
+        self.build = build
+        self.kwargs = kwargs
+        self.interval = interval
+        self.needs_total_steps = needs_total_steps
+        self.monitor = monitor
+
+    def __call__(self, optimizer: Optimizer, total_steps: int | None = None) -> LRScheduler:
+        if self.needs_total_steps and (total_steps is None or total_steps <= 0):
+            raise ValueError(
+                f"lk.optim.{self.name} needs the run's total number of optimizer steps, got "
+                f"total_steps={total_steps!r}; set max_epochs or max_steps on the Trainer"
+            )
+        return self.build(optimizer, total_steps)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"class_path": f"lightkit.optim.{self.name}", "init_args": dict(self.kwargs)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"lk.optim.{self.name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchedulerPreset) and self.to_spec() == other.to_spec()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _positive(fn: str, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"lk.optim.{fn}: {name} must be a number > 0, got {value!r}")
+
+
+def _non_negative(fn: str, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"lk.optim.{fn}: {name} must be a number >= 0, got {value!r}")
+
+
+# --- optimizers ---------------------------------------------------------------------------------
+
+
+def adam(
+    lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)
+) -> OptimizerPreset:
+    """Adam: the default for most tasks.
+
+    Example:
+        >>> opt = lk.optim.adam(lr=3e-4)(model.parameters())
+    """
+    _positive("adam", lr=lr)
+    _non_negative("adam", weight_decay=weight_decay)
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas)}
+    return OptimizerPreset("adam", torch.optim.Adam, kwargs)
+
+
+def adamw(
+    lr: float = 1e-3, weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.999)
+) -> OptimizerPreset:
+    """AdamW: Adam with decoupled weight decay; the usual choice for transformers and fine-tuning.
+
+    Example:
+        >>> opt = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(model.parameters())
+    """
+    _positive("adamw", lr=lr)
+    _non_negative("adamw", weight_decay=weight_decay)
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas)}
+    return OptimizerPreset("adamw", torch.optim.AdamW, kwargs)
+
+
+def sgd(
+    lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False
+) -> OptimizerPreset:
+    """SGD with momentum: the classic choice for CNNs trained from scratch.
+
+    Example:
+        >>> opt = lk.optim.sgd(lr=0.1, weight_decay=5e-4)(model.parameters())
+    """
+    _positive("sgd", lr=lr)
+    _non_negative("sgd", momentum=momentum, weight_decay=weight_decay)
+    kwargs = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}
+    return OptimizerPreset("sgd", torch.optim.SGD, kwargs)
+
+
+def rmsprop(
+    lr: float = 1e-3, alpha: float = 0.99, momentum: float = 0.0, weight_decay: float = 0.0
+) -> OptimizerPreset:
+    """RMSprop: an option for regression and recurrent nets.
+
+    Example:
+        >>> opt = lk.optim.rmsprop(lr=1e-3)(model.parameters())
+    """
+    _positive("rmsprop", lr=lr, alpha=alpha)
+    _non_negative("rmsprop", momentum=momentum, weight_decay=weight_decay)
+    kwargs = {"lr": lr, "alpha": alpha, "momentum": momentum, "weight_decay": weight_decay}
+    return OptimizerPreset("rmsprop", torch.optim.RMSprop, kwargs)
+
+
+# --- schedulers ---------------------------------------------------------------------------------
+
+
+def plateau(
+    patience: int = 5, factor: float = 0.5, monitor: str = "val/loss", mode: str = "min"
+) -> SchedulerPreset:
+    """ReduceLROnPlateau: multiply the LR by ``factor`` when ``monitor`` stops improving.
+
+    Example:
+        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.plateau(patience=3))
+    """
+    _non_negative("plateau", patience=patience)
+    if not 0 < factor < 1:
+        raise ValueError(f"lk.optim.plateau: factor must be in (0, 1), got {factor!r}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"lk.optim.plateau: mode must be 'min' or 'max', got {mode!r}")
+
+    def build(optimizer: Optimizer, total_steps: int | None) -> Any:
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=factor, patience=patience
+        )
+
+    kwargs = {"patience": patience, "factor": factor, "monitor": monitor, "mode": mode}
+    return SchedulerPreset("plateau", build, kwargs, interval="epoch", monitor=monitor)
+
+
+def step(step_size: int = 30, gamma: float = 0.1) -> SchedulerPreset:
+    """StepLR: multiply the LR by ``gamma`` every ``step_size`` epochs.
+
+    Example:
+        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.step(step_size=10, gamma=0.5))
+    """
+    _positive("step", step_size=step_size, gamma=gamma)
+
+    def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    return SchedulerPreset("step", build, {"step_size": step_size, "gamma": gamma})
+
+
+def cosine(min_lr_ratio: float = 0.0) -> SchedulerPreset:
+    """Cosine annealing over the whole run (stepped every batch), down to ``min_lr_ratio * lr``.
+
+    Example:
+        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.cosine())
+    """
+    _non_negative("cosine", min_lr_ratio=min_lr_ratio)
+
+    def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
+        assert total_steps is not None
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _cosine_factor(total_steps, 0, min_lr_ratio)
+        )
+
+    return SchedulerPreset(
+        "cosine", build, {"min_lr_ratio": min_lr_ratio}, interval="step", needs_total_steps=True
+    )
+
+
+def warmup_cosine(warmup: float = 0.05, min_lr_ratio: float = 0.0) -> SchedulerPreset:
+    """Linear warmup, then cosine annealing; stepped every batch.
+
+    Args:
+        warmup: Warmup length, as a fraction of the run (``< 1``) or a number of steps (``>= 1``).
+        min_lr_ratio: The final LR as a fraction of the peak LR.
+
+    Example:
+        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.warmup_cosine(warmup=0.1))
+    """
+    _non_negative("warmup_cosine", warmup=warmup, min_lr_ratio=min_lr_ratio)
+
+    def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
+        assert total_steps is not None
+        warmup_steps = int(warmup * total_steps) if warmup < 1 else int(warmup)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _cosine_factor(total_steps, warmup_steps, min_lr_ratio)
+        )
+
+    kwargs = {"warmup": warmup, "min_lr_ratio": min_lr_ratio}
+    return SchedulerPreset("warmup_cosine", build, kwargs, interval="step", needs_total_steps=True)
+
+
+def onecycle(max_lr: float, pct_start: float = 0.3) -> SchedulerPreset:
+    """OneCycleLR: warm up to ``max_lr`` and anneal over the run; stepped every batch.
+
+    Example:
+        >>> lk.ClassificationModule(net, 10, optimizer=lk.optim.sgd(), scheduler=lk.optim.onecycle(0.1))
+    """
+    _positive("onecycle", max_lr=max_lr)
+    if not 0 < pct_start < 1:
+        raise ValueError(f"lk.optim.onecycle: pct_start must be in (0, 1), got {pct_start!r}")
+
+    def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start
+        )
+
+    kwargs = {"max_lr": max_lr, "pct_start": pct_start}
+    return SchedulerPreset("onecycle", build, kwargs, interval="step", needs_total_steps=True)
+
+
+def _cosine_factor(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor

@@ -1,0 +1,285 @@
+"""TaskModule: the LightningModule that wires a user's net to a loss, metrics, optimizer and scheduler."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import Metric, MetricCollection
+
+from lightkit import optim as lk_optim
+from lightkit._spec import from_spec, is_spec, to_spec
+
+OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class TaskModule(L.LightningModule):
+    """A LightningModule around any ``nn.Module``: loss, metrics, optimizer and LR scheduler wired.
+
+    Subclass it for a new task and override the hooks below; the task classes in lightkit
+    (:class:`~lightkit.ClassificationModule` and friends) are such subclasses.
+
+    Overridable hooks:
+        * ``forward(x)``: runs ``self.net``.
+        * ``compute_loss(preds, target)``: the loss for one batch (required).
+        * ``build_metrics()``: a ``dict`` or ``MetricCollection`` of torchmetrics, cloned per stage
+          and logged as ``<stage>/<name>`` at each epoch end.
+        * ``shared_step(batch, stage)``: one train/val/test step; returns the loss.
+        * ``check_batch(batch, batch_idx, stage)``: validates a batch (labels in range, dtypes);
+          raise ``ValueError`` with a clear message. Called for every batch on the CPU; on an
+          accelerator, where a check costs a host sync, for the first full epoch of each stage.
+        * ``predict_output(preds)``: turns raw net outputs into the task's natural output
+          (probabilities for classification) in ``predict_step``.
+
+    Logging: ``train/loss`` goes to the loggers every ``log_every_n_steps`` batches and, as the
+    epoch mean, to ``trainer.callback_metrics``; ``val/loss``, ``test/loss`` and the metrics are
+    accumulated on the device and logged once per epoch, so there is no per-step host sync.
+
+    Args:
+        net: The network. A ``{"class_path": ..., "init_args": ...}`` spec (as stored in lightkit
+            checkpoints) is built on the spot.
+        optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
+        scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` scheduler preset, or
+            None. A ``ReduceLROnPlateau`` scheduler is stepped on ``val/loss`` automatically.
+        train_metrics: Also compute the metrics on training batches (costs time every step).
+
+    Example:
+        >>> class MyTask(lk.TaskModule):
+        ...     def compute_loss(self, preds, target):
+        ...         return torch.nn.functional.smooth_l1_loss(preds, target)
+        >>> module = MyTask(net=torch.nn.Linear(4, 1))
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Mapping[str, Any],
+        optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
+        train_metrics: bool = False,
+    ) -> None:
+        super().__init__()
+        self.net = self._build_net(net)
+        self.optimizer_factory = self._build_factory(optimizer, "optimizer") or lk_optim.adam()
+        self.scheduler_factory = self._build_factory(scheduler, "scheduler")
+        self._save_task_hparams(net=self.net, optimizer=optimizer, scheduler=scheduler)
+
+        metrics = self.build_metrics()
+        if isinstance(metrics, Mapping):
+            metrics = MetricCollection(dict(metrics))
+        if not isinstance(metrics, MetricCollection):
+            raise TypeError(
+                f"{self._name}.build_metrics() must return a dict or MetricCollection, "
+                f"got {type(metrics).__name__}"
+            )
+        self.train_metrics = metrics.clone(prefix="train/") if train_metrics else None
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self._loss_sums: dict[str, list[torch.Tensor | int]] = {}
+        self._checked_stages: set[str] = set()
+        self._train_batches = 0
+
+    # --- construction helpers --------------------------------------------------------------------
+
+    @property
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _build_net(self, net: Any) -> nn.Module:
+        if is_spec(net):
+            net = from_spec(net, f"{self._name}(net=...)")
+        if net is None:
+            raise TypeError(
+                f"{self._name}: net is required. A checkpoint records how to rebuild its net only "
+                "when it is a lightkit model (or records plain-data `init_args`); otherwise pass "
+                "it again: `load_from_checkpoint(path, net=MyNet(...))`"
+            )
+        if not isinstance(net, nn.Module):
+            raise TypeError(
+                f"{self._name}: net must be a torch.nn.Module, got {type(net).__name__}"
+            )
+        return net
+
+    def _build_factory(self, value: Any, what: str) -> Any:
+        if value is None:
+            return None
+        if is_spec(value):
+            value = from_spec(value, f"{self._name}({what}=...)")
+        if not callable(value):
+            raise TypeError(
+                f"{self._name}: {what} must be a callable (for example lk.optim.adam() or "
+                f"lk.optim.plateau()), got {value!r}"
+            )
+        return value
+
+    def _save_task_hparams(self, **objects: Any) -> None:
+        """Save init arguments as plain data; net/optimizer/scheduler are stored as class-path specs."""
+        params = inspect.signature(type(self).__init__).parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        # Arguments of parent __init__s that the user's subclass does not accept are left out, so
+        # that `load_from_checkpoint` can call `type(self)(**hparams)`.
+        parent_params = {
+            name
+            for cls in type(self).__mro__
+            if issubclass(cls, TaskModule)
+            for name in inspect.signature(cls.__init__).parameters
+        }
+        ignore = set(objects) | {p for p in parent_params if p not in params and not takes_kwargs}
+        self.save_hyperparameters(
+            ignore=sorted(ignore - {"self"}), frame=inspect.currentframe().f_back
+        )
+        specs = {
+            name: to_spec(obj) for name, obj in objects.items() if name in params or takes_kwargs
+        }
+        if specs:
+            self.save_hyperparameters(specs)
+
+    def build_metrics(self) -> MetricCollection | dict[str, Metric]:
+        """The task's torchmetrics, keyed by short name (``acc``, ``f1``, ...). Default: none."""
+        return MetricCollection({})
+
+    # --- the step -----------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss for one batch. Subclasses must implement it."""
+        raise NotImplementedError(f"{self._name} must implement compute_loss(preds, target)")
+
+    def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
+        """Map raw net outputs to the task's natural output (identity by default)."""
+        return preds
+
+    def unpack_batch(self, batch: Any) -> tuple[Any, Any]:
+        """Split a batch into ``(inputs, target)``; accepts ``(x, y)`` tuples and lists."""
+        if isinstance(batch, (tuple, list)) and len(batch) == 2:
+            return batch[0], batch[1]
+        raise ValueError(
+            f"{self._name}: expected each batch to be an (inputs, target) pair, got "
+            f"{type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+            + "; override unpack_batch() for other batch layouts"
+        )
+
+    def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
+        """Validate one batch of ``stage``; raise a clear error for bad data. No checks by default."""
+
+    def shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+        """Forward, loss and metric update for one batch of ``stage`` (train, val or test)."""
+        x, target = self.unpack_batch(batch)
+        preds = self(x)
+        loss = self.compute_loss(preds, target)
+        metrics = self._metrics_for(stage)
+        if metrics is not None:
+            metrics.update(preds.detach(), target)
+        self._accumulate_loss(stage, loss.detach(), _batch_size(x))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._maybe_check_batch(batch, batch_idx, "train")
+        loss = self.shared_step(batch, "train")
+        self._train_batches += 1
+        if self._train_batches % max(1, self.trainer.log_every_n_steps) == 0 and self.loggers:
+            value = loss.detach().float().item()
+            for logger in self.loggers:
+                logger.log_metrics({"train/loss": value}, step=self.global_step)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._maybe_check_batch(batch, batch_idx, "val")
+        return self.shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self._maybe_check_batch(batch, batch_idx, "test")
+        return self.shared_step(batch, "test")
+
+    def _maybe_check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
+        # On the CPU a check is nearly free. On an accelerator it costs a host sync, so there each
+        # stage is checked for one full epoch: later epochs see the same samples and labels.
+        if self.device.type == "cpu" or stage not in self._checked_stages:
+            self.check_batch(batch, batch_idx, stage)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.predict_output(self(x))
+
+    def on_train_epoch_end(self) -> None:
+        # Epoch mean for callbacks and the progress bar; per-step values already went to the loggers.
+        self._log_epoch("train", logger=False)
+        self._checked_stages.add("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        if not self.trainer.sanity_checking:
+            self._checked_stages.add("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+        self._checked_stages.add("test")
+
+    def _log_epoch(self, stage: str, logger: bool = True) -> None:
+        sums = self._loss_sums.pop(stage, None)
+        if sums is not None:
+            total, count = sums
+            self.log(f"{stage}/loss", total / count, sync_dist=True, logger=logger)
+        metrics = self._metrics_for(stage)
+        if metrics is not None and sums is not None:
+            # Metric.compute() syncs across processes itself.
+            self.log_dict(metrics.compute(), logger=True)
+            metrics.reset()
+
+    def _accumulate_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        sums = self._loss_sums.get(stage)
+        if sums is None:
+            self._loss_sums[stage] = [loss * batch_size, batch_size]
+        else:
+            sums[0] = sums[0] + loss * batch_size
+            sums[1] += batch_size
+
+    def _metrics_for(self, stage: str) -> MetricCollection | None:
+        return {
+            "train": self.train_metrics,
+            "val": self.val_metrics,
+            "test": self.test_metrics,
+        }.get(stage)
+
+    # --- optimizers ------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        factory = self.scheduler_factory
+        if isinstance(factory, lk_optim.SchedulerPreset):
+            total = self.trainer.estimated_stepping_batches if factory.needs_total_steps else None
+            if total is not None and total == float("inf"):
+                total = None
+            scheduler = factory(optimizer, None if total is None else int(total))
+            config: dict[str, Any] = {"scheduler": scheduler, "interval": factory.interval}
+            monitor = factory.monitor
+        else:
+            scheduler = factory(optimizer)
+            config = {"scheduler": scheduler, "interval": "epoch"}
+            monitor = "val/loss"
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = monitor or "val/loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _batch_size(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return int(x.shape[0]) if x.ndim else 1
+    if isinstance(x, (tuple, list)) and x:
+        return _batch_size(x[0])
+    if isinstance(x, Mapping) and x:
+        return _batch_size(next(iter(x.values())))
+    return 1
+
+
+__all__ = ["TaskModule"]
