@@ -230,7 +230,7 @@ class TaskModule(L.LightningModule):
         metrics = self._metrics_for(stage)
         if metrics is not None and sums is not None:
             # Metric.compute() syncs across processes itself.
-            self.log_dict(metrics.compute(), logger=True)
+            self.log_dict(metrics.compute())
             metrics.reset()
 
     def _accumulate_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:

@@ -1,0 +1,40 @@
+"""Reference networks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lightkit as lk
+
+
+@pytest.mark.parametrize("size", [8, 9, 13, 32, 64])
+def test_convnet_any_size_from_8(size):
+    net = lk.models.ConvNet(3, 5)
+    assert net(torch.randn(2, 3, size, size)).shape == (2, 5)
+
+
+def test_convnet_wrong_channels_is_named():
+    with pytest.raises(ValueError, match=r"expected input of shape N×1×H×W, got \(2, 3, 8, 8\)"):
+        lk.models.ConvNet(1, 10)(torch.randn(2, 3, 8, 8))
+
+
+def test_mlp_flattens_and_checks_features():
+    net = lk.models.MLP(64, 10, hidden=(16, 16), dropout=0.2)
+    assert net(torch.randn(4, 1, 8, 8)).shape == (4, 10)
+    with pytest.raises(ValueError, match="expected 64 input features per sample"):
+        net(torch.randn(4, 10))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: lk.models.MLP(0, 3), "in_features must be a positive integer, got 0"),
+        (lambda: lk.models.MLP(4, 3, hidden=(8, -1)), r"hidden\[1\] must be a positive integer"),
+        (lambda: lk.models.MLP(4, 3, dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (lambda: lk.models.ConvNet(3, 10, widths=()), "widths must name at least one block"),
+    ],
+)
+def test_bad_model_arguments(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
