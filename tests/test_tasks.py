@@ -101,7 +101,7 @@ def test_subclass_with_its_own_arguments_reloads(blobs, fast_trainer_kwargs):
     trainer = lk.make_trainer(max_epochs=1, **fast_trainer_kwargs)
     trainer.fit(module, datamodule=lk.data.DataModule(blobs, batch_size=64))
     reloaded = _Digits3.load_from_checkpoint(trainer.checkpoint_callback.best_model_path)
-    assert reloaded.net.layers[0].out_features == 24
+    assert reloaded.net.layers[0][0].out_features == 24
 
 
 def test_predict_returns_probabilities(blobs, fast_trainer_kwargs):

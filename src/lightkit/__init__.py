@@ -11,17 +11,29 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
     trainer.fit(module, datamodule=dm)
 """
 
-from lightkit import data, models, optim
-from lightkit.tasks import ClassificationModule, TaskModule
+from lightkit import data, losses, models, optim
+from lightkit.tasks import (
+    BinaryClassificationModule,
+    ClassificationModule,
+    MultilabelClassificationModule,
+    RegressionModule,
+    SegmentationModule,
+    TaskModule,
+)
 from lightkit.trainer import make_trainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinaryClassificationModule",
     "ClassificationModule",
+    "MultilabelClassificationModule",
+    "RegressionModule",
+    "SegmentationModule",
     "TaskModule",
     "__version__",
     "data",
+    "losses",
     "make_trainer",
     "models",
     "optim",

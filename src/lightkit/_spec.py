@@ -44,13 +44,17 @@ def to_spec(obj: Any) -> dict[str, Any] | None:
     """Describe ``obj`` as a plain-data spec, or return None when it cannot be described.
 
     Understood: objects with a ``to_spec()`` method (lightkit's optimizer and scheduler presets),
-    ``functools.partial`` of an importable callable with plain keyword arguments, and modules that
-    record their constructor arguments in an ``init_args`` attribute (lightkit's models).
+    ``functools.partial`` of an importable callable with plain keyword arguments, modules that
+    record their constructor arguments in an ``init_args`` attribute (lightkit's models), and
+    objects that carry a whole spec in an ``init_spec`` attribute (``lk.models.backbone``).
     """
     if obj is None:
         return None
     if hasattr(obj, "to_spec") and callable(obj.to_spec):
         return obj.to_spec()
+    init_spec = getattr(obj, "init_spec", None)
+    if is_spec(init_spec) and is_plain(init_spec):
+        return dict(init_spec)
     if isinstance(obj, functools.partial) and not obj.args and is_plain(obj.keywords):
         if _importable(obj.func):
             return {"class_path": qualified_name(obj.func), "init_args": dict(obj.keywords)}

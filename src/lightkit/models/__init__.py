@@ -1,6 +1,8 @@
 """Reference networks: plain ``nn.Module`` classes that work with every lightkit task."""
 
+from lightkit.models.backbones import backbone
 from lightkit.models.convnet import ConvNet
 from lightkit.models.mlp import MLP
+from lightkit.models.unet import UNet
 
-__all__ = ["MLP", "ConvNet"]
+__all__ = ["MLP", "ConvNet", "UNet", "backbone"]

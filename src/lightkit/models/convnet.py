@@ -7,11 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightkit._checkpointing import run_blocks
 from lightkit.models.mlp import _check_positive_int
 
 
 class ConvNet(nn.Module):
     """Conv3×3–BatchNorm–ReLU blocks, 2× max-pooling between blocks, global average pooling, a head.
+
+    ``gradient_checkpointing = True`` recomputes each block's activations in backward.
 
     Args:
         in_channels: Channels of the input images (1 for grayscale, 3 for RGB).
@@ -47,6 +50,7 @@ class ConvNet(nn.Module):
             "dropout": dropout,
         }
         self.in_channels = in_channels
+        self.gradient_checkpointing = False
         blocks: list[nn.Module] = []
         prev = in_channels
         for i, width in enumerate(widths):
@@ -71,4 +75,5 @@ class ConvNet(nn.Module):
             raise ValueError(
                 f"ConvNet: expected input of shape N×{self.in_channels}×H×W, got {tuple(x.shape)}"
             )
-        return self.head(self.features(x))
+        x = run_blocks(self.features, x, self.gradient_checkpointing and self.training)
+        return self.head(x)

@@ -7,11 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightkit._checkpointing import run_blocks
+
 
 class MLP(nn.Module):
     """Linear–ReLU(–Dropout) blocks followed by a linear head.
 
-    Inputs of any shape ``N×...`` are flattened to ``N×in_features``.
+    Inputs of any shape ``N×...`` are flattened to ``N×in_features``. Set
+    ``gradient_checkpointing = True`` (or pass ``gradient_checkpointing=True`` to a task) to
+    recompute each block's activations in backward instead of storing them.
 
     Args:
         in_features: Number of input features (after flattening).
@@ -45,15 +49,17 @@ class MLP(nn.Module):
             "dropout": dropout,
         }
         self.in_features = in_features
-        layers: list[nn.Module] = []
+        self.gradient_checkpointing = False
+        blocks: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            block = [nn.Linear(width, h), nn.ReLU(inplace=True)]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                block.append(nn.Dropout(dropout))
+            blocks.append(nn.Sequential(*block))
             width = h
-        layers.append(nn.Linear(width, out_features))
-        self.layers = nn.Sequential(*layers)
+        blocks.append(nn.Linear(width, out_features))
+        self.layers = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -62,7 +68,7 @@ class MLP(nn.Module):
                 f"MLP: expected {self.in_features} input features per sample, got input of shape "
                 f"{tuple(x.shape)} ({x.shape[1]} features after flattening)"
             )
-        return self.layers(x)
+        return run_blocks(self.layers, x, self.gradient_checkpointing and self.training)
 
 
 def _check_positive_int(owner: str, **values: object) -> None:

@@ -1,6 +1,19 @@
 """Task modules: LightningModules with the right loss, metrics and optimizer for each problem."""
 
 from lightkit.tasks.base import TaskModule
-from lightkit.tasks.classification import ClassificationModule
+from lightkit.tasks.classification import (
+    BinaryClassificationModule,
+    ClassificationModule,
+    MultilabelClassificationModule,
+)
+from lightkit.tasks.regression import RegressionModule
+from lightkit.tasks.segmentation import SegmentationModule
 
-__all__ = ["ClassificationModule", "TaskModule"]
+__all__ = [
+    "BinaryClassificationModule",
+    "ClassificationModule",
+    "MultilabelClassificationModule",
+    "RegressionModule",
+    "SegmentationModule",
+    "TaskModule",
+]

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
+from lightkit._checkpointing import run_blocks
 from lightkit._spec import from_spec, is_spec, to_spec
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -33,6 +34,7 @@ class TaskModule(L.LightningModule):
         * ``check_batch(batch, batch_idx, stage)``: validates a batch (labels in range, dtypes);
           raise ``ValueError`` with a clear message. Called for every batch on the CPU; on an
           accelerator, where a check costs a host sync, for the first full epoch of each stage.
+        * ``metric_inputs(preds, target)``: what the metrics see (for example probabilities).
         * ``predict_output(preds)``: turns raw net outputs into the task's natural output
           (probabilities for classification) in ``predict_step``.
 
@@ -47,6 +49,14 @@ class TaskModule(L.LightningModule):
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` scheduler preset, or
             None. A ``ReduceLROnPlateau`` scheduler is stepped on ``val/loss`` automatically.
         train_metrics: Also compute the metrics on training batches (costs time every step).
+        compile: Run the net through ``torch.compile`` (checkpoint keys are unchanged, so
+            checkpoints move freely between compiled and plain modules).
+        channels_last: Store the net's weights and 4-D inputs in channels-last memory format
+            (faster convolutions with mixed precision on recent GPUs).
+        gradient_checkpointing: Recompute the activations of the net's blocks in backward
+            instead of storing them: less memory, same gradients, about one more forward of
+            compute. Works for lightkit models, ``nn.Sequential`` nets, and nets with a
+            ``gradient_checkpointing`` attribute that their ``forward`` honours.
 
     Example:
         >>> class MyTask(lk.TaskModule):
@@ -61,9 +71,21 @@ class TaskModule(L.LightningModule):
         optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         train_metrics: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.net = self._build_net(net)
+        self.channels_last = channels_last
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if gradient_checkpointing:
+            _enable_gradient_checkpointing(self.net, self._name)
+        self.gradient_checkpointing = gradient_checkpointing
+        # The compiled wrapper is kept out of the module tree, so that state_dict keys (and so
+        # checkpoints) are the same with and without compile: never `net._orig_mod.*`.
+        self.__dict__["_compiled_net"] = torch.compile(self.net) if compile else None
         self.optimizer_factory = self._build_factory(optimizer, "optimizer") or lk_optim.adam()
         self.scheduler_factory = self._build_factory(scheduler, "scheduler")
         self._save_task_hparams(net=self.net, optimizer=optimizer, scheduler=scheduler)
@@ -145,7 +167,12 @@ class TaskModule(L.LightningModule):
     # --- the step -----------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        net = self._compiled_net or self.net
+        if self.gradient_checkpointing and type(self.net) is nn.Sequential:
+            return run_blocks(self.net, x, self.training)
+        return net(x)
 
     def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss for one batch. Subclasses must implement it."""
@@ -154,6 +181,10 @@ class TaskModule(L.LightningModule):
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         """Map raw net outputs to the task's natural output (identity by default)."""
         return preds
+
+    def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
+        """What the metrics are updated with, from detached net outputs and the target."""
+        return preds, target
 
     def unpack_batch(self, batch: Any) -> tuple[Any, Any]:
         """Split a batch into ``(inputs, target)``; accepts ``(x, y)`` tuples and lists."""
@@ -176,7 +207,7 @@ class TaskModule(L.LightningModule):
         loss = self.compute_loss(preds, target)
         metrics = self._metrics_for(stage)
         if metrics is not None:
-            metrics.update(preds.detach(), target)
+            metrics.update(*self.metric_inputs(preds.detach(), target))
         self._accumulate_loss(stage, loss.detach(), _batch_size(x))
         return loss
 
@@ -222,7 +253,7 @@ class TaskModule(L.LightningModule):
         self._log_epoch("test")
         self._checked_stages.add("test")
 
-    def _log_epoch(self, stage: str, logger: bool = True) -> None:
+    def _log_epoch(self, stage: str, logger: bool | None = None) -> None:
         sums = self._loss_sums.pop(stage, None)
         if sums is not None:
             total, count = sums
@@ -270,6 +301,18 @@ class TaskModule(L.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = monitor or "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _enable_gradient_checkpointing(net: nn.Module, owner: str) -> None:
+    if type(net) is nn.Sequential:
+        return  # TaskModule.forward checkpoints each child
+    if not hasattr(net, "gradient_checkpointing"):
+        raise ValueError(
+            f"{owner}: gradient_checkpointing=True needs a net whose blocks lightkit can find: a "
+            f"lightkit model, an nn.Sequential, or a net with a `gradient_checkpointing` attribute "
+            f"that its forward honours; got {type(net).__name__}"
+        )
+    net.gradient_checkpointing = True
 
 
 def _batch_size(x: Any) -> int:

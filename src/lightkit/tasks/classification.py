@@ -1,4 +1,4 @@
-"""Classification tasks: multiclass (cross-entropy) with accuracy and macro F1."""
+"""Classification tasks: multiclass (cross-entropy), binary and multilabel (BCE with logits)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelAveragePrecision,
+    MultilabelF1Score,
+)
 
+from lightkit.tasks._checks import (
+    check_binary_targets,
+    check_integer_labels,
+    check_num_classes,
+    check_threshold,
+    first_bad_value,
+)
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
 
@@ -21,7 +37,8 @@ class ClassificationModule(TaskModule):
     (macro F1), logged as ``val/acc``, ``val/f1``, ``test/acc``, ``test/f1``. ``predict_step``
     returns class probabilities. Labels are checked (see ``TaskModule.check_batch``): an
     out-of-range label raises a ``ValueError`` naming the value and the batch instead of an index
-    error or a device-side assert from inside torch.
+    error or a device-side assert from inside torch. Recommended optimizers: Adam (default) or
+    SGD with momentum.
 
     Args:
         net: Any ``nn.Module`` mapping a batch of inputs to ``N×num_classes`` logits.
@@ -29,7 +46,8 @@ class ClassificationModule(TaskModule):
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
         label_smoothing: Cross-entropy label smoothing in ``[0, 1)``.
-        train_metrics: Also compute the metrics on training batches.
+        **kwargs: ``train_metrics``, ``compile``, ``channels_last``, ``gradient_checkpointing``
+            (see :class:`~lightkit.TaskModule`).
 
     Example:
         >>> net = lk.models.ConvNet(in_channels=1, num_classes=10)
@@ -44,23 +62,30 @@ class ClassificationModule(TaskModule):
         scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
         train_metrics: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(
-                f"{type(self).__name__}: num_classes must be an integer >= 2, got {num_classes!r}"
-                " (use BinaryClassificationModule for a single logit)"
-            )
+        check_num_classes(type(self).__name__, num_classes, "num_classes")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(
                 f"{type(self).__name__}: label_smoothing must be in [0, 1), got {label_smoothing!r}"
             )
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
-        super().__init__(net, optimizer=optimizer, scheduler=scheduler, train_metrics=train_metrics)
+        super().__init__(
+            net,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_metrics=train_metrics,
+            compile=compile,
+            channels_last=channels_last,
+            gradient_checkpointing=gradient_checkpointing,
+        )
 
     def build_metrics(self) -> MetricCollection:
-        # validate_args=False: check_batch validates labels; the metric's own
-        # checks would sync with the device every step.
+        # validate_args=False: check_batch validates labels; the metric's own checks would sync
+        # with the device every step.
         kwargs = {"num_classes": self.num_classes, "validate_args": False}
         return MetricCollection(
             {
@@ -84,30 +109,204 @@ class ClassificationModule(TaskModule):
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
-        if not isinstance(target, torch.Tensor):
-            raise TypeError(
-                f"{self._name}: labels must be a tensor, got {type(target).__name__} "
-                f"in {stage} batch {batch_idx}"
-            )
-        if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-            raise TypeError(
-                f"{self._name}: labels must be integer class indices, got dtype {target.dtype} "
-                f"in {stage} batch {batch_idx}"
-            )
-        if target.numel() == 0:
-            return
-        lo, hi = torch.aminmax(target)
-        if lo < 0 or hi >= self.num_classes:
-            bad = target[(target < 0) | (target >= self.num_classes)]
-            position = int(((target < 0) | (target >= self.num_classes)).nonzero()[0, 0])
-            raise ValueError(
-                f"{self._name}: label {int(bad[0])} at position {position} of {stage} batch "
-                f"{batch_idx} is out of range; expected labels in [0, {self.num_classes}) "
-                f"(num_classes={self.num_classes})"
-            )
+        check_integer_labels(self._name, target, stage, batch_idx)
+        bad = (target < 0) | (target >= self.num_classes)
+        error = first_bad_value(
+            self._name,
+            target,
+            bad,
+            stage,
+            batch_idx,
+            f"labels in [0, {self.num_classes}) (num_classes={self.num_classes})",
+        )
+        if error:
+            raise error
 
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=-1)
 
 
-__all__ = ["ClassificationModule"]
+class BinaryClassificationModule(TaskModule):
+    """Binary classification: one logit per sample (``N`` or ``N×1``) against 0/1 targets.
+
+    Loss: ``BCEWithLogitsLoss`` (with ``pos_weight`` for imbalanced data). Metrics: ``acc``, ``f1``
+    (at ``threshold``) and ``auroc``. Targets may be integers or floats, but must be 0 or 1.
+    ``predict_step`` returns the probability of the positive class (shape ``N``). Recommended
+    optimizer: Adam (default).
+
+    Args:
+        net: Any ``nn.Module`` mapping a batch to ``N`` or ``N×1`` logits.
+        pos_weight: Weight of positive samples in the loss (for example ``n_negative /
+            n_positive``), or None.
+        threshold: Probability above which a sample is predicted positive (for ``acc``, ``f1``).
+        optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
+        scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
+        **kwargs: See :class:`~lightkit.TaskModule`.
+
+    Example:
+        >>> module = lk.BinaryClassificationModule(lk.models.MLP(30, 1), pos_weight=2.0)
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Mapping[str, Any],
+        pos_weight: float | None = None,
+        threshold: float = 0.5,
+        optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
+        train_metrics: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        name = type(self).__name__
+        if pos_weight is not None and (
+            not isinstance(pos_weight, (int, float))
+            or isinstance(pos_weight, bool)
+            or pos_weight <= 0
+        ):
+            raise ValueError(f"{name}: pos_weight must be a number > 0 or None, got {pos_weight!r}")
+        check_threshold(name, threshold)
+        self.threshold = threshold
+        super().__init__(
+            net,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_metrics=train_metrics,
+            compile=compile,
+            channels_last=channels_last,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+        weight = torch.tensor(float(pos_weight)) if pos_weight is not None else None
+        self.register_buffer("pos_weight", weight, persistent=False)
+
+    def build_metrics(self) -> MetricCollection:
+        return MetricCollection(
+            {
+                "acc": BinaryAccuracy(threshold=self.threshold, validate_args=False),
+                "f1": BinaryF1Score(threshold=self.threshold, validate_args=False),
+                "auroc": BinaryAUROC(validate_args=False),
+            }
+        )
+
+    def _logits(self, preds: torch.Tensor) -> torch.Tensor:
+        if preds.ndim == 2 and preds.shape[1] == 1:
+            preds = preds.squeeze(1)
+        if preds.ndim != 1:
+            raise ValueError(
+                f"{self._name}: the net must output one logit per sample (shape N or N×1), got "
+                f"{tuple(preds.shape)}; for more classes use ClassificationModule or "
+                "MultilabelClassificationModule"
+            )
+        return preds
+
+    def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = self._logits(preds)
+        target = _flat_target(self._name, target, logits)
+        return F.binary_cross_entropy_with_logits(
+            logits, target.to(logits.dtype), pos_weight=self.pos_weight
+        )
+
+    def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
+        logits = self._logits(preds)
+        return logits.sigmoid(), _flat_target(self._name, target, logits).long()
+
+    def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
+        _, target = self.unpack_batch(batch)
+        check_binary_targets(self._name, target, stage, batch_idx)
+
+    def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
+        return self._logits(preds).sigmoid()
+
+
+class MultilabelClassificationModule(TaskModule):
+    """Multilabel classification: ``N×L`` logits against ``N×L`` 0/1 targets (labels independent).
+
+    Loss: ``BCEWithLogitsLoss`` over every label. Metrics: ``f1`` (macro over labels), ``acc``
+    (macro over labels) and ``map`` (mean average precision). ``predict_step`` returns per-label
+    probabilities.
+
+    Args:
+        net: Any ``nn.Module`` mapping a batch to ``N×num_labels`` logits.
+        num_labels: Number of labels (at least 2).
+        threshold: Probability above which a label is predicted present (for ``acc``, ``f1``).
+        optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
+        scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
+        **kwargs: See :class:`~lightkit.TaskModule`.
+
+    Example:
+        >>> module = lk.MultilabelClassificationModule(lk.models.MLP(16, 5), num_labels=5)
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Mapping[str, Any],
+        num_labels: int,
+        threshold: float = 0.5,
+        optimizer: OptimizerFactory | Mapping[str, Any] | None = None,
+        scheduler: SchedulerFactory | Mapping[str, Any] | None = None,
+        train_metrics: bool = False,
+        compile: bool = False,
+        channels_last: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        check_num_classes(type(self).__name__, num_labels, "num_labels")
+        check_threshold(type(self).__name__, threshold)
+        self.num_labels = num_labels
+        self.threshold = threshold
+        super().__init__(
+            net,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            train_metrics=train_metrics,
+            compile=compile,
+            channels_last=channels_last,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+
+    def build_metrics(self) -> MetricCollection:
+        kwargs = {"num_labels": self.num_labels, "validate_args": False}
+        return MetricCollection(
+            {
+                "f1": MultilabelF1Score(average="macro", threshold=self.threshold, **kwargs),
+                "acc": MultilabelAccuracy(average="macro", threshold=self.threshold, **kwargs),
+                "map": MultilabelAveragePrecision(average="macro", **kwargs),
+            }
+        )
+
+    def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if preds.ndim != 2 or preds.shape[1] != self.num_labels:
+            raise ValueError(
+                f"{self._name}: the net must output logits of shape N×{self.num_labels} "
+                f"(num_labels={self.num_labels}), got {tuple(preds.shape)}"
+            )
+        if target.shape != preds.shape:
+            raise ValueError(
+                f"{self._name}: expected targets of shape N×{self.num_labels} like the logits "
+                f"{tuple(preds.shape)}, got {tuple(target.shape)}"
+            )
+        return F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype))
+
+    def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
+        return preds.sigmoid(), target.long()
+
+    def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
+        _, target = self.unpack_batch(batch)
+        check_binary_targets(self._name, target, stage, batch_idx)
+
+    def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
+        return preds.sigmoid()
+
+
+def _flat_target(owner: str, target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    if target.ndim == 2 and target.shape[1] == 1:
+        target = target.squeeze(1)
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"{owner}: expected one 0/1 target per sample (shape ({logits.shape[0]},) or "
+            f"({logits.shape[0]}, 1)), got target of shape {tuple(target.shape)}"
+        )
+    return target
+
+
+__all__ = ["BinaryClassificationModule", "ClassificationModule", "MultilabelClassificationModule"]

@@ -1,0 +1,63 @@
+"""Input checks shared by the task modules: each error names the task, the value and the batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def first_bad_value(
+    owner: str, target: torch.Tensor, bad: torch.Tensor, stage: str, batch_idx: int, expected: str
+) -> ValueError | None:
+    """A ValueError naming the first ``target`` element where ``bad`` holds, or None if none does."""
+    if not bool(bad.any()):
+        return None
+    position = bad.nonzero()[0]
+    where = int(position[0]) if position.numel() == 1 else tuple(position.tolist())
+    value = target[tuple(position.tolist())].item()
+    what = "label" if not target.is_floating_point() else "target"
+    return ValueError(
+        f"{owner}: {what} {value} at position {where} of {stage} batch {batch_idx} is invalid; "
+        f"expected {expected}"
+    )
+
+
+def check_num_classes(owner: str, value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+        hint = (
+            " (use BinaryClassificationModule for a single logit)" if name == "num_classes" else ""
+        )
+        raise ValueError(f"{owner}: {name} must be an integer >= 2, got {value!r}{hint}")
+
+
+def check_threshold(owner: str, threshold: Any) -> None:
+    if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise ValueError(f"{owner}: threshold must be in (0, 1), got {threshold!r}")
+
+
+def check_integer_labels(owner: str, target: Any, stage: str, batch_idx: int) -> None:
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(
+            f"{owner}: labels must be a tensor, got {type(target).__name__} in {stage} batch {batch_idx}"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(
+            f"{owner}: labels must be integer class indices, got dtype {target.dtype} "
+            f"in {stage} batch {batch_idx}"
+        )
+
+
+def check_binary_targets(owner: str, target: Any, stage: str, batch_idx: int) -> None:
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(
+            f"{owner}: targets must be a tensor, got {type(target).__name__} in {stage} batch "
+            f"{batch_idx}"
+        )
+    if target.is_complex():
+        raise TypeError(f"{owner}: targets must be 0 or 1, got dtype {target.dtype}")
+    error = first_bad_value(
+        owner, target, (target != 0) & (target != 1), stage, batch_idx, "0 or 1 (int or float)"
+    )
+    if error:
+        raise error
