@@ -109,3 +109,21 @@ def test_train_loss_and_val_metrics_reach_tensorboard(tmp_path, blobs):
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         lk.make_trainer(default_root_dir=tmp_path, **kwargs)
+
+
+def test_without_validation_data_train_loss_is_monitored(tmp_path, blobs):
+    trainer = lk.make_trainer(max_epochs=2, default_root_dir=tmp_path, enable_progress_bar=False)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    with pytest.warns(UserWarning, match="no validation data.*train/loss instead of val/loss"):
+        trainer.fit(module, datamodule=lk.data.DataModule(blobs, val_split=0.0))
+    assert trainer.checkpoint_callback.monitor == "train/loss"
+    assert trainer.checkpoint_callback.best_model_path.endswith("best.ckpt")
+
+
+def test_without_validation_data_a_val_metric_monitor_is_an_error(tmp_path, blobs):
+    trainer = lk.make_trainer(
+        max_epochs=1, default_root_dir=tmp_path, monitor="val/acc", mode="max", logger=False
+    )
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    with pytest.raises(ValueError, match="monitor='val/acc' needs validation data"):
+        trainer.fit(module, datamodule=lk.data.DataModule(blobs, val_split=0.0))

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 PRECISIONS = (
     "auto",
@@ -125,6 +125,7 @@ def make_trainer(
     ]
     if early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    callbacks.append(_NoValidationFallback())
     loggers = _make_logger(logger, run_dir)
     if loggers is not False:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -147,6 +148,48 @@ def make_trainer(
         default_root_dir=str(run_dir),
         **trainer_kwargs,
     )
+
+
+class _NoValidationFallback(Callback):
+    """Without validation data, monitor ``train/loss`` instead of ``val/loss`` (with a warning).
+
+    A run on a lightkit DataModule with ``val_split=0`` (or with ``limit_val_batches=0``) logs no
+    ``val/*``; early stopping and the best checkpoint then follow the training loss. Any other
+    ``val/`` monitor cannot be replaced by a training metric: that is an error saying what to do.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit" or not _has_no_validation(trainer):
+            return
+        monitored = [
+            c
+            for c in trainer.callbacks
+            if isinstance(c, (EarlyStopping, ModelCheckpoint)) and c.monitor
+        ]
+        for callback in monitored:
+            if not callback.monitor.startswith("val/"):
+                continue
+            if callback.monitor != "val/loss":
+                raise ValueError(
+                    f"make_trainer: monitor={callback.monitor!r} needs validation data, and this run "
+                    "has none; pass validation data (for example val_split=0.1 on the DataModule), "
+                    "monitor a training metric, or set early_stopping=False"
+                )
+            callback.monitor = "train/loss"
+        if monitored:
+            rank_zero_warn(
+                "lightkit: this run has no validation data, so early stopping and the best "
+                "checkpoint follow train/loss instead of val/loss"
+            )
+
+
+def _has_no_validation(trainer: L.Trainer) -> bool:
+    from lightkit.data.datamodule import DataModule
+
+    if trainer.limit_val_batches == 0:
+        return True
+    datamodule = trainer.datamodule
+    return isinstance(datamodule, DataModule) and datamodule.val_dataset is None
 
 
 def _resolve_precision(precision: str | int, accelerator: Any) -> str | int:

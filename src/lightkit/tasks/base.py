@@ -169,7 +169,7 @@ class TaskModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        net = self._compiled_net or self.net
+        net = self.net if self._compiled_net is None else self._compiled_net
         if self.gradient_checkpointing and type(self.net) is nn.Sequential:
             return run_blocks(self.net, x, self.training)
         return net(x)
@@ -238,6 +238,23 @@ class TaskModule(L.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.predict_output(self(x))
+
+    # Metric states are reset when a stage starts: a reset inside one loop's inference_mode would
+    # leave inference tensors that the next loop (fit's validation runs under no_grad) cannot update.
+    def on_train_epoch_start(self) -> None:
+        self._start_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_epoch("test")
+
+    def _start_epoch(self, stage: str) -> None:
+        self._loss_sums.pop(stage, None)
+        metrics = self._metrics_for(stage)
+        if metrics is not None:
+            metrics.reset()
 
     def on_train_epoch_end(self) -> None:
         # Epoch mean for callbacks and the progress bar; per-step values already went to the loggers.
