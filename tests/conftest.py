@@ -11,7 +11,9 @@ from torch.utils.data import TensorDataset
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def make_blobs(n: int = 256, num_classes: int = 3, features: int = 8, seed: int = 0) -> TensorDataset:
+def make_blobs(
+    n: int = 256, num_classes: int = 3, features: int = 8, seed: int = 0
+) -> TensorDataset:
     """Gaussian blobs: an easy multiclass problem."""
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(num_classes, features, generator=g) * 3

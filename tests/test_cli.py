@@ -23,7 +23,9 @@ def test_no_command_prints_usage(capsys):
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("lightkit") or shutil.which("lightkit", path=str(__import__("pathlib").Path(sys.executable).parent))
+    exe = shutil.which("lightkit") or shutil.which(
+        "lightkit", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
     assert exe, "the lightkit console script is not on PATH"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"lightkit {lk.__version__}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_blobs
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
+from conftest import make_blobs
 
 
 def _indices(dataset):

@@ -24,12 +24,29 @@ def _run(script: str, tmp_path, *args: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\S+)=([-\d.e]+)", last)}
 
 
-def test_quickstart_fast(tmp_path):
-    metrics = _run("quickstart.py", tmp_path, "--fast")
-    assert {"test/acc", "test/loss", "test/f1"} <= set(metrics)
+# script -> the quality its full run must reach (the README states the measured figures)
+QUALITY = {
+    "quickstart.py": {"test/acc": 0.97},
+    "binary_breast_cancer.py": {"test/acc": 0.93, "test/auroc": 0.97},
+    "regression_diabetes.py": {"test/r2": 0.35},
+    "multilabel_synthetic.py": {"test/f1": 0.88, "test/map": 0.92},
+    "segmentation_shapes.py": {"test/iou": 0.85, "test/dice": 0.9},
+}
+
+
+def test_every_example_is_covered():
+    assert {p.name for p in EXAMPLES.glob("*.py")} == set(QUALITY)
+
+
+@pytest.mark.parametrize("script", sorted(QUALITY))
+def test_example_fast(script, tmp_path):
+    metrics = _run(script, tmp_path, "--fast")
+    assert "test/loss" in metrics and set(QUALITY[script]) <= set(metrics)
 
 
 @pytest.mark.slow
-def test_quickstart_reaches_its_accuracy(tmp_path):
-    metrics = _run("quickstart.py", tmp_path)
-    assert metrics["test/acc"] >= 0.97
+@pytest.mark.parametrize("script", sorted(QUALITY))
+def test_example_reaches_its_quality(script, tmp_path):
+    metrics = _run(script, tmp_path)
+    for name, minimum in QUALITY[script].items():
+        assert metrics[name] >= minimum, (name, metrics)

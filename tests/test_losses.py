@@ -22,7 +22,9 @@ def test_dice_matches_a_hand_computation():
     target = torch.tensor([[[0, 1], [1, 1]]])
     p = logits.softmax(1)
     t = torch.nn.functional.one_hot(target, 2).movedim(-1, 1).float()
-    dice = [(2 * (p[:, c] * t[:, c]).sum() + 1) / (p[:, c].sum() + t[:, c].sum() + 1) for c in range(2)]
+    dice = [
+        (2 * (p[:, c] * t[:, c]).sum() + 1) / (p[:, c].sum() + t[:, c].sum() + 1) for c in range(2)
+    ]
     expected = 1 - torch.stack(dice).mean()
     torch.testing.assert_close(lk.losses.DiceLoss()(logits, target), expected)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -55,7 +57,7 @@ def test_warmup_cosine_shape():
         sched.step()
     assert lrs[0] == pytest.approx(0.1)  # first warmup step
     assert lrs[9] == pytest.approx(1.0)  # peak at the end of warmup
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # then non-increasing
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))  # then non-increasing
     assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import pytest
 import torch
-from conftest import make_blobs
 from torch import nn
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
+from conftest import make_blobs
 
 
 @dataclass
@@ -174,13 +174,34 @@ def test_wrong_shapes_are_named(module, preds, target, message):
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: lk.SegmentationModule(nn.Identity(), 1), "num_classes must be an integer >= 2, got 1"),
-        (lambda: lk.MultilabelClassificationModule(nn.Identity(), 1), "num_labels must be an integer >= 2"),
-        (lambda: lk.SegmentationModule(nn.Identity(), 3, loss="focal"), "loss must be one of ce\\+dice, ce, dice"),
-        (lambda: lk.SegmentationModule(nn.Identity(), 3, ignore_index=1), "ignore_index must be None or an integer outside"),
-        (lambda: lk.RegressionModule(nn.Identity(), loss="mae"), "loss must be one of mse, l1, huber, got 'mae'"),
-        (lambda: lk.BinaryClassificationModule(nn.Identity(), pos_weight=-1), "pos_weight must be a number > 0"),
-        (lambda: lk.BinaryClassificationModule(nn.Identity(), threshold=1.5), r"threshold must be in \(0, 1\)"),
+        (
+            lambda: lk.SegmentationModule(nn.Identity(), 1),
+            "num_classes must be an integer >= 2, got 1",
+        ),
+        (
+            lambda: lk.MultilabelClassificationModule(nn.Identity(), 1),
+            "num_labels must be an integer >= 2",
+        ),
+        (
+            lambda: lk.SegmentationModule(nn.Identity(), 3, loss="focal"),
+            "loss must be one of ce\\+dice, ce, dice",
+        ),
+        (
+            lambda: lk.SegmentationModule(nn.Identity(), 3, ignore_index=1),
+            "ignore_index must be None or an integer outside",
+        ),
+        (
+            lambda: lk.RegressionModule(nn.Identity(), loss="mae"),
+            "loss must be one of mse, l1, huber, got 'mae'",
+        ),
+        (
+            lambda: lk.BinaryClassificationModule(nn.Identity(), pos_weight=-1),
+            "pos_weight must be a number > 0",
+        ),
+        (
+            lambda: lk.BinaryClassificationModule(nn.Identity(), threshold=1.5),
+            r"threshold must be in \(0, 1\)",
+        ),
     ],
 )
 def test_bad_task_arguments(build, message):
@@ -192,7 +213,10 @@ def test_nan_regression_target_is_located(fast_trainer_kwargs):
     x, y = _regression_data().tensors
     y = y.clone()
     y[:, 0] = torch.where(torch.arange(len(y)) == 0, float("nan"), y[:, 0])
-    with pytest.raises(ValueError, match=r"RegressionModule: target nan at position \(\d+, 0\) of train batch \d+ is invalid; expected finite numbers"):
+    with pytest.raises(
+        ValueError,
+        match=r"RegressionModule: target nan at position \(\d+, 0\) of train batch \d+ is invalid; expected finite numbers",
+    ):
         _fit_one(lk.RegressionModule(lk.models.MLP(8, 1)), TensorDataset(x, y), fast_trainer_kwargs)
 
 
@@ -201,15 +225,29 @@ def test_binary_targets_must_be_zero_or_one(bad, fast_trainer_kwargs):
     x, y = _binary_data().tensors
     y = y.clone()
     y[3] = bad
-    with pytest.raises(ValueError, match=rf"target {bad} at position \d+ of train batch \d+ is invalid; expected 0 or 1"):
-        _fit_one(lk.BinaryClassificationModule(lk.models.MLP(8, 1)), TensorDataset(x, y), fast_trainer_kwargs)
+    with pytest.raises(
+        ValueError,
+        match=rf"target {bad} at position \d+ of train batch \d+ is invalid; expected 0 or 1",
+    ):
+        _fit_one(
+            lk.BinaryClassificationModule(lk.models.MLP(8, 1)),
+            TensorDataset(x, y),
+            fast_trainer_kwargs,
+        )
 
 
 def test_segmentation_mask_value_out_of_range(fast_trainer_kwargs):
     x, m = lk.data.make_shapes(8, 16)
     m[2, 5, 5] = 7
-    with pytest.raises(ValueError, match=r"label 7 at position \(\d+, 5, 5\) of train batch 0 is invalid; expected mask values in \[0, 3\)"):
-        _fit_one(lk.SegmentationModule(lk.models.UNet(3, 3, base=4, depth=1), 3), TensorDataset(x, m), fast_trainer_kwargs)
+    with pytest.raises(
+        ValueError,
+        match=r"label 7 at position \(\d+, 5, 5\) of train batch 0 is invalid; expected mask values in \[0, 3\)",
+    ):
+        _fit_one(
+            lk.SegmentationModule(lk.models.UNet(3, 3, base=4, depth=1), 3),
+            TensorDataset(x, m),
+            fast_trainer_kwargs,
+        )
 
 
 def test_segmentation_ignore_index_is_ignored(fast_trainer_kwargs):
@@ -220,4 +258,6 @@ def test_segmentation_ignore_index_is_ignored(fast_trainer_kwargs):
     logits = torch.randn(2, 3, 16, 16)
     changed = logits.clone()
     changed[:, :, :4] = 100.0  # only ignored pixels differ
-    assert module.compute_loss(logits, m[:2]) == pytest.approx(float(module.compute_loss(changed, m[:2])))
+    assert module.compute_loss(logits, m[:2]) == pytest.approx(
+        float(module.compute_loss(changed, m[:2]))
+    )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_blobs
 from torch import nn
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
+from conftest import make_blobs
 
 
 def _module(**kwargs) -> lk.ClassificationModule:
@@ -81,7 +81,7 @@ def test_unrecordable_net_needs_net_argument_on_load(blobs, fast_trainer_kwargs)
     trainer = lk.make_trainer(max_epochs=1, **fast_trainer_kwargs)
     trainer.fit(module, datamodule=lk.data.DataModule(blobs, batch_size=64))
     path = trainer.checkpoint_callback.best_model_path
-    with pytest.raises(TypeError, match="net is required.*load_from_checkpoint"):
+    with pytest.raises(TypeError, match=r"net is required.*load_from_checkpoint"):
         lk.ClassificationModule.load_from_checkpoint(path)
     reloaded = lk.ClassificationModule.load_from_checkpoint(path, net=_CustomNet()).eval()
     x = torch.randn(4, 8)
@@ -148,7 +148,7 @@ def test_negative_label_in_validation(fast_trainer_kwargs):
 def test_float_labels_are_rejected(fast_trainer_kwargs):
     ds = make_blobs(n=32)
     ds = TensorDataset(ds.tensors[0], ds.tensors[1].float())
-    with pytest.raises(TypeError, match="integer class indices, got dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"integer class indices, got dtype torch\.float32"):
         _fit(_module(), ds, fast_trainer_kwargs, val_split=0.0)
 
 
@@ -165,7 +165,7 @@ def test_bad_num_classes(num_classes):
 
 
 def test_net_must_be_a_module():
-    with pytest.raises(TypeError, match="net must be a torch.nn.Module, got str"):
+    with pytest.raises(TypeError, match=r"net must be a torch\.nn\.Module, got str"):
         lk.ClassificationModule("resnet", num_classes=3)
 
 

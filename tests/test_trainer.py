@@ -20,7 +20,9 @@ def _callbacks(trainer, cls):
 
 
 def test_presets(tmp_path):
-    trainer = lk.make_trainer(max_epochs=3, default_root_dir=tmp_path, monitor="val/acc", mode="max")
+    trainer = lk.make_trainer(
+        max_epochs=3, default_root_dir=tmp_path, monitor="val/acc", mode="max"
+    )
     (ckpt,) = _callbacks(trainer, ModelCheckpoint)
     (stop,) = _callbacks(trainer, EarlyStopping)
     assert ckpt.monitor == "val/acc" and ckpt.mode == "max" and ckpt.save_last
@@ -71,7 +73,11 @@ def test_seed_makes_runs_identical(tmp_path, blobs):
     weights = []
     for _ in range(2):
         trainer = lk.make_trainer(
-            max_epochs=2, default_root_dir=tmp_path, seed=123, logger=False, enable_progress_bar=False
+            max_epochs=2,
+            default_root_dir=tmp_path,
+            seed=123,
+            logger=False,
+            enable_progress_bar=False,
         )
         module = lk.ClassificationModule(lk.models.MLP(8, 3, dropout=0.2), 3)
         trainer.fit(module, datamodule=lk.data.DataModule(blobs, batch_size=16))
