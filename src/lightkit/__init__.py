@@ -12,6 +12,7 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
 """
 
 from lightkit import data, losses, models, optim
+from lightkit.data.kfold import cross_validate
 from lightkit.tasks import (
     BinaryClassificationModule,
     ClassificationModule,
@@ -32,6 +33,7 @@ __all__ = [
     "SegmentationModule",
     "TaskModule",
     "__version__",
+    "cross_validate",
     "data",
     "losses",
     "make_trainer",

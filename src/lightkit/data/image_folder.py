@@ -1,0 +1,114 @@
+"""ImageFolderDataModule: ``root/<class_name>/*.png|jpg|...`` as stratified, augmented splits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from lightkit.data._splits import split_indices
+from lightkit.data.datamodule import DataModule
+from lightkit.data.datasets import ImageFileDataset, find_image_folder
+from lightkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_preset, train_preset
+
+
+class ImageFolderDataModule(DataModule):
+    """Classification data from ``root/<class_name>/*.{png,jpg,jpeg,bmp,webp}``.
+
+    Classes are the sub-folders sorted by name (``class_names``; label ``i`` is
+    ``class_names[i]``). Train, validation and test splits are stratified and seeded. Training
+    images get :func:`~lightkit.data.transforms.train_preset` (when ``augment``), evaluation
+    images :func:`~lightkit.data.transforms.eval_preset`. The folder is scanned when the module
+    is built, so an empty class folder or a root without images is reported before training.
+
+    Args:
+        root: The folder holding one sub-folder per class.
+        image_size: Side (or ``(height, width)``) of the images the net sees.
+        val_split: Fraction of each class held out for validation.
+        test_split: Fraction of each class held out for testing.
+        batch_size: Samples per batch.
+        augment: Random crops, flips, rotation and colour jitter on training images.
+        mean: Per-channel normalization mean (ImageNet's for RGB; 0.5 for grayscale).
+        std: Per-channel normalization std.
+        mode: ``"RGB"`` or ``"L"`` (grayscale).
+        num_workers: DataLoader workers, or ``"auto"``.
+        seed: Seed of the splits, the shuffle order and the augmentation.
+        on_bad_file: ``"error"`` or ``"skip"`` unreadable images (see
+            :class:`~lightkit.data.ImageFileDataset`).
+
+    Example:
+        >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
+        >>> net = lk.models.backbone("resnet18", num_classes=len(dm.class_names))
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        image_size: int | tuple[int, int],
+        val_split: float = 0.1,
+        test_split: float = 0.0,
+        batch_size: int = 32,
+        augment: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        mode: str = "RGB",
+        num_workers: int | str = "auto",
+        seed: int = 0,
+        on_bad_file: str = "error",
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(test_split, (int, float)) or not 0.0 <= test_split < 1.0:
+            raise ValueError(f"{name}: test_split must be a fraction in [0, 1), got {test_split!r}")
+        if mode not in ("RGB", "L"):
+            raise ValueError(f"{name}: mode must be 'RGB' or 'L', got {mode!r}")
+        channels = 3 if mode == "RGB" else 1
+        mean = tuple(mean) if mean is not None else (IMAGENET_MEAN if channels == 3 else (0.5,))
+        std = tuple(std) if std is not None else (IMAGENET_STD if channels == 3 else (0.5,))
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"{name}: mean and std need {channels} value(s) for mode={mode!r}, got {mean} and {std}"
+            )
+        train_tf = (
+            train_preset(image_size, mean, std) if augment else eval_preset(image_size, mean, std)
+        )
+        super().__init__(
+            None,
+            val_split=val_split,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+        )
+        self.root = root
+        self.image_size = image_size
+        self.test_split = float(test_split)
+        self.mode = mode
+        self.class_names, paths, labels = find_image_folder(root)
+        test_idx, val_idx, train_idx = split_indices(
+            len(paths), [self.test_split, self.val_split], seed, labels
+        )
+        if not train_idx:
+            raise ValueError(f"{name}: the split leaves no training images in {os.fspath(root)!r}")
+        eval_tf = eval_preset(image_size, mean, std)
+
+        def dataset(idx: list[int], transform: object) -> ImageFileDataset | None:
+            if not idx:
+                return None
+            return ImageFileDataset(
+                [paths[i] for i in idx],
+                [labels[i] for i in idx],
+                transform=transform,  # type: ignore[arg-type]
+                mode=mode,
+                on_bad_file=on_bad_file,
+            )
+
+        # Each split carries its own transform, so augmentation never reaches evaluation.
+        self.train = dataset(train_idx, train_tf)
+        self.val = dataset(val_idx, eval_tf)
+        self.test = dataset(test_idx, eval_tf)
+        self.val_split = 0.0  # split above, stratified
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+__all__ = ["ImageFolderDataModule"]

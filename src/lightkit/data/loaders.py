@@ -1,0 +1,125 @@
+"""InMemoryLoader: batches cut from in-memory tensors with a shuffled index, no per-sample collate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+
+class InMemoryLoader:
+    """Yield ``(x[idx], y[idx], ...)`` batches by indexing whole tensors, like a DataLoader would.
+
+    ``DataLoader(TensorDataset(x, y), batch_size, shuffle=True)`` calls ``__getitem__`` once per
+    sample and stacks the results; for data already in memory that costs far more than the model
+    for small nets. This loader draws the same permutation (through ``RandomSampler`` with the
+    same generator, so for a given seed it yields exactly the batches that DataLoader, with
+    ``num_workers=0``, would) and
+    takes each batch with one ``index_select`` per tensor. With ``device="cuda"`` the tensors live
+    on the GPU and batches never cross the bus.
+
+    It is an iterable with ``__len__``, which Lightning accepts wherever a DataLoader goes. It does
+    not shard data across processes: :class:`~lightkit.data.DataModule` uses a regular DataLoader
+    (with Lightning's distributed sampler) when training on several devices.
+
+    Args:
+        tensors: Tensors with the same first dimension (inputs, targets, ...).
+        batch_size: Samples per batch.
+        shuffle: Draw a new permutation each epoch.
+        drop_last: Drop the last incomplete batch.
+        seed: Seed of the shuffling generator (``None``: the global torch RNG).
+        device: Where the tensors and batches live (``None``: leave them where they are).
+
+    Example:
+        >>> loader = lk.data.InMemoryLoader((x, y), batch_size=128, shuffle=True, seed=0)
+        >>> trainer.fit(module, train_dataloaders=loader)
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor],
+        batch_size: int = 32,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        tensors = tuple(tensors)
+        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise TypeError("InMemoryLoader: tensors must be a non-empty sequence of torch.Tensor")
+        n = tensors[0].shape[0] if tensors[0].ndim else 0
+        if any(t.ndim == 0 or t.shape[0] != n for t in tensors):
+            raise ValueError(
+                "InMemoryLoader: all tensors must have the same first dimension, got shapes "
+                + ", ".join(str(tuple(t.shape)) for t in tensors)
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(
+                f"InMemoryLoader: batch_size must be a positive integer, got {batch_size!r}"
+            )
+        self.device = torch.device(device) if device is not None else None
+        self.tensors = tuple(t.to(self.device) if self.device else t for t in tensors)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._num_samples = n
+
+    @classmethod
+    def from_dataset(cls, dataset: TensorDataset | Subset, **kwargs: object) -> InMemoryLoader:
+        """Build from a ``TensorDataset`` or a (nested) ``Subset`` of one."""
+        tensors = in_memory_tensors(dataset)
+        if tensors is None:
+            raise TypeError(
+                f"InMemoryLoader.from_dataset: expected a TensorDataset or a Subset of one, got "
+                f"{type(dataset).__name__}"
+            )
+        return cls(tensors, **kwargs)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self._num_samples // self.batch_size
+        return -(-self._num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        n = self._num_samples
+        generator = None
+        if self.shuffle:
+            # The random draws of DataLoader(shuffle=True, generator=...) with num_workers=0, in
+            # the same order, so a seed gives the same batches: the loader's base seed for
+            # workers, then RandomSampler's permutation.
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            generator = self.generator
+            if generator is None:
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                generator = torch.Generator().manual_seed(seed)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if self.device is not None:
+            order = order.to(self.device)
+        stop = len(self) * self.batch_size if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield tuple(t.index_select(0, idx) for t in self.tensors)
+        if generator is not None:
+            # RandomSampler draws one more (empty) permutation when it is exhausted.
+            torch.randperm(n, generator=generator)
+
+
+def in_memory_tensors(dataset: object) -> tuple[torch.Tensor, ...] | None:
+    """The tensors behind a TensorDataset or nested Subsets of one (indexed), else None."""
+    indices: torch.Tensor | None = None
+    while isinstance(dataset, Subset):
+        idx = torch.as_tensor(dataset.indices, dtype=torch.long)
+        indices = idx if indices is None else idx[indices]
+        dataset = dataset.dataset
+    if not isinstance(dataset, TensorDataset):
+        return None
+    if indices is None:
+        return tuple(dataset.tensors)
+    return tuple(t[indices] for t in dataset.tensors)
+
+
+__all__ = ["InMemoryLoader"]
