@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each starts several Python processes
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -30,3 +34,26 @@ def test_gradient_checkpointing_benchmark_tiny():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "memory ratio checkpointed/plain:" in out.stdout
     assert "time ratio   checkpointed/plain:" in out.stdout
+
+
+def test_parity_benchmark_tiny_and_losses_agree():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "parity.py"), "--workloads", "mlp", "--pairs", "1",
+         "--epochs", "2", "--samples", "1000"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines() if line.split()}
+    assert {"plain", "lightning", "lightkit"} <= set(rows)
+    # Same data order, same arithmetic: lightkit's final validation loss equals the plain loop's.
+    assert rows["plain"][4] == rows["lightkit"][4]
+
+
+def test_time_to_accuracy_benchmark_tiny():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "time_to_accuracy.py"), "--rounds", "1",
+         "--max-epochs", "1", "--target", "0.5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "plain" in out.stdout and "lightkit" in out.stdout and "ratio" in out.stdout

@@ -61,3 +61,11 @@ def check_binary_targets(owner: str, target: Any, stage: str, batch_idx: int) ->
     )
     if error:
         raise error
+
+
+def labels_in_range(target: torch.Tensor, num_classes: int) -> bool:
+    """Fast check that every label is in ``[0, num_classes)``: one reduction, two scalars."""
+    if target.numel() == 0:
+        return True
+    low, high = torch.aminmax(target)
+    return int(low) >= 0 and int(high) < num_classes

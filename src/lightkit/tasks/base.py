@@ -103,7 +103,6 @@ class TaskModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self._loss_sums: dict[str, list[torch.Tensor | int]] = {}
         self._checked_stages: set[str] = set()
-        self._train_batches = 0
 
     # --- construction helpers --------------------------------------------------------------------
 
@@ -214,8 +213,7 @@ class TaskModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         self._maybe_check_batch(batch, batch_idx, "train")
         loss = self.shared_step(batch, "train")
-        self._train_batches += 1
-        if self._train_batches % max(1, self.trainer.log_every_n_steps) == 0 and self.loggers:
+        if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0 and self.loggers:
             value = loss.detach().float().item()
             for logger in self.loggers:
                 logger.log_metrics({"train/loss": value}, step=self.global_step)

@@ -26,6 +26,7 @@ from lightkit.tasks._checks import (
     check_num_classes,
     check_threshold,
     first_bad_value,
+    labels_in_range,
 )
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -110,6 +111,8 @@ class ClassificationModule(TaskModule):
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
         check_integer_labels(self._name, target, stage, batch_idx)
+        if labels_in_range(target, self.num_classes):
+            return
         bad = (target < 0) | (target >= self.num_classes)
         error = first_bad_value(
             self._name,

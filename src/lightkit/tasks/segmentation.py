@@ -12,7 +12,12 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
 from lightkit.losses import CEDiceLoss, DiceLoss
-from lightkit.tasks._checks import check_integer_labels, check_num_classes, first_bad_value
+from lightkit.tasks._checks import (
+    check_integer_labels,
+    check_num_classes,
+    first_bad_value,
+    labels_in_range,
+)
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
 _LOSSES = ("ce+dice", "ce", "dice")
@@ -115,6 +120,8 @@ class SegmentationModule(TaskModule):
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
         check_integer_labels(self._name, target, stage, batch_idx)
+        if labels_in_range(target, self.num_classes):
+            return
         bad = (target < 0) | (target >= self.num_classes)
         if self.ignore_index is not None:
             bad &= target != self.ignore_index
