@@ -11,7 +11,7 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
     trainer.fit(module, datamodule=dm)
 """
 
-from lightkit import data, losses, models, optim
+from lightkit import callbacks, checkpointing, data, losses, models, optim
 from lightkit.data.kfold import cross_validate
 from lightkit.tasks import (
     BinaryClassificationModule,
@@ -21,7 +21,7 @@ from lightkit.tasks import (
     SegmentationModule,
     TaskModule,
 )
-from lightkit.trainer import make_trainer
+from lightkit.trainer import fit, make_trainer
 
 __version__ = "0.1.0"
 
@@ -33,8 +33,11 @@ __all__ = [
     "SegmentationModule",
     "TaskModule",
     "__version__",
+    "callbacks",
+    "checkpointing",
     "cross_validate",
     "data",
+    "fit",
     "losses",
     "make_trainer",
     "models",

@@ -16,7 +16,11 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
 )
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from lightkit.callbacks import NaNGuard, RNGState
+from lightkit.checkpointing import AtomicCheckpointIO
 
 PRECISIONS = (
     "auto",
@@ -46,6 +50,9 @@ def make_trainer(
     logger: str | bool | Logger = "tensorboard",
     default_root_dir: str | os.PathLike[str] = "runs",
     seed: int | None = None,
+    checkpoint_every_n_steps: int | None = None,
+    nan_guard: bool = True,
+    version: int | str | None = None,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Build a ``lightning.Trainer`` with lightkit's presets.
@@ -59,7 +66,14 @@ def make_trainer(
           folder, so nothing from an earlier run is overwritten;
         * a TensorBoard logger in that same folder and a ``LearningRateMonitor`` (``logger=False``
           turns both off);
-        * ``seed`` → ``lightning.seed_everything(seed, workers=True)``.
+        * ``seed`` → ``lightning.seed_everything(seed, workers=True)``;
+        * crash safety: checkpoints are written atomically (a kill mid-save leaves the previous
+          one intact), loaded with ``weights_only=True``, and carry the RNG states and the data
+          position, so ``trainer.fit(..., ckpt_path="last")`` in the same run folder (see
+          ``version``) continues bit-identically; with ``checkpoint_every_n_steps`` the
+          ``last.ckpt`` is also refreshed every N steps for mid-epoch resume;
+        * :class:`~lightkit.callbacks.NaNGuard`: a NaN/Inf loss stops training with a message
+          naming the step and the last good checkpoint; non-finite weights are never saved.
 
     Any other keyword (``callbacks``, ``max_steps``, ``deterministic``, ``profiler``, ...) is passed
     to ``lightning.Trainer``; your ``callbacks`` are added to lightkit's.
@@ -78,6 +92,10 @@ def make_trainer(
         logger: ``"tensorboard"``, ``False``, or a Lightning ``Logger``.
         default_root_dir: Folder holding one ``version_<n>`` folder per run.
         seed: Seed every RNG (torch, numpy, Python, workers) before building anything.
+        checkpoint_every_n_steps: Also write ``last.ckpt`` every N optimizer steps.
+        nan_guard: Stop at the first non-finite loss (see :class:`~lightkit.callbacks.NaNGuard`).
+        version: The run folder: None for a new ``version_<n>``, ``"last"`` for the newest
+            existing one (to resume a run), or a number for ``version_<number>``.
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -90,6 +108,8 @@ def make_trainer(
     _check_int("max_epochs", max_epochs, minimum=-1)
     _check_int("patience", patience, minimum=0)
     _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+    if checkpoint_every_n_steps is not None:
+        _check_int("checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
     if mode not in ("min", "max"):
         raise ValueError(f"make_trainer: mode must be 'min' or 'max', got {mode!r}")
     if not isinstance(monitor, str) or not monitor:
@@ -109,7 +129,7 @@ def make_trainer(
         L.seed_everything(seed, workers=True)
 
     accelerator = trainer_kwargs.pop("accelerator", "auto")
-    run_dir = _next_run_dir(Path(default_root_dir))
+    run_dir = _run_dir(Path(default_root_dir), version)
     if rank_zero_only.rank == 0:
         # Claim the folder now, so that a second trainer built before this one runs gets the next.
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +141,23 @@ def make_trainer(
             mode=mode,
             save_top_k=1,
             save_last=True,
+            enable_version_counter=False,  # best.ckpt and last.ckpt are replaced (atomically)
         )
     ]
+    if checkpoint_every_n_steps is not None:
+        # Refreshes last.ckpt every N steps (save_top_k=0: no extra files are kept).
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                every_n_train_steps=checkpoint_every_n_steps,
+                save_top_k=0,
+                save_last=True,
+                enable_version_counter=False,  # the same last.ckpt as the epoch-end saves
+            )
+        )
+    callbacks.append(RNGState())
+    if nan_guard:
+        callbacks.append(NaNGuard())
     if early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     callbacks.append(_NoValidationFallback())
@@ -134,6 +169,10 @@ def make_trainer(
         user_callbacks = [user_callbacks]
     callbacks.extend(user_callbacks)
     trainer_kwargs.setdefault("log_every_n_steps", 20)
+    plugins = trainer_kwargs.pop("plugins", None) or []
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
 
     return L.Trainer(
         max_epochs=max_epochs,
@@ -146,6 +185,7 @@ def make_trainer(
         logger=loggers,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
+        plugins=plugins,
         **trainer_kwargs,
     )
 
@@ -215,14 +255,55 @@ def _make_logger(logger: str | bool | Logger, run_dir: Path) -> Logger | bool:
     )
 
 
-def _next_run_dir(root: Path) -> Path:
-    """``root/version_<n>`` with ``n`` one past the highest existing version."""
+def _run_dir(root: Path, version: int | str | None) -> Path:
+    """``root/version_<n>``: a new one, the newest existing one (``"last"``) or a given one."""
     existing = [
         int(m.group(1))
         for p in (root.iterdir() if root.is_dir() else [])
         if (m := re.fullmatch(r"version_(\d+)", p.name))
     ]
-    return root / f"version_{max(existing, default=-1) + 1}"
+    if version is None or (version == "last" and not existing):
+        return root / f"version_{max(existing, default=-1) + 1}"
+    if version == "last":
+        return root / f"version_{max(existing)}"
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        return root / f"version_{version}"
+    raise ValueError(
+        f"make_trainer: version must be None (a new run folder), 'last' or an integer >= 0, "
+        f"got {version!r}"
+    )
+
+
+def fit(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    resume: bool = False,
+    **make_trainer_kwargs: Any,
+) -> L.Trainer:
+    """Build a trainer with :func:`make_trainer` and fit; with ``resume``, continue the last run.
+
+    ``resume=True`` reuses the newest ``version_<n>`` folder under ``default_root_dir`` and calls
+    ``trainer.fit(..., ckpt_path="last")``: model, optimizer, scheduler, epoch and step, callback
+    states, data position and RNG states are restored, so a run killed at any point and resumed
+    ends with the same weights as one that was never interrupted. A damaged ``last.ckpt`` is
+    skipped for the newest good checkpoint, with a warning. Without a checkpoint, it starts fresh.
+
+    Returns:
+        The ``lightning.Trainer`` after fitting.
+
+    Example:
+        >>> trainer = lk.fit(module, dm, resume=True, max_epochs=20, checkpoint_every_n_steps=100)
+    """
+    if resume:
+        make_trainer_kwargs.setdefault("version", "last")
+    trainer = make_trainer(**make_trainer_kwargs)
+    ckpt_path = None
+    if resume:
+        folder = Path(trainer.default_root_dir) / "checkpoints"
+        if any(folder.glob("*.ckpt")):
+            ckpt_path = "last"
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -230,4 +311,4 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"make_trainer: {name} must be an integer >= {minimum}, got {value!r}")
 
 
-__all__ = ["make_trainer"]
+__all__ = ["fit", "make_trainer"]

@@ -108,6 +108,8 @@ class DataModule(L.LightningDataModule):
         self.eval_transform = eval_transform
         self.seed = seed
         self.device: str | None = None  # where the in-memory fast path keeps its tensors
+        self._train_generator: torch.Generator | None = None
+        self._pending_generator_state: torch.Tensor | None = None
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -143,8 +145,31 @@ class DataModule(L.LightningDataModule):
 
     # --- loaders ---------------------------------------------------------------------------------
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, "train", shuffle=True)
+    def train_dataloader(self) -> DataLoader | InMemoryLoader:
+        loader = self._loader(self.train_dataset, "train", shuffle=True)
+        trainer = self.trainer
+        if isinstance(loader, InMemoryLoader) and trainer is not None:
+            # A checkpoint records how many batches the trainer has processed, not how many were
+            # prefetched, so a mid-epoch resume restarts at exactly the right batch.
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+            loader.position = lambda: progress.current.processed
+        elif isinstance(loader, DataLoader) and loader.generator is not None:
+            if self._pending_generator_state is not None:
+                loader.generator.set_state(self._pending_generator_state)
+                self._pending_generator_state = None
+            self._train_generator = loader.generator
+        return loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints: the train DataLoader's shuffle generator, so that a run resumed
+        from an end-of-epoch checkpoint shuffles the next epochs as the uninterrupted run would.
+        (The in-memory loader keeps its own state, mid-epoch position included.)"""
+        if self._train_generator is None:
+            return {}
+        return {"train_generator": self._train_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending_generator_state = state_dict.get("train_generator")
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None and self.train_dataset is not None:

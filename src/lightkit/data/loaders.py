@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Subset, TensorDataset
@@ -65,6 +66,12 @@ class InMemoryLoader:
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._num_samples = n
+        # Resumable state: the generator as it was when the current epoch began, and how many of
+        # its batches were handed out (or, through `position`, how many the trainer processed).
+        self.position: Callable[[], int] | None = None
+        self._epoch_start_state: torch.Tensor | None = None
+        self._yielded = 0
+        self._skip = 0
 
     @classmethod
     def from_dataset(cls, dataset: TensorDataset | Subset, **kwargs: object) -> InMemoryLoader:
@@ -82,30 +89,66 @@ class InMemoryLoader:
             return self._num_samples // self.batch_size
         return -(-self._num_samples // self.batch_size)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: Lightning stores it in checkpoints and restores it on resume,
+        so a run resumed mid-epoch continues with exactly the batches it would have seen."""
+        if self.generator is None and self.shuffle:
+            return {}  # shuffling with the global RNG: nothing of ours to restore
+        consumed = self.position() if self.position is not None else self._yielded
+        state = self._epoch_start_state
+        if state is None:
+            state = self.generator.get_state() if self.generator is not None else torch.empty(0)
+        return {"epoch_start_generator": state, "consumed": int(consumed), "length": len(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        if state.get("length") != len(self):
+            raise ValueError(
+                f"InMemoryLoader: cannot resume: the checkpoint's loader had {state.get('length')} "
+                f"batches per epoch, this one has {len(self)} (different data or batch size)"
+            )
+        if self.generator is not None:
+            self.generator.set_state(state["epoch_start_generator"])
+        consumed = int(state["consumed"])
+        if consumed >= len(self):
+            # The epoch was complete: replay its draws, so the next epoch starts where it would.
+            self._draw_order()
+            self._skip = 0
+        else:
+            self._skip = consumed
+
+    def _draw_order(self) -> torch.Tensor:
+        n = self._num_samples
+        if not self.shuffle:
+            return torch.arange(n)
+        # The random draws of DataLoader(shuffle=True, generator=...) with num_workers=0, in the
+        # same order, so a seed gives the same batches: the loader's base seed for workers, then
+        # RandomSampler's permutation.
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        generator = self.generator
+        if generator is None:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            generator = torch.Generator().manual_seed(seed)
+        return torch.randperm(n, generator=generator)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = self._num_samples
-        generator = None
-        if self.shuffle:
-            # The random draws of DataLoader(shuffle=True, generator=...) with num_workers=0, in
-            # the same order, so a seed gives the same batches: the loader's base seed for
-            # workers, then RandomSampler's permutation.
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-            generator = self.generator
-            if generator is None:
-                seed = int(torch.empty((), dtype=torch.int64).random_().item())
-                generator = torch.Generator().manual_seed(seed)
-            order = torch.randperm(n, generator=generator)
-        else:
-            order = torch.arange(n)
+        if self.generator is not None:
+            self._epoch_start_state = self.generator.get_state()
+        order = self._draw_order()
+        skip, self._skip = self._skip, 0
+        self._yielded = skip
         if self.device is not None:
             order = order.to(self.device)
         stop = len(self) * self.batch_size if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
+        for start in range(skip * self.batch_size, stop, self.batch_size):
             idx = order[start : start + self.batch_size]
+            self._yielded += 1
             yield tuple(t.index_select(0, idx) for t in self.tensors)
-        if generator is not None:
+        if self.shuffle and self.generator is not None:
             # RandomSampler draws one more (empty) permutation when it is exhausted.
-            torch.randperm(n, generator=generator)
+            torch.randperm(n, generator=self.generator)
 
 
 def in_memory_tensors(dataset: object) -> tuple[torch.Tensor, ...] | None:

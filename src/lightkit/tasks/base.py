@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import pickle
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,6 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from lightkit import optim as lk_optim
 from lightkit._checkpointing import run_blocks
 from lightkit._spec import from_spec, is_spec, to_spec
+from lightkit.checkpointing import load_checkpoint
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -103,6 +107,7 @@ class TaskModule(L.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         self._loss_sums: dict[str, list[torch.Tensor | int]] = {}
         self._checked_stages: set[str] = set()
+        self._resumed_loss_sum: list[Any] | None = None
 
     # --- construction helpers --------------------------------------------------------------------
 
@@ -241,6 +246,9 @@ class TaskModule(L.LightningModule):
     # leave inference tensors that the next loop (fit's validation runs under no_grad) cannot update.
     def on_train_epoch_start(self) -> None:
         self._start_epoch("train")
+        saved, self._resumed_loss_sum = self._resumed_loss_sum, None
+        if saved is not None:  # resuming mid-epoch: continue the epoch's running sum
+            self._loss_sums["train"] = [saved[0].to(self.device), saved[1]]
 
     def on_validation_epoch_start(self) -> None:
         self._start_epoch("val")
@@ -293,6 +301,52 @@ class TaskModule(L.LightningModule):
             "val": self.val_metrics,
             "test": self.test_metrics,
         }.get(stage)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The running train-loss sum of an unfinished epoch, so that a mid-epoch resume logs the
+        # same epoch mean (which early stopping may monitor) as an uninterrupted run.
+        sums = self._loss_sums.get("train")
+        trainer = self.trainer
+        mid_epoch = trainer.fit_loop.epoch_loop.batch_progress.current.processed < (
+            trainer.num_training_batches
+        )
+        if sums is not None and mid_epoch:
+            checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().cpu(), sums[1]]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("lightkit_train_loss_sum")
+        if saved is not None:
+            self._resumed_loss_sum = saved
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | os.PathLike[str],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike[str] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``.
+
+        A checkpoint that pickles objects other than plain data is refused (nothing in it runs),
+        and a damaged file raises :class:`lightkit.checkpointing.CheckpointError` naming it.
+        Keyword arguments override stored hyperparameters, e.g. ``net=MyNet()``.
+        """
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                strict=strict,
+                weights_only=True,
+                **kwargs,
+            )
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError):
+            load_checkpoint(checkpoint_path)  # raises CheckpointError when the file is the cause
+            raise
 
     # --- optimizers ------------------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""A small training run for the fault-tolerance tests: killed, resumed, compared bit for bit.
+
+    python resumable_training.py ROOT OUT [--resume] [--slow-save-at N]
+
+Writes ROOT/progress (the last finished global step, or "epoch-end E") as it trains, so that the
+test can SIGKILL it at a chosen moment, and the final weights to OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import TensorDataset
+
+import lightkit as lk
+
+
+class Progress(Callback):
+    def __init__(self, path: Path, delay: float) -> None:
+        self.path, self.delay = path, delay
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        time.sleep(self.delay)  # room for the test to kill the run at a chosen step
+        self.path.write_text(f"step {trainer.global_step}")
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.path.write_text(f"epoch-end {trainer.current_epoch}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("out")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--slow-save-at", type=int, default=0, help="hang inside the Nth save")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    root = Path(args.root)
+
+    if args.slow_save_at:
+        original, calls = torch.save, [0]
+
+        def slow_save(obj, f, *a, **k):
+            calls[0] += 1
+            if calls[0] != args.slow_save_at:
+                return original(obj, f, *a, **k)
+            buffer = io.BytesIO()
+            original(obj, buffer, *a, **k)
+            data = buffer.getvalue()
+            f.write(data[: len(data) // 2])  # half written, then the test kills us
+            f.flush()
+            (root / "saving").write_text("saving")
+            time.sleep(60)
+            return None
+
+        torch.save = slow_save
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(480, 8, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
+    datamodule = lk.data.DataModule(TensorDataset(x, y), val_split=0.2, batch_size=32, seed=0)
+    torch.manual_seed(1)
+    module = lk.ClassificationModule(
+        lk.models.MLP(8, 3, hidden=(32, 32), dropout=0.3),  # dropout: the RNG state matters
+        num_classes=3,
+        optimizer=lk.optim.adamw(lr=3e-3),
+        scheduler=lk.optim.warmup_cosine(warmup=0.2),  # stepped per batch: its state matters
+    )
+    trainer = lk.fit(
+        module,
+        datamodule,
+        resume=args.resume,
+        max_epochs=4,
+        seed=0,
+        checkpoint_every_n_steps=3,
+        default_root_dir=root / "runs",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Progress(root / "progress", args.delay)],
+    )
+    torch.save({k: v for k, v in module.state_dict().items()}, args.out)
+    print(f"done at step {trainer.global_step}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Crash safety: SIGKILL and resume bit-identically, atomic saves, damaged and malicious files, NaN."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import lightkit as lk
+from conftest import make_blobs
+from lightkit.callbacks import NonFiniteError
+from lightkit.checkpointing import CheckpointError, load_checkpoint
+
+SCRIPT = Path(__file__).parent / "scripts" / "resumable_training.py"
+
+
+def _start(root: Path, out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(root), str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _progress(root: Path) -> str:
+    try:
+        return (root / "progress").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """Weights of an uninterrupted run."""
+    root = tmp_path_factory.mktemp("reference")
+    _finish(_start(root, root / "weights.pt"))
+    return torch.load(root / "weights.pt", weights_only=True)
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_point",
+    ["epoch-end 0", "step 16", "step 20", "epoch-end 2"],  # 12 steps per epoch
+)
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, kill_point):
+    kind, number = kill_point.split()
+    target = int(number)
+
+    def ready() -> bool:
+        text = _progress(tmp_path)
+        if kind == "epoch-end":
+            return text == kill_point
+        return text.startswith("step") and int(text.split()[1]) >= target
+
+    proc = _start(tmp_path, tmp_path / "weights.pt")
+    _kill_when(proc, ready)
+    assert not (tmp_path / "weights.pt").exists()  # it really died before finishing
+    assert list((tmp_path / "runs").glob("version_*/checkpoints/last.ckpt"))
+    _finish(_start(tmp_path, tmp_path / "weights.pt", "--resume"))
+    _assert_identical(reference, torch.load(tmp_path / "weights.pt", weights_only=True))
+    assert len(list((tmp_path / "runs").glob("version_*"))) == 1  # resumed in the same folder
+
+
+@pytest.mark.slow
+def test_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    proc = _start(tmp_path, tmp_path / "weights.pt", "--slow-save-at", "4")
+    _kill_when(proc, lambda: (tmp_path / "saving").exists())
+    (ckpt,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+    checkpoint = load_checkpoint(ckpt)  # the previous save, complete and loadable
+    assert checkpoint["global_step"] > 0
+    # The half-written file is a hidden temporary that resuming ignores.
+    assert list(ckpt.parent.glob(".last.ckpt.*.tmp"))
+    _finish(_start(tmp_path, tmp_path / "weights.pt", "--resume"))
+
+
+def _train(tmp_path, **kwargs) -> lk.ClassificationModule:
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    trainer = lk.make_trainer(
+        max_epochs=2, default_root_dir=tmp_path / "runs", enable_progress_bar=False, **kwargs
+    )
+    trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(128), batch_size=32))
+    return trainer
+
+
+def test_truncated_checkpoint_is_named_and_resume_falls_back(tmp_path):
+    trainer = _train(tmp_path)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    last = folder / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.ckpt' is damaged \(truncated or corrupt\)"):
+        load_checkpoint(last)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        lk.ClassificationModule.load_from_checkpoint(last)
+    with pytest.warns(UserWarning, match=r"last\.ckpt' is damaged.*resuming from.*best\.ckpt"):
+        resumed = lk.fit(
+            lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+            lk.data.DataModule(make_blobs(128), batch_size=32),
+            resume=True,
+            max_epochs=3,
+            default_root_dir=tmp_path / "runs",
+            enable_progress_bar=False,
+        )
+    assert resumed.current_epoch == 3  # continued from the best (epoch 2) checkpoint
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
+    trainer = _train(tmp_path)
+    good = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    marker = tmp_path / "pwned"
+    good["hyper_parameters"]["evil"] = _Evil(marker)
+    path = tmp_path / "evil.ckpt"
+    torch.save(good, path)
+    with pytest.raises(
+        CheckpointError, match=r"refusing to load checkpoint.*could run arbitrary code"
+    ):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        lk.ClassificationModule.load_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        _trainer = lk.make_trainer(max_epochs=3, default_root_dir=tmp_path / "r2", logger=False)
+        _trainer.fit(
+            lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+            datamodule=lk.data.DataModule(make_blobs(128), batch_size=32),
+            ckpt_path=path,
+        )
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(0))  # (pickle itself still works; only lightkit refuses)
+
+
+class _NaNAt(nn.Module):
+    """A net whose output turns NaN at training step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+        self.step, self.calls = step, 0
+
+    def forward(self, x):
+        out = self.fc(x)
+        if self.training:
+            self.calls += 1
+            if self.calls == self.step + 1:
+                out = out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_training_and_keeps_good_checkpoints(tmp_path):
+    module = lk.ClassificationModule(_NaNAt(step=9), 3)
+    trainer = lk.make_trainer(
+        max_epochs=5,
+        default_root_dir=tmp_path,
+        checkpoint_every_n_steps=2,
+        enable_progress_bar=False,
+    )
+    with pytest.raises(
+        NonFiniteError, match=r"loss is nan at global step 9 .*Last good checkpoint: .*last\.ckpt"
+    ):
+        trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(128), batch_size=32))
+    for path in Path(trainer.checkpoint_callback.dirpath).glob("*.ckpt"):
+        state = load_checkpoint(path)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values()), path
+        assert load_checkpoint(path)["global_step"] <= 9
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    trainer = _train(tmp_path)
+    with torch.no_grad():
+        trainer.lightning_module.net.layers[0][0].weight[0, 0] = float("inf")
+    before = set(Path(trainer.checkpoint_callback.dirpath).glob("*.ckpt"))
+    with pytest.raises(
+        NonFiniteError, match=r"parameter 'net\.layers\.0\.0\.weight' holds NaN or Inf"
+    ):
+        trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()
+    assert set(Path(trainer.checkpoint_callback.dirpath).glob("*.ckpt")) == before
+    del module
+
+
+def test_atomic_io_leaves_no_temporary_files(tmp_path):
+    trainer = _train(tmp_path, checkpoint_every_n_steps=1)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    assert {p.name for p in folder.iterdir()} == {"best.ckpt", "last.ckpt"}
