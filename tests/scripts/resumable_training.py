@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,15 @@ class Progress(Callback):
     def __init__(self, path: Path, delay: float) -> None:
         self.path, self.delay = path, delay
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if os.environ.get("LK_TRACE"):
+            rng = float(torch.get_rng_state().float().sum())
+            w = float(sum(p.double().sum() for p in pl_module.parameters()))
+            with open(os.environ["LK_TRACE"], "a") as f:
+                f.write(
+                    f"{trainer.global_step} {batch_idx} {batch[1][:6].tolist()} {rng} {w:.10f}\n"
+                )
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         time.sleep(self.delay)  # room for the test to kill the run at a chosen step
         self.path.write_text(f"step {trainer.global_step}")
@@ -32,12 +42,17 @@ class Progress(Callback):
         self.path.write_text(f"epoch-end {trainer.current_epoch}")
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root")
     parser.add_argument("out")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--dataloader", action="store_true", help="per-sample DataLoader path")
     parser.add_argument("--slow-save-at", type=int, default=0, help="hang inside the Nth save")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -64,7 +79,10 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(480, 8, generator=g)
     y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 1).long()
-    datamodule = lk.data.DataModule(TensorDataset(x, y), val_split=0.2, batch_size=32, seed=0)
+    extra = {"train_transform": _identity, "num_workers": 0} if args.dataloader else {}
+    datamodule = lk.data.DataModule(
+        TensorDataset(x, y), val_split=0.2, batch_size=32, seed=0, **extra
+    )
     torch.manual_seed(1)
     module = lk.ClassificationModule(
         lk.models.MLP(8, 3, hidden=(32, 32), dropout=0.3),  # dropout: the RNG state matters

@@ -108,8 +108,8 @@ class DataModule(L.LightningDataModule):
         self.eval_transform = eval_transform
         self.seed = seed
         self.device: str | None = None  # where the in-memory fast path keeps its tensors
-        self._train_generator: torch.Generator | None = None
-        self._pending_generator_state: torch.Tensor | None = None
+        self._train_loader: DataLoader | InMemoryLoader | None = None
+        self._pending_loader_state: dict[str, Any] | None = None
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -147,29 +147,41 @@ class DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader | InMemoryLoader:
         loader = self._loader(self.train_dataset, "train", shuffle=True)
-        trainer = self.trainer
-        if isinstance(loader, InMemoryLoader) and trainer is not None:
-            # A checkpoint records how many batches the trainer has processed, not how many were
-            # prefetched, so a mid-epoch resume restarts at exactly the right batch.
-            progress = trainer.fit_loop.epoch_loop.batch_progress
-            loader.position = lambda: progress.current.processed
-        elif isinstance(loader, DataLoader) and loader.generator is not None:
-            if self._pending_generator_state is not None:
-                loader.generator.set_state(self._pending_generator_state)
-                self._pending_generator_state = None
-            self._train_generator = loader.generator
+        pending, self._pending_loader_state = self._pending_loader_state, None
+        if isinstance(loader, InMemoryLoader):
+            trainer = self.trainer
+            if trainer is not None:
+                # Checkpoints record how many batches the trainer processed, not how many were
+                # prefetched, so a mid-epoch resume restarts at exactly the right batch.
+                progress = trainer.fit_loop.epoch_loop.batch_progress
+                loader.position = lambda: progress.current.processed
+            if pending and "in_memory" in pending:
+                loader.load_state_dict(pending["in_memory"])
+        elif isinstance(loader, DataLoader) and loader.generator is not None and pending:
+            if "generator" in pending:
+                loader.generator.set_state(pending["generator"])
+        self._train_loader = loader
         return loader
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints: the train DataLoader's shuffle generator, so that a run resumed
-        from an end-of-epoch checkpoint shuffles the next epochs as the uninterrupted run would.
-        (The in-memory loader keeps its own state, mid-epoch position included.)"""
-        if self._train_generator is None:
-            return {}
-        return {"train_generator": self._train_generator.get_state()}
+        """Saved in checkpoints: where the training data stands, for bit-identical resumes.
+
+        For the in-memory loader: its shuffle generator and the batches processed in the current
+        epoch (mid-epoch resume). For a DataLoader: its shuffle generator (exact resume from
+        end-of-epoch checkpoints; mid-epoch, that epoch's order restarts).
+        """
+        loader = self._train_loader
+        if isinstance(loader, InMemoryLoader):
+            state = loader.state_dict()
+            return {"train_loader": {"in_memory": state}} if state else {}
+        if isinstance(loader, DataLoader) and loader.generator is not None:
+            return {"train_loader": {"generator": loader.generator.get_state()}}
+        return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._pending_generator_state = state_dict.get("train_generator")
+        # Applied when the train loader is built, which Lightning does after restoring this
+        # (and before its first use, even when the scheduler asks for the step count early).
+        self._pending_loader_state = state_dict.get("train_loader")
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None and self.train_dataset is not None:
