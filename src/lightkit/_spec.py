@@ -57,7 +57,9 @@ def to_spec(obj: Any) -> dict[str, Any] | None:
         return dict(init_spec)
     if isinstance(obj, functools.partial) and not obj.args and is_plain(obj.keywords):
         if _importable(obj.func):
-            return {"class_path": qualified_name(obj.func), "init_args": dict(obj.keywords)}
+            # "partial": rebuilt as a partial again (an optimizer class still needs its params).
+            path = qualified_name(obj.func)
+            return {"class_path": path, "init_args": dict(obj.keywords), "partial": True}
         return None
     init_args = getattr(obj, "init_args", None)
     if isinstance(init_args, Mapping) and is_plain(init_args) and _importable(type(obj)):
@@ -77,6 +79,8 @@ def from_spec(spec: Mapping[str, Any], what: str) -> Any:
             f"{what}: expected a {{'class_path': str, 'init_args': dict}} spec, got {spec!r}"
         )
     target = import_object(spec["class_path"], what)
+    if spec.get("partial"):
+        return functools.partial(target, **dict(spec.get("init_args", {})))
     try:
         return target(**dict(spec.get("init_args", {})))
     except TypeError as err:

@@ -22,7 +22,7 @@ def doctor() -> str:
     import lightning
     import torch
 
-    from lightkit.trainer import _resolve_precision
+    from lightkit.trainer import _resolve_precision, native_bf16
 
     cuda = torch.cuda.is_available()
     lines = [
@@ -35,9 +35,7 @@ def doctor() -> str:
     if cuda:
         for i in range(torch.cuda.device_count()):
             lines.append(f"  cuda:{i}   {torch.cuda.get_device_name(i)}")
-        lines.append(
-            f"bf16       {'supported' if torch.cuda.is_bf16_supported() else 'not supported'}"
-        )
+        lines.append(f"bf16       {'supported' if native_bf16() else 'not supported'}")
     lines.append(
         f"precision  {_resolve_precision('auto', 'auto')} (what precision='auto' picks here)"
     )

@@ -134,6 +134,11 @@ def _non_negative(fn: str, **values: float) -> None:
             raise ValueError(f"lk.optim.{fn}: {name} must be a number >= 0, got {value!r}")
 
 
+def _check_ratio(fn: str, ratio: float) -> None:
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        raise ValueError(f"lk.optim.{fn}: min_lr_ratio must be in [0, 1], got {ratio!r}")
+
+
 # --- optimizers ---------------------------------------------------------------------------------
 
 
@@ -205,6 +210,8 @@ def plateau(
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.plateau(patience=3))
     """
     _non_negative("plateau", patience=patience)
+    if not isinstance(patience, int) or isinstance(patience, bool):
+        raise ValueError(f"lk.optim.plateau: patience must be an integer, got {patience!r}")
     if not 0 < factor < 1:
         raise ValueError(f"lk.optim.plateau: factor must be in (0, 1), got {factor!r}")
     if mode not in ("min", "max"):
@@ -226,6 +233,8 @@ def step(step_size: int = 30, gamma: float = 0.1) -> SchedulerPreset:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.step(step_size=10, gamma=0.5))
     """
     _positive("step", step_size=step_size, gamma=gamma)
+    if not isinstance(step_size, int) or isinstance(step_size, bool):
+        raise ValueError(f"lk.optim.step: step_size must be an integer, got {step_size!r}")
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
@@ -239,7 +248,7 @@ def cosine(min_lr_ratio: float = 0.0) -> SchedulerPreset:
     Example:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.cosine())
     """
-    _non_negative("cosine", min_lr_ratio=min_lr_ratio)
+    _check_ratio("cosine", min_lr_ratio)
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
         assert total_steps is not None
@@ -262,7 +271,8 @@ def warmup_cosine(warmup: float = 0.05, min_lr_ratio: float = 0.0) -> SchedulerP
     Example:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.warmup_cosine(warmup=0.1))
     """
-    _non_negative("warmup_cosine", warmup=warmup, min_lr_ratio=min_lr_ratio)
+    _non_negative("warmup_cosine", warmup=warmup)
+    _check_ratio("warmup_cosine", min_lr_ratio)
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
         assert total_steps is not None

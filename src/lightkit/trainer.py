@@ -238,7 +238,17 @@ def _resolve_precision(precision: str | int, accelerator: Any) -> str | int:
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if not on_gpu:
         return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if native_bf16() else "16-mixed"
+
+
+def native_bf16() -> bool:
+    """Whether the current CUDA GPU runs bf16 natively (Ampere and newer), not by emulation."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch without the argument
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def _make_logger(logger: str | bool | Logger, run_dir: Path) -> Logger | bool:

@@ -191,7 +191,11 @@ class SegmentationDataset(Dataset):
         image = tv_tensors.Image(TF.pil_to_tensor(load_image(self.images[index], self.mode)))
         mask_img = load_image(self.masks[index], "")
         if mask_img.mode not in ("L", "P", "I", "I;16"):
-            mask_img = mask_img.convert("L")
+            raise BadImageError(
+                f"mask file {os.fspath(self.masks[index])!r} is a {mask_img.mode} image; expected "
+                "one channel of class indices (PNG mode L, P or I). Convert colour-coded masks to "
+                "class indices first"
+            )
         mask = tv_tensors.Mask(torch.from_numpy(np.array(mask_img, dtype=np.int64)))
         if self.transform is not None:
             image, mask = self.transform(image, mask)

@@ -117,6 +117,7 @@ def cross_validate(
         datamodule = KFoldDataModule(
             dataset, k=k, fold=fold, stratify=stratify, batch_size=batch_size, seed=seed
         )
+        L.seed_everything(kwargs["seed"], verbose=False)  # the same initial weights in every fold
         module = make_module()
         trainer = make_trainer(**kwargs)
         trainer.fit(module, datamodule=datamodule)
@@ -146,15 +147,28 @@ def _table(folds: list[dict[str, float]], mean: dict, std: dict, keys: list[str]
 
 
 def _labels(dataset: Any) -> list[int]:
+    """One integer class label per sample, for stratification; a clear error otherwise."""
+    values: Any = None
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) > 1:
-        return dataset.tensors[1].tolist()
+        values = dataset.tensors[1]
     for attr in ("targets", "labels"):
-        values = getattr(dataset, attr, None)
-        if values is not None:
-            return [
-                int(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)
-            ]
-    return [int(dataset[i][1]) for i in range(len(dataset))]
+        if values is None:
+            values = getattr(dataset, attr, None)
+    if values is None:
+        values = [dataset[i][1] for i in range(len(dataset))]
+    labels = []
+    for i, value in enumerate(values):
+        label = value
+        if isinstance(value, torch.Tensor):
+            label = value.item() if value.numel() == 1 and not value.is_floating_point() else None
+        if not isinstance(label, int) or isinstance(label, bool):
+            raise ValueError(
+                f"KFoldDataModule: stratify=True needs one integer class label per sample, but "
+                f"sample {i} has target {value!r}; pass stratify=False for regression, "
+                "multilabel or segmentation targets"
+            )
+        labels.append(label)
+    return labels
 
 
 __all__ = ["KFoldDataModule", "cross_validate"]

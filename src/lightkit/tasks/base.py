@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
@@ -18,6 +19,7 @@ from lightkit import optim as lk_optim
 from lightkit._checkpointing import run_blocks
 from lightkit._spec import from_spec, is_spec, to_spec
 from lightkit.checkpointing import load_checkpoint
+from lightkit.trainer import _has_no_validation
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -85,6 +87,11 @@ class TaskModule(L.LightningModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if gradient_checkpointing:
+            if compile and type(self.net) is nn.Sequential:
+                raise ValueError(
+                    f"{self._name}: compile=True with gradient_checkpointing=True is not supported "
+                    "for an nn.Sequential net; use one of the two, or a lightkit model"
+                )
             _enable_gradient_checkpointing(self.net, self._name)
         self.gradient_checkpointing = gradient_checkpointing
         # The compiled wrapper is kept out of the module tree, so that state_dict keys (and so
@@ -242,6 +249,10 @@ class TaskModule(L.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.predict_output(self(x))
 
+    def setup(self, stage: str) -> None:
+        # New data may come with each fit/validate/test call: check a full epoch of it again.
+        self._checked_stages.clear()
+
     # Metric states are reset when a stage starts: a reset inside one loop's inference_mode would
     # leave inference tensors that the next loop (fit's validation runs under no_grad) cannot update.
     def on_train_epoch_start(self) -> None:
@@ -288,6 +299,7 @@ class TaskModule(L.LightningModule):
             metrics.reset()
 
     def _accumulate_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        loss = loss.float()  # an fp16 sum over an epoch would overflow
         sums = self._loss_sums.get(stage)
         if sums is None:
             self._loss_sums[stage] = [loss * batch_size, batch_size]
@@ -368,7 +380,14 @@ class TaskModule(L.LightningModule):
             config = {"scheduler": scheduler, "interval": "epoch"}
             monitor = "val/loss"
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = monitor or "val/loss"
+            monitor = monitor or "val/loss"
+            if monitor.startswith("val/") and _has_no_validation(self.trainer):
+                rank_zero_warn(
+                    f"{self._name}: no validation data, so ReduceLROnPlateau follows train/loss "
+                    f"instead of {monitor}"
+                )
+                monitor = "train/loss"
+            config["monitor"] = monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
 
 
