@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import time
 from pathlib import Path
 
@@ -24,15 +23,6 @@ import lightkit as lk
 class Progress(Callback):
     def __init__(self, path: Path, delay: float) -> None:
         self.path, self.delay = path, delay
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if os.environ.get("LK_TRACE"):
-            rng = float(torch.get_rng_state().float().sum())
-            w = float(sum(p.double().sum() for p in pl_module.parameters()))
-            with open(os.environ["LK_TRACE"], "a") as f:
-                f.write(
-                    f"{trainer.global_step} {batch_idx} {batch[1][:6].tolist()} {rng} {w:.10f}\n"
-                )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         time.sleep(self.delay)  # room for the test to kill the run at a chosen step
