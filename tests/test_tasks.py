@@ -114,7 +114,9 @@ def test_predict_returns_probabilities(blobs, fast_trainer_kwargs):
 
 def test_plateau_scheduler_is_wired_to_val_loss(blobs):
     module = _module(scheduler=lk.optim.plateau(patience=1))
-    trainer_stub = type("T", (), {"estimated_stepping_batches": 10})()
+    trainer_stub = type(
+        "T", (), {"estimated_stepping_batches": 10, "limit_val_batches": 1.0, "datamodule": None}
+    )()
     module.trainer = trainer_stub  # type: ignore[assignment]
     config = module.configure_optimizers()
     assert config["lr_scheduler"]["monitor"] == "val/loss"
