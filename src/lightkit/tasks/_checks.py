@@ -63,6 +63,29 @@ def check_binary_targets(owner: str, target: Any, stage: str, batch_idx: int) ->
         raise error
 
 
+def check_class_labels(
+    owner: str,
+    target: Any,
+    num_classes: int,
+    stage: str,
+    batch_idx: int,
+    what: str = "labels",
+    ignore_index: int | None = None,
+) -> None:
+    """Integer class labels in ``[0, num_classes)`` (or ``ignore_index``), else a clear error."""
+    check_integer_labels(owner, target, stage, batch_idx)
+    if labels_in_range(target, num_classes):
+        return
+    bad = (target < 0) | (target >= num_classes)
+    expected = f"{what} in [0, {num_classes}) (num_classes={num_classes})"
+    if ignore_index is not None:
+        bad &= target != ignore_index
+        expected += f" or ignore_index={ignore_index}"
+    error = first_bad_value(owner, target, bad, stage, batch_idx, expected)
+    if error:
+        raise error
+
+
 def labels_in_range(target: torch.Tensor, num_classes: int) -> bool:
     """Fast check that every label is in ``[0, num_classes)``: one reduction, two scalars."""
     if target.numel() == 0:

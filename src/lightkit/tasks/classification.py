@@ -22,11 +22,9 @@ from torchmetrics.classification import (
 
 from lightkit.tasks._checks import (
     check_binary_targets,
-    check_integer_labels,
+    check_class_labels,
     check_num_classes,
     check_threshold,
-    first_bad_value,
-    labels_in_range,
 )
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -110,20 +108,7 @@ class ClassificationModule(TaskModule):
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
-        check_integer_labels(self._name, target, stage, batch_idx)
-        if labels_in_range(target, self.num_classes):
-            return
-        bad = (target < 0) | (target >= self.num_classes)
-        error = first_bad_value(
-            self._name,
-            target,
-            bad,
-            stage,
-            batch_idx,
-            f"labels in [0, {self.num_classes}) (num_classes={self.num_classes})",
-        )
-        if error:
-            raise error
+        check_class_labels(self._name, target, self.num_classes, stage, batch_idx)
 
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=-1)

@@ -12,12 +12,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
 from lightkit.losses import CEDiceLoss, DiceLoss
-from lightkit.tasks._checks import (
-    check_integer_labels,
-    check_num_classes,
-    first_bad_value,
-    labels_in_range,
-)
+from lightkit.tasks._checks import check_class_labels, check_num_classes
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
 _LOSSES = ("ce+dice", "ce", "dice")
@@ -119,18 +114,9 @@ class SegmentationModule(TaskModule):
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
-        check_integer_labels(self._name, target, stage, batch_idx)
-        if labels_in_range(target, self.num_classes):
-            return
-        bad = (target < 0) | (target >= self.num_classes)
-        if self.ignore_index is not None:
-            bad &= target != self.ignore_index
-        expected = f"mask values in [0, {self.num_classes})" + (
-            f" or ignore_index={self.ignore_index}" if self.ignore_index is not None else ""
+        check_class_labels(
+            self._name, target, self.num_classes, stage, batch_idx, "mask values", self.ignore_index
         )
-        error = first_bad_value(self._name, target, bad, stage, batch_idx, expected)
-        if error:
-            raise error
 
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=1)
