@@ -57,3 +57,23 @@ def test_time_to_accuracy_benchmark_tiny():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert "plain" in out.stdout and "lightkit" in out.stdout and "ratio" in out.stdout
+
+
+def test_gpu_check_tiny():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCHMARKS.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'precision="auto" picks:' in out.stdout
+    rows = [
+        line.split()
+        for line in out.stdout.splitlines()
+        if line.startswith(("plain", "lightkit", "preset"))
+    ]
+    names = [r[0] for r in rows]
+    assert names[:3] == ["plain", "lightkit-32", "preset"]
+    assert rows[0][3] == "1.00" and all(float(r[2]) > 0 for r in rows)

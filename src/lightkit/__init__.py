@@ -22,6 +22,7 @@ from lightkit.tasks import (
     TaskModule,
 )
 from lightkit.trainer import fit, make_trainer
+from lightkit.tuning import find_batch_size, find_lr
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,8 @@ __all__ = [
     "checkpointing",
     "cross_validate",
     "data",
+    "find_batch_size",
+    "find_lr",
     "fit",
     "losses",
     "make_trainer",

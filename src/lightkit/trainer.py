@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -17,6 +19,13 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.profilers import (
+    AdvancedProfiler,
+    Profiler,
+    PyTorchProfiler,
+    SimpleProfiler,
+)
+from lightning.pytorch.strategies import Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightkit.callbacks import NaNGuard, RNGState
@@ -47,6 +56,9 @@ def make_trainer(
     patience: int = 10,
     gradient_clip_val: float | None = None,
     accumulate_grad_batches: int = 1,
+    gradient_clip_algorithm: str = "norm",
+    num_nodes: int = 1,
+    profiler: str | Profiler | None = None,
     logger: str | bool | Logger = "tensorboard",
     default_root_dir: str | os.PathLike[str] = "runs",
     seed: int | None = None,
@@ -59,7 +71,13 @@ def make_trainer(
 
     What you get:
         * precision ``"auto"``: ``32-true`` on CPU, ``bf16-mixed`` on GPUs that support bf16,
-          else ``16-mixed``;
+          else ``16-mixed``; an explicit precision the hardware cannot run (fp16 AMP on the CPU,
+          bf16 on a GPU without it) is an error that says what to use instead;
+        * strategy ``"auto"`` is DDP when more than one device (or node) is used; ``"ddp"`` runs
+          with ``find_unused_parameters=False`` (``"ddp_find_unused_parameters_true"`` if your
+          model has parameters that receive no gradient); ``"ddp_spawn"`` and ``"fsdp"`` too.
+          Multi-node runs: set ``num_nodes`` and launch with torchrun or SLURM (Lightning reads
+          their environment). Metrics are synced across processes at epoch end, not per step;
         * ``EarlyStopping`` on ``monitor`` (when ``early_stopping``);
         * ``ModelCheckpoint`` keeping ``best.ckpt`` (by ``monitor``) and ``last.ckpt`` in
           ``<default_root_dir>/version_<n>/checkpoints/``; every run gets a new ``version_<n>``
@@ -87,8 +105,16 @@ def make_trainer(
         mode: ``"min"`` or ``"max"``: whether a lower or higher ``monitor`` is better.
         early_stopping: Stop when ``monitor`` has not improved for ``patience`` epochs.
         patience: Epochs without improvement before early stopping.
-        gradient_clip_val: Clip gradients to this norm (None: no clipping).
-        accumulate_grad_batches: Batches whose gradients are summed per optimizer step.
+        gradient_clip_val: Clip gradients to this value (None: no clipping).
+        accumulate_grad_batches: Batches whose gradients are summed per optimizer step (the
+            loss is divided by it, so batch 8 × 4 steps like batch 32).
+        gradient_clip_algorithm: ``"norm"`` (clip the global gradient norm) or ``"value"``
+            (clamp each gradient element).
+        num_nodes: Machines taking part (each running ``devices`` processes).
+        profiler: ``None``, ``"simple"``, ``"advanced"``, ``"pytorch"`` or a Lightning
+            ``Profiler``. Reports go to ``<run folder>/profile/`` and their paths are printed;
+            ``"pytorch"`` also writes a Chrome trace (``*.pt.trace.json``, open it in
+            ``chrome://tracing`` or https://ui.perfetto.dev).
         logger: ``"tensorboard"``, ``False``, or a Lightning ``Logger``.
         default_root_dir: Folder holding one ``version_<n>`` folder per run.
         seed: Seed every RNG (torch, numpy, Python, workers) before building anything.
@@ -108,27 +134,32 @@ def make_trainer(
     _check_int("max_epochs", max_epochs, minimum=-1)
     _check_int("patience", patience, minimum=0)
     _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+    _check_int("num_nodes", num_nodes, minimum=1)
+    if gradient_clip_algorithm not in ("norm", "value"):
+        raise ValueError(
+            "make_trainer: gradient_clip_algorithm must be 'norm' or 'value', got "
+            f"{gradient_clip_algorithm!r}"
+        )
     if checkpoint_every_n_steps is not None:
         _check_int("checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
     if mode not in ("min", "max"):
         raise ValueError(f"make_trainer: mode must be 'min' or 'max', got {mode!r}")
     if not isinstance(monitor, str) or not monitor:
         raise ValueError(f"make_trainer: monitor must be a logged metric name, got {monitor!r}")
-    if precision not in PRECISIONS and precision not in _PRECISION_ALIASES:
-        raise ValueError(
-            f"make_trainer: unknown precision {precision!r}; expected one of "
-            + ", ".join(repr(p) for p in PRECISIONS)
-        )
     if gradient_clip_val is not None and (
         not isinstance(gradient_clip_val, (int, float)) or gradient_clip_val <= 0
     ):
         raise ValueError(
             f"make_trainer: gradient_clip_val must be a number > 0 or None, got {gradient_clip_val!r}"
         )
+    accelerator = trainer_kwargs.pop("accelerator", "auto")
+    hardware = _hardware(accelerator)
+    _check_strategy(strategy)
+    _check_devices(devices, hardware)
+    precision = _resolve_precision(precision, hardware)
     if seed is not None:
         L.seed_everything(seed, workers=True)
 
-    accelerator = trainer_kwargs.pop("accelerator", "auto")
     run_dir = _run_dir(Path(default_root_dir), version)
     if rank_zero_only.rank == 0:
         # Claim the folder now, so that a second trainer built before this one runs gets the next.
@@ -161,6 +192,7 @@ def make_trainer(
     if early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     callbacks.append(_NoValidationFallback())
+    profiler = _make_profiler(profiler, run_dir)
     loggers = _make_logger(logger, run_dir)
     if loggers is not False:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
@@ -177,11 +209,14 @@ def make_trainer(
     return L.Trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
-        precision=_resolve_precision(precision, accelerator),
+        precision=precision,
         devices=devices,
+        num_nodes=num_nodes,
         strategy=strategy,
         gradient_clip_val=gradient_clip_val,
+        gradient_clip_algorithm=gradient_clip_algorithm if gradient_clip_val is not None else None,
         accumulate_grad_batches=accumulate_grad_batches,
+        profiler=profiler,
         logger=loggers,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
@@ -223,6 +258,43 @@ class _NoValidationFallback(Callback):
             )
 
 
+PROFILERS = ("simple", "advanced", "pytorch")
+
+
+def _make_profiler(profiler: str | Profiler | None, run_dir: Path) -> Profiler | None:
+    """A Lightning profiler writing into ``<run_dir>/profile/``, announcing its files when done."""
+    if profiler is None or isinstance(profiler, Profiler):
+        return profiler
+    folder = run_dir / "profile"
+    if profiler == "simple":
+        made: Profiler = SimpleProfiler(dirpath=folder, filename="report")
+    elif profiler == "advanced":
+        made = AdvancedProfiler(dirpath=folder, filename="report")
+    elif profiler == "pytorch":
+        made = PyTorchProfiler(dirpath=folder, filename="report", export_to_chrome=True)
+    else:
+        raise ValueError(
+            f"make_trainer: unknown profiler {profiler!r}; expected None, "
+            + ", ".join(repr(p) for p in PROFILERS)
+            + " or a lightning Profiler"
+        )
+    describe = made.describe
+
+    def describe_and_announce() -> None:
+        # The Trainer calls describe() last, after every callback, once the reports are written.
+        describe()
+        files = sorted(folder.glob("*")) if folder.is_dir() else []
+        if files and rank_zero_only.rank == 0:
+            for f in files:
+                if f.suffix == ".txt":
+                    print(f"lightkit: profiler report {f}")
+            for f in (f for f in files if f.suffix == ".json"):
+                print(f"lightkit: Chrome trace {f} (open in chrome://tracing or ui.perfetto.dev)")
+
+    made.describe = describe_and_announce  # type: ignore[method-assign]
+    return made
+
+
 def _has_no_validation(trainer: L.Trainer) -> bool:
     from lightkit.data.datamodule import DataModule
 
@@ -232,13 +304,113 @@ def _has_no_validation(trainer: L.Trainer) -> bool:
     return isinstance(datamodule, DataModule) and datamodule.val_dataset is None
 
 
-def _resolve_precision(precision: str | int, accelerator: Any) -> str | int:
-    if precision != "auto":
-        return precision
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if not on_gpu:
-        return "32-true"
-    return "bf16-mixed" if native_bf16() else "16-mixed"
+def _hardware(accelerator: Any) -> str:
+    """What the run will train on: ``"cuda"``, ``"cpu"``, ``"mps"`` or another accelerator name."""
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    return accelerator if isinstance(accelerator, str) else type(accelerator).__name__
+
+
+def _resolve_precision(precision: str | int, hardware: str) -> str | int:
+    if precision not in PRECISIONS and precision not in _PRECISION_ALIASES:
+        raise ValueError(
+            f"make_trainer: unknown precision {precision!r}; expected one of "
+            + ", ".join(repr(p) for p in PRECISIONS)
+        )
+    if precision == "auto":
+        if hardware != "cuda":
+            return "32-true"
+        return "bf16-mixed" if native_bf16() else "16-mixed"
+    name = str(precision)
+    if hardware == "cpu" and name in ("16", "16-mixed"):
+        raise ValueError(
+            f"make_trainer: precision={precision!r} (fp16 mixed precision) needs a GPU; on the CPU "
+            "use '32-true', or 'bf16-mixed' where the CPU has fast bf16 (precision='auto' picks "
+            "for you)"
+        )
+    if hardware == "cuda" and name.startswith("bf16") and not native_bf16():
+        device = torch.cuda.get_device_name()
+        major, minor = torch.cuda.get_device_capability()
+        raise ValueError(
+            f"make_trainer: precision={precision!r} needs a GPU with native bf16 (compute "
+            f"capability 8.0 or newer); {device} has {major}.{minor}. Use '16-mixed' (with "
+            "loss scaling) or precision='auto'"
+        )
+    if (
+        name.startswith("transformer-engine")
+        and importlib.util.find_spec("transformer_engine") is None
+    ):
+        raise ValueError(
+            f"make_trainer: precision={precision!r} needs NVIDIA's transformer_engine package, "
+            "which is not installed; use 'bf16-mixed' or precision='auto'"
+        )
+    return precision
+
+
+# Strategy names lightkit documents; any other name in Lightning's registry works too.
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+
+
+def _check_strategy(strategy: Any) -> None:
+    if not isinstance(strategy, str):
+        if isinstance(strategy, Strategy):
+            return
+        raise TypeError(
+            f"make_trainer: strategy must be a name or a lightning Strategy, got {strategy!r}"
+        )
+    if strategy == "auto" or strategy in StrategyRegistry.available_strategies():
+        return
+    if strategy in ("dp", "ddp2", "data_parallel"):
+        raise ValueError(
+            f"make_trainer: strategy={strategy!r}: Lightning 2 has no DataParallel; use 'ddp' "
+            "(one process per GPU, faster and what PyTorch recommends)"
+        )
+    others = sorted(set(StrategyRegistry.available_strategies()) - set(STRATEGIES))
+    raise ValueError(
+        f"make_trainer: unknown strategy {strategy!r}; expected one of "
+        + ", ".join(repr(s) for s in STRATEGIES)
+        + " (or another Lightning strategy: "
+        + ", ".join(others)
+        + ")"
+    )
+
+
+def _check_devices(devices: Any, hardware: str) -> None:
+    if devices == "auto" or devices == -1 or devices == "-1":
+        return
+    if hardware == "cuda":
+        available = torch.cuda.device_count()
+        what = f"this machine has {available} CUDA GPU(s)"
+    elif hardware == "cpu":
+        available = os.cpu_count() or 1
+        what = f"this machine has {available} CPU core(s), one process per device"
+    else:
+        return  # Lightning checks other accelerators itself
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices < 1:
+            raise ValueError(
+                f"make_trainer: devices must be 'auto', -1, a positive count or a list of "
+                f"indices, got {devices!r}"
+            )
+        if devices > available:
+            raise ValueError(
+                f"make_trainer: devices={devices} but {what}; use at most {available}, or "
+                "devices='auto'"
+            )
+    elif isinstance(devices, (list, tuple)) and hardware == "cuda":
+        bad = [d for d in devices if not isinstance(d, int) or not 0 <= d < available]
+        if bad:
+            raise ValueError(
+                f"make_trainer: devices={list(devices)} names GPU(s) {bad}, but {what} "
+                f"(indices 0..{available - 1})"
+            )
 
 
 def native_bf16() -> bool:
@@ -288,9 +460,10 @@ def fit(
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
     resume: bool = False,
+    oom_retry: bool = True,
     **make_trainer_kwargs: Any,
 ) -> L.Trainer:
-    """Build a trainer with :func:`make_trainer` and fit; with ``resume``, continue the last run.
+    """Build a trainer with :func:`make_trainer` and fit; continue a run; survive CUDA OOM.
 
     ``resume=True`` reuses the newest ``version_<n>`` folder under ``default_root_dir`` and calls
     ``trainer.fit(..., ckpt_path="last")``: model, optimizer, scheduler, epoch and step, callback
@@ -298,8 +471,23 @@ def fit(
     ends with the same weights as one that was never interrupted. A damaged ``last.ckpt`` is
     skipped for the newest good checkpoint, with a warning. Without a checkpoint, it starts fresh.
 
+    ``oom_retry``: when training runs out of CUDA memory, the datamodule's ``batch_size`` is
+    halved and ``accumulate_grad_batches`` doubled, so the effective batch (and the learning-rate
+    schedule) stays the same; training then resumes from the run's ``last.ckpt`` (or starts over
+    from the initial weights when there is none yet). Each retry is reported with the new sizes;
+    after batch size 1 the error is raised. The datamodule needs a ``batch_size`` attribute (every
+    lightkit DataModule has one). Runs on several processes re-raise at once: their ranks would
+    have to agree on the retry.
+
+    Args:
+        module: The LightningModule to train.
+        datamodule: Its data.
+        resume: Continue the newest run under ``default_root_dir`` from its ``last.ckpt``.
+        oom_retry: Retry with half the batch size after CUDA out-of-memory errors.
+        **make_trainer_kwargs: Passed to :func:`make_trainer`.
+
     Returns:
-        The ``lightning.Trainer`` after fitting.
+        The ``lightning.Trainer`` after fitting (the last one, after retries).
 
     Example:
         >>> trainer = lk.fit(module, dm, resume=True, max_epochs=20, checkpoint_every_n_steps=100)
@@ -307,13 +495,54 @@ def fit(
     if resume:
         make_trainer_kwargs.setdefault("version", "last")
     trainer = make_trainer(**make_trainer_kwargs)
-    ckpt_path = None
-    if resume:
-        folder = Path(trainer.default_root_dir) / "checkpoints"
-        if any(folder.glob("*.ckpt")):
-            ckpt_path = "last"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    return trainer
+    ckpt_path = "last" if resume and _has_checkpoint(trainer) else None
+    initial_weights = (
+        {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        if oom_retry and ckpt_path is None
+        else None
+    )
+    while True:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            return trainer
+        except torch.cuda.OutOfMemoryError as err:
+            if not oom_retry or trainer.world_size > 1:
+                raise
+            batch_size = getattr(datamodule, "batch_size", None)
+            if not isinstance(batch_size, int):
+                raise torch.cuda.OutOfMemoryError(
+                    f"{err}\nlightkit: cannot retry with a smaller batch: "
+                    f"{type(datamodule).__name__} has no integer `batch_size` attribute"
+                ) from err
+            if batch_size <= 1:
+                raise torch.cuda.OutOfMemoryError(
+                    f"{err}\nlightkit: out of memory even at batch size 1; use a smaller model, "
+                    "mixed precision (precision='bf16-mixed' or '16-mixed'), gradient "
+                    "checkpointing (gradient_checkpointing=True on lightkit models), or a GPU "
+                    "with more memory"
+                ) from err
+            accumulate = trainer.accumulate_grad_batches * 2
+            datamodule.batch_size = batch_size // 2
+            run_version = int(Path(trainer.default_root_dir).name.removeprefix("version_"))
+            make_trainer_kwargs.update(accumulate_grad_batches=accumulate, version=run_version)
+            del trainer
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            trainer = make_trainer(**make_trainer_kwargs)
+            ckpt_path = "last" if _has_checkpoint(trainer) else None
+            if ckpt_path is None and initial_weights is not None:
+                module.load_state_dict(initial_weights)
+            rank_zero_warn(
+                f"lightkit: CUDA out of memory at batch size {batch_size}; retrying with "
+                f"batch_size={batch_size // 2} and accumulate_grad_batches={accumulate} "
+                f"(effective batch {batch_size // 2 * accumulate}), "
+                + ("resuming from last.ckpt" if ckpt_path else "starting over")
+            )
+
+
+def _has_checkpoint(trainer: L.Trainer) -> bool:
+    return any((Path(trainer.default_root_dir) / "checkpoints").glob("*.ckpt"))
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

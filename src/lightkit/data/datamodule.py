@@ -166,6 +166,8 @@ class DataModule(L.LightningDataModule):
                 loader.position = lambda: progress.current.processed
             if pending and "in_memory" in pending:
                 loader.load_state_dict(pending["in_memory"])
+                if trainer is not None and loader.rebatched is not None:
+                    _recount_batches(trainer, *loader.rebatched)
         elif isinstance(loader, DataLoader) and loader.generator is not None and pending:
             loader.generator.set_state(pending.get("generator", loader.generator.get_state()))
         self._train_loader = loader
@@ -240,6 +242,17 @@ class DataModule(L.LightningDataModule):
         if in_memory_tensors(dataset) is not None:
             return 0
         return auto_num_workers()
+
+
+def _recount_batches(trainer: Any, old: int, new: int) -> None:
+    """After a mid-epoch resume with another batch size (``lk.fit``'s out-of-memory retry), count
+    the batches already trained in the new size, so the epoch ends, validates and steps the
+    optimizer where a run at the new size would."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    for tracker in (progress.current, progress.total):
+        for field in ("ready", "started", "processed", "completed"):
+            value = getattr(tracker, field)
+            setattr(tracker, field, value + new - old)
 
 
 def _wrap(dataset: Dataset | None, transform: Transform | None) -> Dataset | None:

@@ -72,6 +72,8 @@ class InMemoryLoader:
         self._epoch_start_state: torch.Tensor | None = None
         self._yielded = 0
         self._skip = 0
+        # After a mid-epoch resume with another batch size: (old batches, new batches) consumed.
+        self.rebatched: tuple[int, int] | None = None
 
     @classmethod
     def from_dataset(cls, dataset: TensorDataset | Subset, **kwargs: object) -> InMemoryLoader:
@@ -98,25 +100,45 @@ class InMemoryLoader:
         state = self._epoch_start_state
         if state is None:
             state = self.generator.get_state() if self.generator is not None else torch.empty(0)
-        return {"epoch_start_generator": state, "consumed": int(consumed), "length": len(self)}
+        return {
+            "epoch_start_generator": state,
+            "consumed": int(consumed),
+            "length": len(self),
+            "batch_size": self.batch_size,
+            "num_samples": self._num_samples,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`, also with another batch size (same data).
+
+        With another batch size (as after ``lk.fit``'s out-of-memory retry) a finished epoch
+        resumes exactly, and an unfinished one continues with the first sample not yet seen;
+        ``rebatched`` then holds ``(batches consumed at the old size, at the new size)``, so
+        whoever counts batches (the DataModule updates the trainer's count) can follow.
+        """
         if not state:
             return
-        if state.get("length") != len(self):
+        num_samples = state.get("num_samples")
+        old_batch = state.get("batch_size", self.batch_size)
+        same_shape = state.get("length") == len(self) and old_batch == self.batch_size
+        if num_samples != self._num_samples and not (num_samples is None and same_shape):
             raise ValueError(
-                f"InMemoryLoader: cannot resume: the checkpoint's loader had {state.get('length')} "
-                f"batches per epoch, this one has {len(self)} (different data or batch size)"
+                f"InMemoryLoader: cannot resume: the checkpoint's loader had "
+                f"{num_samples if num_samples is not None else state.get('length')} "
+                f"{'samples' if num_samples is not None else 'batches per epoch'}, this one has "
+                f"{self._num_samples if num_samples is not None else len(self)} (different data)"
             )
         if self.generator is not None:
             self.generator.set_state(state["epoch_start_generator"])
         consumed = int(state["consumed"])
-        if consumed >= len(self):
+        if consumed >= int(state["length"]):
             # The epoch was complete: replay its draws, so the next epoch starts where it would.
             self._draw_order()
             self._skip = 0
         else:
-            self._skip = consumed
+            self._skip = consumed * old_batch // self.batch_size
+            if self._skip != consumed:
+                self.rebatched = (consumed, self._skip)
 
     def _draw_order(self) -> torch.Tensor:
         n = self._num_samples

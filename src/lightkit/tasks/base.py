@@ -294,8 +294,9 @@ class TaskModule(L.LightningModule):
             self.log(f"{stage}/loss", total / count, sync_dist=True, logger=logger)
         metrics = self._metrics_for(stage)
         if metrics is not None and sums is not None:
-            # Metric.compute() syncs across processes itself.
-            self.log_dict(metrics.compute())
+            # Metric.compute() syncs across processes itself, so every rank holds the same values
+            # (sync_dist then averages equal numbers, once per epoch, and keeps Lightning quiet).
+            self.log_dict(metrics.compute(), sync_dist=True)
             metrics.reset()
 
     def _accumulate_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:

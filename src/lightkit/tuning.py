@@ -1,0 +1,168 @@
+"""find_lr() and find_batch_size(): Lightning's Tuner behind one call each, with a saved LR plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.tuner import Tuner
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightkit.trainer import make_trainer
+
+
+def find_lr(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    num_training: int = 100,
+    **make_trainer_kwargs: Any,
+) -> float:
+    """Run a learning-rate range test and return the suggested learning rate.
+
+    The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``num_training``
+    steps (stopping early once the loss diverges); the suggestion is the point of steepest
+    descent of the smoothed loss. The loss-vs-LR plot is saved as ``lr_find.png`` in the run
+    folder (``<default_root_dir>/version_<n>/``) and its path printed. The module's weights are
+    restored afterwards, so it can be trained right away; set the suggested rate yourself, for
+    example ``optimizer=lk.optim.adam(lr=lr)``.
+
+    Args:
+        module: The LightningModule to test (its optimizer comes from ``configure_optimizers``).
+        datamodule: Its data.
+        min_lr: Smallest learning rate tried.
+        max_lr: Largest learning rate tried.
+        num_training: Number of steps (learning rates) tried.
+        **make_trainer_kwargs: Passed to :func:`~lightkit.make_trainer` (``default_root_dir``,
+            ``seed``, ``precision``, ...).
+
+    Returns:
+        The suggested learning rate.
+
+    Raises:
+        ValueError: bad bounds, or too few steps ran to suggest a rate (a tiny dataset: lower
+            ``num_training`` or add data).
+
+    Example:
+        >>> lr = lk.find_lr(module, dm)
+        >>> module = lk.ClassificationModule(net, num_classes=10, optimizer=lk.optim.adam(lr=lr))
+    """
+    if not (isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float))):
+        raise TypeError(f"find_lr: min_lr and max_lr must be numbers, got {min_lr!r}, {max_lr!r}")
+    if not 0 < min_lr < max_lr:
+        raise ValueError(
+            f"find_lr: need 0 < min_lr < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}"
+        )
+    if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 5:
+        raise ValueError(f"find_lr: num_training must be an integer >= 5, got {num_training!r}")
+    trainer = _tuning_trainer(make_trainer_kwargs)
+    finder = Tuner(trainer).lr_find(
+        module,
+        datamodule=datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        update_attr=False,
+    )
+    lr = finder.suggestion() if finder is not None else None
+    if finder is None or lr is None:
+        steps = len(finder.results.get("lr", [])) if finder is not None else 0
+        raise ValueError(
+            f"find_lr: only {steps} steps ran, too few to suggest a learning rate; lower "
+            f"num_training (now {num_training}) or use more training data"
+        )
+    if rank_zero_only.rank == 0:
+        path = Path(trainer.default_root_dir) / "lr_find.png"
+        figure = finder.plot(suggest=True, show=False)
+        figure.savefig(path, dpi=100)
+        _close(figure)
+        print(f"lightkit: suggested learning rate {lr:.3g}; plot saved to {path}")
+    return float(lr)
+
+
+def find_batch_size(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    init_val: int = 2,
+    max_val: int = 8192,
+    steps_per_trial: int = 3,
+    **make_trainer_kwargs: Any,
+) -> int:
+    """Find the largest batch size that fits in memory, and set it on the datamodule.
+
+    Starting at ``init_val``, the batch size doubles until a training step runs out of memory
+    (or reaches ``max_val``, or the size of the training set); the last size that worked is
+    set as ``datamodule.batch_size`` and returned. On the CPU nothing runs out of memory, so
+    this stops at ``max_val`` or the dataset size. The module's weights are restored afterwards.
+
+    Args:
+        module: The LightningModule to train.
+        datamodule: Its data; needs a ``batch_size`` attribute (every lightkit DataModule has one).
+        init_val: First batch size tried.
+        max_val: Largest batch size tried.
+        steps_per_trial: Training steps run at each size.
+        **make_trainer_kwargs: Passed to :func:`~lightkit.make_trainer`.
+
+    Returns:
+        The batch size found (also set on ``datamodule.batch_size``).
+
+    Example:
+        >>> batch_size = lk.find_batch_size(module, dm)
+    """
+    for name, value in (
+        ("init_val", init_val),
+        ("max_val", max_val),
+        ("steps_per_trial", steps_per_trial),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"find_batch_size: {name} must be an integer >= 1, got {value!r}")
+    if init_val > max_val:
+        raise ValueError(f"find_batch_size: init_val={init_val} is larger than max_val={max_val}")
+    if not isinstance(getattr(datamodule, "batch_size", None), int):
+        raise ValueError(
+            f"find_batch_size: {type(datamodule).__name__} needs an integer `batch_size` "
+            "attribute that its train_dataloader() uses"
+        )
+    train_size = _train_size(datamodule)
+    if train_size is not None:
+        max_val = max(init_val, min(max_val, train_size))  # a larger batch is the whole set
+    trainer = _tuning_trainer(make_trainer_kwargs)
+    found = Tuner(trainer).scale_batch_size(
+        module,
+        datamodule=datamodule,
+        mode="power",
+        init_val=init_val,
+        max_val=max_val,
+        steps_per_trial=steps_per_trial,
+    )
+    batch_size = min(int(found if found is not None else datamodule.batch_size), max_val)
+    datamodule.batch_size = batch_size
+    return batch_size
+
+
+def _train_size(datamodule: L.LightningDataModule) -> int | None:
+    from lightkit.data import DataModule
+
+    if not isinstance(datamodule, DataModule):
+        return None
+    datamodule.setup("fit")
+    return len(datamodule.train_dataset)  # type: ignore[arg-type]
+
+
+def _tuning_trainer(kwargs: dict[str, Any]) -> L.Trainer:
+    kwargs.setdefault("early_stopping", False)
+    kwargs.setdefault("logger", False)
+    kwargs.setdefault("enable_progress_bar", False)
+    kwargs.setdefault("enable_model_summary", False)
+    return make_trainer(**kwargs)
+
+
+def _close(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+__all__ = ["find_batch_size", "find_lr"]
