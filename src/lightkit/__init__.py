@@ -11,8 +11,9 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
     trainer.fit(module, datamodule=dm)
 """
 
-from lightkit import callbacks, checkpointing, data, losses, models, optim
+from lightkit import callbacks, checkpointing, data, export, losses, models, optim
 from lightkit.data.kfold import cross_validate
+from lightkit.inference import Predictor
 from lightkit.tasks import (
     BinaryClassificationModule,
     ClassificationModule,
@@ -30,6 +31,7 @@ __all__ = [
     "BinaryClassificationModule",
     "ClassificationModule",
     "MultilabelClassificationModule",
+    "Predictor",
     "RegressionModule",
     "SegmentationModule",
     "TaskModule",
@@ -38,6 +40,7 @@ __all__ = [
     "checkpointing",
     "cross_validate",
     "data",
+    "export",
     "find_batch_size",
     "find_lr",
     "fit",

@@ -152,6 +152,15 @@ class DataModule(L.LightningDataModule):
         self.test_dataset = _wrap(self.test, self.eval_transform)
         self.predict_dataset = _wrap(self.predict, self.eval_transform)
 
+    def inference_spec(self) -> dict[str, Any] | None:
+        """How to turn an image file into a model input, as plain data (or None if unknown).
+
+        Checkpoints record it, so that ``lk.Predictor`` can predict from image paths: the eval
+        transform's spec when it is a :func:`~lightkit.data.transforms.eval_preset`.
+        """
+        spec = getattr(self.eval_transform, "lightkit_spec", None)
+        return {"transform": spec, "image_mode": "RGB"} if spec is not None else None
+
     # --- loaders ---------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader | InMemoryLoader:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from lightkit.data._splits import split_indices
 from lightkit.data.datamodule import DataModule
@@ -105,6 +106,11 @@ class ImageFolderDataModule(DataModule):
         self.val = dataset(val_idx, eval_tf)
         self.test = dataset(test_idx, eval_tf)
         self.val_split = 0.0  # split above, stratified
+        self._eval_tf = eval_tf
+
+    def inference_spec(self) -> dict[str, Any] | None:
+        """The eval transform and image mode, recorded in checkpoints for ``lk.Predictor``."""
+        return {"transform": self._eval_tf.lightkit_spec, "image_mode": self.mode}
 
     @property
     def num_classes(self) -> int:

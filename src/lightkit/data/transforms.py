@@ -77,7 +77,7 @@ def eval_preset(
         >>> tf = lk.data.transforms.eval_preset(224)
     """
     _check_size(image_size)
-    return v2.Compose(
+    transform = v2.Compose(
         [
             v2.ToImage(),
             v2.Resize(image_size, antialias=True),
@@ -86,6 +86,16 @@ def eval_preset(
             v2.Normalize(list(mean), list(std)),
         ]
     )
+    # Plain data that rebuilds this transform: checkpoints record it for lk.Predictor.
+    transform.lightkit_spec = {  # type: ignore[attr-defined]
+        "class_path": "lightkit.data.transforms.eval_preset",
+        "init_args": {
+            "image_size": list(image_size) if isinstance(image_size, (tuple, list)) else image_size,
+            "mean": [float(m) for m in mean],
+            "std": [float(s) for s in std],
+        },
+    }
+    return transform
 
 
 def _check_size(image_size: object) -> None:

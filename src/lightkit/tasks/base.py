@@ -115,6 +115,10 @@ class TaskModule(L.LightningModule):
         self._loss_sums: dict[str, list[torch.Tensor | int]] = {}
         self._checked_stages: set[str] = set()
         self._resumed_loss_sum: list[Any] | None = None
+        # Saved in checkpoints for lk.Predictor and lightkit serve: the task class, the shape of
+        # one input sample, and how to turn files into inputs (the eval transform's spec).
+        self.input_shape: tuple[int, ...] | None = None
+        self._inference_spec: dict[str, Any] | None = None
 
     # --- construction helpers --------------------------------------------------------------------
 
@@ -214,6 +218,8 @@ class TaskModule(L.LightningModule):
     def shared_step(self, batch: Any, stage: str) -> torch.Tensor:
         """Forward, loss and metric update for one batch of ``stage`` (train, val or test)."""
         x, target = self.unpack_batch(batch)
+        if self.input_shape is None and isinstance(x, torch.Tensor):
+            self.input_shape = tuple(x.shape[1:])
         preds = self(x)
         loss = self.compute_loss(preds, target)
         metrics = self._metrics_for(stage)
@@ -327,11 +333,25 @@ class TaskModule(L.LightningModule):
         )
         if sums is not None and mid_epoch:
             checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().cpu(), sums[1]]
+        datamodule = getattr(trainer, "datamodule", None)
+        spec = getattr(datamodule, "inference_spec", None)
+        if callable(spec):
+            self._inference_spec = spec()
+        cls = type(self)
+        checkpoint["lightkit"] = {
+            "task": f"{cls.__module__}.{cls.__qualname__}",
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+            "inference": self._inference_spec,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("lightkit_train_loss_sum")
         if saved is not None:
             self._resumed_loss_sum = saved
+        meta = checkpoint.get("lightkit") or {}
+        if meta.get("input_shape") is not None:
+            self.input_shape = tuple(meta["input_shape"])
+        self._inference_spec = meta.get("inference")
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]

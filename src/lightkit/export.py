@@ -1,0 +1,353 @@
+"""Export to TorchScript, ONNX and torch.export, each reloaded and checked against eager outputs.
+
+Every function puts the module in eval mode, exports it to a temporary file next to ``path``,
+reloads that file with its own runtime (``torch.jit.load``, onnxruntime, ``torch.export.load``),
+runs it and the eager module on fresh random inputs at batch size 1 and a larger one, and only
+then moves the file to ``path``. Outputs that differ by more than ``atol`` raise
+:class:`ExportError` with the largest difference, and nothing is written. An existing file at
+``path`` is replaced only with ``overwrite=True``.
+
+Which route when:
+    * ``to_exported_program`` (``torch.export``, ``.pt2``): PyTorch's current route; feeds
+      ``torch.compile``/AOTInductor, ExecuTorch and TensorRT. Prefer it for new deployments in
+      Python or through AOTInductor.
+    * ``to_onnx``: for ONNX Runtime, TensorRT, OpenVINO, browsers and non-Python services.
+    * ``to_torchscript``: for libtorch C++ programs (``torch::jit::load``; see ``examples/cpp``)
+      and older serving stacks. TorchScript is in maintenance mode in recent PyTorch: it works
+      and is supported, but gets no new features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ExportError(RuntimeError):
+    """An exported model whose outputs differ from the eager module's, or that failed to export."""
+
+
+def to_torchscript(
+    module: nn.Module,
+    example_input: torch.Tensor,
+    path: str | os.PathLike[str],
+    method: str = "trace",
+    atol: float = 1e-4,
+    batch_sizes: Sequence[int] = (1, 8),
+    overwrite: bool = False,
+) -> Path:
+    """Save ``module`` as TorchScript (``torch.jit.trace`` or ``torch.jit.script``), verified.
+
+    Args:
+        module: The model (a lightkit task module exports its ``forward``: the net's raw outputs).
+        example_input: One batch of input, used for tracing and to make the check inputs.
+        path: Where to write the ``.pt`` file.
+        method: ``"trace"`` (records the operations run on ``example_input``; data-dependent
+            control flow is frozen) or ``"script"`` (compiles the Python source).
+        atol: Largest absolute difference allowed between eager and exported outputs.
+        batch_sizes: Batch sizes of the random check inputs.
+        overwrite: Replace an existing file at ``path``.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        ExportError: the export failed, or the reloaded model's outputs differ by more than
+            ``atol`` (the message gives the largest difference).
+
+    Example:
+        >>> lk.export.to_torchscript(module, torch.randn(1, 1, 8, 8), "model.pt")
+    """
+    if method not in ("trace", "script"):
+        raise ValueError(f"to_torchscript: method must be 'trace' or 'script', got {method!r}")
+    module = _unwrap("to_torchscript", module)
+    with _eval_on_cpu(module):
+        return _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, method)
+
+
+def _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, method):  # type: ignore[no-untyped-def]
+    target, example = _prepare("to_torchscript", module, example_input, path, overwrite)
+
+    def export(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+        with torch.no_grad(), _quiet():
+            if method == "trace":
+                scripted = torch.jit.trace(module, example, check_trace=False)
+            else:
+                scripted = torch.jit.script(module)
+        torch.jit.save(scripted, str(tmp))
+        loaded = torch.jit.load(str(tmp), map_location="cpu")
+        return lambda x: loaded(x)
+
+    return _export_verified(
+        "to_torchscript", module, example, target, ".pt", export, atol, batch_sizes
+    )
+
+
+def to_onnx(
+    module: nn.Module,
+    example_input: torch.Tensor,
+    path: str | os.PathLike[str],
+    dynamic_batch: bool = True,
+    opset: int | None = None,
+    atol: float = 1e-4,
+    batch_sizes: Sequence[int] = (1, 8),
+    overwrite: bool = False,
+) -> Path:
+    """Save ``module`` as ONNX (input ``"input"``, output ``"output"``), verified with onnxruntime.
+
+    Needs the ``export`` extra (``pip install "lightkit[export]"``: onnx, onnxruntime, onnxscript).
+
+    Args:
+        module: The model.
+        example_input: One batch of input.
+        path: Where to write the ``.onnx`` file.
+        dynamic_batch: Let the batch dimension vary (else only ``example_input``'s batch size
+            runs, and the check uses that size only).
+        opset: ONNX opset version (None: the exporter's default).
+        atol: Largest absolute difference allowed between eager and onnxruntime outputs.
+        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``).
+        overwrite: Replace an existing file at ``path``.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Example:
+        >>> lk.export.to_onnx(module, torch.randn(1, 1, 8, 8), "model.onnx")
+    """
+    missing = [
+        m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None
+    ]
+    if missing:
+        raise ImportError(
+            f"to_onnx needs {', '.join(missing)}, which is not installed: "
+            'pip install "lightkit[export]"'
+        )
+    if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool) or opset < 7):
+        raise ValueError(f"to_onnx: opset must be an integer >= 7 or None, got {opset!r}")
+    module = _unwrap("to_onnx", module)
+    with _eval_on_cpu(module):
+        return _to_onnx(
+            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset
+        )
+
+
+def _to_onnx(module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset):  # type: ignore[no-untyped-def]
+    target, example = _prepare("to_onnx", module, example_input, path, overwrite)
+    if not dynamic_batch:
+        batch_sizes = (example.shape[0],)
+
+    import onnxruntime as ort
+
+    def export(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+        kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["output"]}
+        if dynamic_batch:
+            kwargs["dynamic_axes"] = {"input": {0: "batch"}, "output": {0: "batch"}}
+        if opset is not None:
+            kwargs["opset_version"] = opset
+        if "external_data" in inspect.signature(torch.onnx.export).parameters:
+            kwargs["external_data"] = False  # one self-contained file (models up to 2 GB)
+        with torch.no_grad(), _quiet(), contextlib.redirect_stdout(_Null()):
+            torch.onnx.export(module, (example,), str(tmp), **kwargs)
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+    return _export_verified("to_onnx", module, example, target, ".onnx", export, atol, batch_sizes)
+
+
+def to_exported_program(
+    module: nn.Module,
+    example_input: torch.Tensor,
+    path: str | os.PathLike[str],
+    dynamic_batch: bool = True,
+    atol: float = 1e-4,
+    batch_sizes: Sequence[int] = (1, 8),
+    overwrite: bool = False,
+) -> Path:
+    """Save ``module`` with ``torch.export`` as a ``.pt2`` file, verified after ``torch.export.load``.
+
+    Load it with ``torch.export.load(path).module()``.
+
+    Args:
+        module: The model.
+        example_input: One batch of input.
+        path: Where to write the ``.pt2`` file.
+        dynamic_batch: Let the batch dimension vary.
+        atol: Largest absolute difference allowed between eager and exported outputs.
+        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``).
+        overwrite: Replace an existing file at ``path``.
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Example:
+        >>> lk.export.to_exported_program(module, torch.randn(1, 1, 8, 8), "model.pt2")
+    """
+    module = _unwrap("to_exported_program", module)
+    with _eval_on_cpu(module):
+        return _to_exported_program(
+            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch
+        )
+
+
+def _to_exported_program(module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch):  # type: ignore[no-untyped-def]
+    target, example = _prepare("to_exported_program", module, example_input, path, overwrite)
+    if not dynamic_batch:
+        batch_sizes = (example.shape[0],)
+    elif example.shape[0] == 1:
+        # torch.export specializes a dimension of size 1; trace with two samples instead.
+        example = torch.cat([example, example])
+
+    def export(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+        dynamic = None
+        if dynamic_batch:
+            dim = getattr(torch.export.Dim, "DYNAMIC", None) or torch.export.Dim("batch")
+            dynamic = ({0: dim},)
+        with torch.no_grad(), _quiet():
+            program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
+        torch.export.save(program, str(tmp))
+        loaded = torch.export.load(str(tmp)).module()
+        return lambda x: loaded(x)
+
+    return _export_verified(
+        "to_exported_program", module, example, target, ".pt2", export, atol, batch_sizes
+    )
+
+
+# --- shared ------------------------------------------------------------------------------------
+
+
+def _unwrap(owner: str, module: Any) -> nn.Module:
+    """The net inside a lightkit task module (its forward is the net's), else the module."""
+    from lightkit.tasks.base import TaskModule
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{owner}: module must be a torch.nn.Module, got {type(module).__name__}")
+    return module.net if isinstance(module, TaskModule) else module
+
+
+@contextlib.contextmanager
+def _eval_on_cpu(module: nn.Module) -> Iterator[None]:
+    """Export from eval mode on the CPU; give the module back as it was."""
+    training = module.training
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    module.eval().to("cpu")
+    try:
+        yield
+    finally:
+        module.train(training).to(device)
+
+
+def _prepare(
+    owner: str, module: nn.Module, example_input: Any, path: Any, overwrite: bool
+) -> tuple[Path, torch.Tensor]:
+    if not isinstance(example_input, torch.Tensor) or example_input.ndim < 1:
+        raise TypeError(
+            f"{owner}: example_input must be a batch tensor (N, ...), got "
+            + (
+                f"a tensor of shape {tuple(example_input.shape)}"
+                if isinstance(example_input, torch.Tensor)
+                else type(example_input).__name__
+            )
+        )
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{owner}: {os.fspath(target)!r} already exists; pass overwrite=True to replace it"
+        )
+    if target.is_dir():
+        raise IsADirectoryError(f"{owner}: {os.fspath(target)!r} is a folder, not a file path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    example = example_input.detach().to("cpu")
+    try:
+        with torch.no_grad():
+            module(example)
+    except Exception as err:
+        raise ValueError(
+            f"{owner}: the module does not run on example_input of shape "
+            f"{tuple(example.shape)} ({type(err).__name__}: {err})"
+        ) from err
+    return target, example
+
+
+def _export_verified(
+    owner: str,
+    module: nn.Module,
+    example: torch.Tensor,
+    target: Path,
+    suffix: str,
+    export: Callable[[Path], Callable[[torch.Tensor], torch.Tensor]],
+    atol: float,
+    batch_sizes: Sequence[int],
+) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        try:
+            run = export(tmp)
+        except Exception as err:
+            raise ExportError(f"{owner}: export failed: {type(err).__name__}: {err}") from err
+        for batch_size in batch_sizes:
+            x = _random_like(example, batch_size)
+            with torch.no_grad():
+                expected = module(x)
+                actual = run(x)
+            if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
+                raise ExportError(
+                    f"{owner}: at batch size {batch_size} the exported model returned "
+                    f"{_describe(actual)}, the eager module {_describe(expected)}"
+                )
+            diff = (actual.float() - expected.float()).abs().max().item()
+            if not diff <= atol:
+                raise ExportError(
+                    f"{owner}: exported outputs differ from eager outputs by up to {diff:.3g} "
+                    f"(atol={atol:g}) at batch size {batch_size}; nothing was written to "
+                    f"{os.fspath(target)!r}"
+                )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _random_like(example: torch.Tensor, batch_size: int) -> torch.Tensor:
+    shape = (batch_size, *example.shape[1:])
+    if example.is_floating_point():
+        return torch.randn(shape, dtype=example.dtype)
+    low, high = int(example.min()), int(example.max()) + 1
+    return torch.randint(low, high, shape, dtype=example.dtype)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+__all__ = ["ExportError", "to_exported_program", "to_onnx", "to_torchscript"]

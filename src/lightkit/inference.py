@@ -1,0 +1,296 @@
+"""Predictor: a trained task module rebuilt from its checkpoint, predicting in batches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from lightkit._spec import from_spec, import_object
+from lightkit.checkpointing import load_checkpoint
+
+
+class Predictor:
+    """Batched inference with a trained module: eval mode, ``inference_mode``, natural outputs.
+
+    ``predict`` returns what the task means rather than raw logits: class probabilities
+    (``N×C``) for classification, probabilities for binary (``N``) and multilabel (``N×L``)
+    classification, values for regression, per-pixel class probabilities (``N×C×H×W``) for
+    segmentation: the module's ``predict_output`` applied to its forward pass.
+
+    Args:
+        module: A trained LightningModule (a lightkit task module, or any module whose
+            ``predict_output`` maps raw outputs to predictions; without one, raw outputs).
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        transform: Turns one loaded image (a PIL image) into an input tensor, for image paths;
+            default: the eval transform recorded in the checkpoint, else scaling to [0, 1].
+        input_shape: The shape of one input sample, checked before predicting; default: the
+            shape recorded by a lightkit task module during training.
+
+    Example:
+        >>> predictor = lk.Predictor.from_checkpoint("runs/version_0/checkpoints/best.ckpt")
+        >>> probs = predictor.predict(x_test)          # tensor, numpy array, list, Dataset
+        >>> probs = predictor.predict(["a.png", "b.png"])   # image files
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        device: str | torch.device = "auto",
+        transform: Any = None,
+        input_shape: Sequence[int] | None = None,
+        image_mode: str = "RGB",
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"Predictor: module must be a torch.nn.Module, got {type(module).__name__}"
+            )
+        if transform is not None and not callable(transform):
+            raise TypeError(f"Predictor: transform must be callable or None, got {transform!r}")
+        self.device = _resolve_device(device)
+        self.module = module.to(self.device).eval()
+        self.transform = transform
+        shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
+        self.input_shape: tuple[int, ...] | None = tuple(shape) if shape is not None else None
+        self.image_mode = image_mode
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device = "auto",
+        net: nn.Module | None = None,
+        task: type[L.LightningModule] | None = None,
+        transform: Any = None,
+    ) -> Predictor:
+        """Rebuild the task module (and its net) from a checkpoint alone and wrap it.
+
+        The checkpoint is loaded with ``weights_only=True`` (nothing in it runs). lightkit
+        task modules record their class, and lightkit models (or any importable class with
+        plain-data ``init_args``) their constructor, so no code is needed; otherwise pass
+        ``net=`` (an instance of the trained architecture) and, for task classes defined in a
+        script, ``task=``.
+
+        Args:
+            path: A ``.ckpt`` file written by a lightkit trainer.
+            device: See :class:`Predictor`.
+            net: The net to load the weights into, when it cannot be rebuilt from the file.
+            task: The task module class, when the checkpoint does not name an importable one.
+            transform: See :class:`Predictor`.
+        """
+        checkpoint = load_checkpoint(path)
+        meta = checkpoint.get("lightkit") or {}
+        if task is None:
+            if not meta.get("task"):
+                raise ValueError(
+                    f"Predictor.from_checkpoint: {os.fspath(path)!r} does not name its task "
+                    "module class (not written by a lightkit task module); pass task=<the "
+                    "LightningModule class>, or build the module and use Predictor(module)"
+                )
+            try:
+                task = import_object(meta["task"], "Predictor.from_checkpoint")
+            except ImportError as err:
+                raise ImportError(
+                    f"{err}; the checkpoint's task module class {meta['task']!r} is not importable "
+                    "here (classes defined in a script are not); pass task=<that class>"
+                ) from None
+        if not (isinstance(task, type) and issubclass(task, L.LightningModule)):
+            raise TypeError(
+                f"Predictor.from_checkpoint: task must be a LightningModule class, got {task!r}"
+            )
+        kwargs = {"net": net} if net is not None else {}
+        try:
+            module = task.load_from_checkpoint(path, map_location="cpu", **kwargs)
+        except (TypeError, ImportError) as err:
+            if net is not None:
+                raise
+            raise TypeError(
+                f"Predictor.from_checkpoint: cannot rebuild the net from {os.fspath(path)!r} "
+                f"({err}); pass net=<an instance of the trained architecture>"
+            ) from err
+        spec = meta.get("inference") or {}
+        if transform is None and spec.get("transform") is not None:
+            transform = from_spec(spec["transform"], "Predictor: the recorded eval transform")
+        shape = meta.get("input_shape")
+        return cls(
+            module,
+            device=device,
+            transform=transform,
+            input_shape=shape,
+            image_mode=spec.get("image_mode") or "RGB",
+        )
+
+    @torch.inference_mode()
+    def predict(self, inputs: Any, batch_size: int = 256) -> torch.Tensor:
+        """Predict for a batch of inputs, ``batch_size`` samples at a time; returns a CPU tensor.
+
+        Args:
+            inputs: A tensor or numpy array (``N×...``: one sample per row), a list of samples
+                (tensors, arrays or nested lists), a ``Dataset`` (``(x, y)`` items use ``x``),
+                or image file paths (a path or a list of them), which are loaded and passed
+                through the transform.
+            batch_size: Samples per forward pass.
+
+        Returns:
+            The task's natural output for each sample, stacked (``N×...``), on the CPU.
+        """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(
+                f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}"
+            )
+        outputs = [self._forward(batch) for batch in self._batches(inputs, batch_size)]
+        if not outputs:
+            raise ValueError("Predictor.predict: inputs is empty")
+        return torch.cat(outputs)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        out = self.module(x)
+        to_output = getattr(self.module, "predict_output", None)
+        if callable(to_output):
+            out = to_output(out)
+        return out.float().cpu()
+
+    # --- inputs ----------------------------------------------------------------------------------
+
+    def _batches(self, inputs: Any, batch_size: int) -> Iterator[torch.Tensor]:
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        if isinstance(inputs, np.ndarray):
+            inputs = _from_numpy(inputs)
+        if isinstance(inputs, torch.Tensor):
+            tensor = self._check(inputs.float() if not inputs.is_floating_point() else inputs)
+            yield from tensor.split(batch_size)
+            return
+        if isinstance(inputs, Dataset) or (
+            hasattr(inputs, "__getitem__")
+            and hasattr(inputs, "__len__")
+            and not isinstance(inputs, (list, tuple))
+        ):
+            samples: Sequence[Any] = _DatasetInputs(inputs)
+        elif isinstance(inputs, (list, tuple)):
+            samples = inputs
+        else:
+            raise TypeError(
+                "Predictor.predict: inputs must be a tensor, a numpy array, a list of samples, "
+                f"a Dataset or image paths, got {type(inputs).__name__}"
+            )
+        for start in range(0, len(samples), batch_size):
+            chunk = [
+                self._sample(samples[i], i)
+                for i in range(start, min(start + batch_size, len(samples)))
+            ]
+            yield torch.stack(chunk)
+
+    def _sample(self, value: Any, index: int) -> torch.Tensor:
+        if isinstance(value, (str, os.PathLike)):
+            return self._image(Path(value), index)
+        try:
+            if isinstance(value, np.ndarray):
+                tensor = _from_numpy(value)
+            elif isinstance(value, torch.Tensor):
+                tensor = value
+            else:
+                tensor = torch.as_tensor(value, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"Predictor.predict: sample {index} is not numeric data (a tensor, array or nested "
+                f"list of numbers): {type(value).__name__} ({err})"
+            ) from None
+        tensor = tensor.float() if not tensor.is_floating_point() else tensor
+        return self._check(tensor, index=index)
+
+    def _image(self, path: Path, index: int) -> torch.Tensor:
+        from torchvision.transforms import v2
+
+        from lightkit.data.datasets import load_image
+
+        image = load_image(path, self.image_mode)  # BadImageError names the file
+        transform = self.transform or v2.Compose(
+            [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+        )
+        tensor = transform(image)
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"Predictor.predict: the transform turned {os.fspath(path)!r} into "
+                f"{type(tensor).__name__}, expected a tensor"
+            )
+        return self._check(tensor.float(), index=index, what=f"image {os.fspath(path)!r}")
+
+    def _check(
+        self, tensor: torch.Tensor, index: int | None = None, what: str | None = None
+    ) -> torch.Tensor:
+        """Check one sample (``index`` given) or a batch against the recorded input shape."""
+        expected = self.input_shape
+        if index is None:
+            if tensor.ndim == 0:
+                raise ValueError(
+                    "Predictor.predict: inputs must have a batch dimension, got a scalar"
+                )
+            if expected is not None and tuple(tensor.shape[1:]) != expected:
+                hint = (
+                    "; for a single sample, add a batch dimension (x[None])"
+                    if tuple(tensor.shape) == expected
+                    else ""
+                )
+                raise ValueError(
+                    f"Predictor.predict: inputs of shape {tuple(tensor.shape)} do not match the "
+                    f"model's input: N×{'×'.join(map(str, expected))}{hint}"
+                )
+        elif expected is not None and tuple(tensor.shape) != expected:
+            raise ValueError(
+                f"Predictor.predict: {what or f'sample {index}'} has shape {tuple(tensor.shape)}, "
+                f"the model expects {expected}"
+            )
+        if not torch.isfinite(tensor).all():
+            where = what or (f"sample {index}" if index is not None else "inputs")
+            raise ValueError(f"Predictor.predict: {where} contains NaN or Inf")
+        return tensor
+
+
+class _DatasetInputs(Sequence):
+    """The inputs of a Dataset's items (``x`` of ``(x, y)`` pairs)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:  # type: ignore[override]
+        item = self.dataset[index]
+        return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def _from_numpy(array: np.ndarray) -> torch.Tensor:
+    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
+        raise TypeError(
+            f"Predictor.predict: expected a numeric numpy array, got dtype {array.dtype}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array)).float()
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"Predictor: device must be 'auto', 'cpu', 'cuda' or 'cuda:<n>', got {device!r}"
+        ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"Predictor: device={device!r} but CUDA is not available; use 'auto' or 'cpu'"
+        )
+    return resolved
+
+
+__all__ = ["Predictor"]
