@@ -36,3 +36,23 @@ def fast_trainer_kwargs(tmp_path) -> dict:
         "enable_model_summary": False,
         "seed": 0,
     }
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they will
+def pytest_collection_modifyitems(config, items):
+    """A full example run (slow) does everything its --fast run does: when both are selected,
+    as in CI, keep only the full run, so the suite stays within its time budget."""
+    full = {
+        item.callspec.params["script"]
+        for item in items
+        if getattr(item, "originalname", "") == "test_example_reaches_its_quality"
+    }
+    redundant = [
+        item
+        for item in items
+        if getattr(item, "originalname", "") == "test_example_fast"
+        and item.callspec.params["script"] in full
+    ]
+    if redundant:
+        config.hook.pytest_deselected(items=redundant)
+        items[:] = [item for item in items if item not in redundant]

@@ -6,6 +6,9 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+import torch
+
 import lightkit as lk
 from lightkit.cli import main
 
@@ -29,3 +32,24 @@ def test_console_script_is_installed():
     assert exe, "the lightkit console script is not on PATH"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"lightkit {lk.__version__}"
+
+
+def test_export_from_the_command_line(tmp_path, capsys):
+    x = torch.randn(64, 8)
+    y = (x[:, 0] > 0).long()
+    module = lk.ClassificationModule(lk.models.MLP(8, 2, hidden=(8,)), 2)
+    trainer = lk.make_trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
+                              enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=lk.data.TensorDataModule(x, y, batch_size=16))
+    ckpt = trainer.checkpoint_callback.best_model_path
+    out = tmp_path / "model.pt2"
+    assert main(["export", ckpt, "--output", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    loaded = torch.export.load(str(out)).module()
+    module.eval()
+    torch.testing.assert_close(loaded(x), module(x).detach(), atol=1e-5, rtol=1e-5)
+    assert main(["export", ckpt, "--output", str(out)]) == 1  # exists: not overwritten
+    assert "already exists; pass overwrite=True" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(tmp_path / "missing.ckpt")])
+    assert "does not exist" in capsys.readouterr().err

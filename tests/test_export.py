@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +132,42 @@ def test_bad_inputs(tmp_path):
         lk.export.to_exported_program(module, torch.randn(1, 3, 8, 8), tmp_path / "m.pt2")
     with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module, got str"):
         lk.export.to_onnx("model", torch.randn(1, 1, 8, 8), tmp_path / "m.onnx")
+
+
+CPP = Path(__file__).resolve().parents[1] / "examples" / "cpp"
+
+
+@pytest.mark.slow
+def test_cpp_example_loads_the_torchscript_export_and_matches_python(tmp_path):
+    missing = [tool for tool in ("cmake", "c++") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"the C++ example needs {' and '.join(missing)}, not found on PATH")
+    module = _trained_module()
+    model = lk.export.to_torchscript(module, torch.randn(2, 1, 8, 8), tmp_path / "model.pt")
+    build = tmp_path / "build"
+    prefix = torch.utils.cmake_prefix_path
+    for cmd in (
+        ["cmake", "-S", str(CPP), "-B", str(build), f"-DCMAKE_PREFIX_PATH={prefix}"],
+        ["cmake", "--build", str(build), "-j2"],
+    ):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    x = torch.randn(3, 1, 8, 8)
+    done = subprocess.run(
+        [str(build / "lightkit_infer"), str(model), "3,1,8,8"],
+        input=" ".join(f"{v:.9g}" for v in x.flatten().tolist()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    from_cpp = torch.tensor([[float(v) for v in line.split()] for line in done.stdout.splitlines()])
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(from_cpp, module(x), atol=1e-4, rtol=1e-4)
+    # Bad input is reported, not crashed on.
+    done = subprocess.run(
+        [str(build / "lightkit_infer"), str(model), "3,1,8,8"], input="1 2 3",
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "needs 192 values, got 3" in done.stderr

@@ -452,3 +452,25 @@ def test_tensor_dataset_is_sharded_not_fast_pathed_under_ddp():
     dm.setup("fit")
     dm.trainer = FakeTrainer()  # type: ignore[assignment]
     assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
+
+
+def test_a_run_ending_before_its_first_validation_is_fine(tmp_path):
+    data = make_blobs(n=256)
+    dm = lk.data.TensorDataModule(*data.tensors, batch_size=32, val_split=0.25)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3)
+    trainer = lk.make_trainer(max_steps=2, default_root_dir=tmp_path, logger=False,
+                              enable_progress_bar=False)  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    assert trainer.global_step == 2
+
+
+def test_a_monitor_validation_never_logs_is_reported(tmp_path):
+    data = make_blobs(n=128)
+    dm = lk.data.TensorDataModule(*data.tensors, batch_size=32, val_split=0.25)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3)
+    trainer = lk.make_trainer(max_epochs=2, monitor="val/accuracy", mode="max",
+                              default_root_dir=tmp_path, logger=False, enable_progress_bar=False)  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"monitor='val/accuracy' was not logged .* val/acc, val/f1"
+    ):
+        trainer.fit(module, datamodule=dm)

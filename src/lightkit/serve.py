@@ -192,6 +192,8 @@ if ls is not None:
             super().__init__(**kwargs)
             self.checkpoint = checkpoint
             self.verbose = verbose
+            # LitServe calls batch/unbatch only with max_batch_size > 1; else one sample arrives.
+            self.batched = kwargs.get("max_batch_size", 1) > 1
 
         def setup(self, device: str) -> None:
             from lightkit.inference import Predictor
@@ -208,9 +210,11 @@ if ls is not None:
 
         @torch.inference_mode()
         def predict(self, x: torch.Tensor) -> torch.Tensor:
+            batch = x if self.batched else x[None]
             if self.verbose:
-                print(f"lightkit serve: predicting a batch of {x.shape[0]}", flush=True)
-            return self.predictor._forward(x)
+                print(f"lightkit serve: predicting a batch of {batch.shape[0]}", flush=True)
+            out = self.predictor._forward(batch)
+            return out if self.batched else out[0]
 
         def unbatch(self, output: torch.Tensor) -> list[torch.Tensor]:
             return list(output)

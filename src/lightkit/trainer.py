@@ -190,7 +190,9 @@ def make_trainer(
     if nan_guard:
         callbacks.append(NaNGuard())
     if early_stopping:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        # strict=False: a run that ends before its first validation (max_steps) is no error;
+        # _NoValidationFallback still reports a monitor that validation never logs.
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, strict=False))
     callbacks.append(_NoValidationFallback())
     profiler = _make_profiler(profiler, run_dir)
     loggers = _make_logger(logger, run_dir)
@@ -256,6 +258,19 @@ class _NoValidationFallback(Callback):
                 "lightkit: this run has no validation data, so early stopping and the best "
                 "checkpoint follow train/loss instead of val/loss"
             )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A monitor that validation never logs (a typo) would silently disable early stopping.
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        for callback in trainer.callbacks:
+            if isinstance(callback, EarlyStopping) and callback.monitor.startswith("val/"):
+                if callback.monitor not in trainer.callback_metrics:
+                    logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+                    raise ValueError(
+                        f"make_trainer: monitor={callback.monitor!r} was not logged by validation; "
+                        f"it logged {', '.join(logged) or 'nothing'}"
+                    )
 
 
 PROFILERS = ("simple", "advanced", "pytorch")
