@@ -289,7 +289,8 @@ def serve(
         verbose: Print the size of every batch the model runs.
 
     Example:
-        >>> lk.serve.serve("runs/version_0/checkpoints/best.ckpt", port=8000)
+        >>> from lightkit.serve import serve
+        >>> serve("runs/version_0/checkpoints/best.ckpt", port=8000)
     """
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"serve: port must be an integer in 1..65535, got {port!r}")

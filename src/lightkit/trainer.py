@@ -6,6 +6,7 @@ import gc
 import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from lightning.pytorch.callbacks import (
     EarlyStopping,
     LearningRateMonitor,
     ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
 )
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
@@ -28,7 +31,16 @@ from lightning.pytorch.profilers import (
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from lightkit.callbacks import NaNGuard, RNGState
+from lightkit.callbacks import (
+    GPUMemoryMonitor,
+    GradientNormMonitor,
+    HParamsMetrics,
+    NaNGuard,
+    PlainProgressBar,
+    RNGState,
+    TorchinfoSummary,
+    ValidationFigures,
+)
 from lightkit.checkpointing import AtomicCheckpointIO
 
 PRECISIONS = (
@@ -198,10 +210,21 @@ def make_trainer(
     loggers = _make_logger(logger, run_dir)
     if loggers is not False:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks += [GradientNormMonitor(), ValidationFigures(), HParamsMetrics()]
+    callbacks.append(GPUMemoryMonitor())
+    if trainer_kwargs.get("enable_model_summary") is None:
+        # torchinfo's summary (real input size, MACs, saved to model_summary.txt) replaces
+        # Lightning's; enable_model_summary=True asks for Lightning's, False for none.
+        trainer_kwargs["enable_model_summary"] = False
+        callbacks.append(TorchinfoSummary())
     user_callbacks = trainer_kwargs.pop("callbacks", None) or []
     if isinstance(user_callbacks, Callback):
         user_callbacks = [user_callbacks]
     callbacks.extend(user_callbacks)
+    if trainer_kwargs.get("enable_progress_bar", True) and not any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):
+        callbacks.append(_progress_bar())
     trainer_kwargs.setdefault("log_every_n_steps", 20)
     plugins = trainer_kwargs.pop("plugins", None) or []
     plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
@@ -264,13 +287,16 @@ class _NoValidationFallback(Callback):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         for callback in trainer.callbacks:
-            if isinstance(callback, EarlyStopping) and callback.monitor.startswith("val/"):
-                if callback.monitor not in trainer.callback_metrics:
-                    logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
-                    raise ValueError(
-                        f"make_trainer: monitor={callback.monitor!r} was not logged by validation; "
-                        f"it logged {', '.join(logged) or 'nothing'}"
-                    )
+            if (
+                isinstance(callback, EarlyStopping)
+                and callback.monitor.startswith("val/")
+                and callback.monitor not in trainer.callback_metrics
+            ):
+                logged = sorted(k for k in trainer.callback_metrics if k.startswith("val/"))
+                raise ValueError(
+                    f"make_trainer: monitor={callback.monitor!r} was not logged by validation; "
+                    f"it logged {', '.join(logged) or 'nothing'}"
+                )
 
 
 PROFILERS = ("simple", "advanced", "pytorch")
@@ -317,6 +343,13 @@ def _has_no_validation(trainer: L.Trainer) -> bool:
         return True
     datamodule = trainer.datamodule
     return isinstance(datamodule, DataModule) and datamodule.val_dataset is None
+
+
+def _progress_bar() -> ProgressBar:
+    """Rich's live progress bar on a terminal; plain periodic lines in logs, files and pipes."""
+    if sys.stdout.isatty() and importlib.util.find_spec("rich") is not None:
+        return RichProgressBar()
+    return PlainProgressBar()
 
 
 def _hardware(accelerator: Any) -> str:

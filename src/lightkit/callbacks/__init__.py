@@ -1,6 +1,22 @@
 """Callbacks that lightkit's trainer presets use; each works with a plain ``lightning.Trainer``."""
 
+from lightkit.callbacks.figures import ValidationFigures
+from lightkit.callbacks.gpu_memory import GPUMemoryMonitor
+from lightkit.callbacks.grad_norm import GradientNormMonitor
+from lightkit.callbacks.hparams import HParamsMetrics
+from lightkit.callbacks.model_summary import TorchinfoSummary
 from lightkit.callbacks.nan_guard import NaNGuard, NonFiniteError
+from lightkit.callbacks.progress import PlainProgressBar
 from lightkit.callbacks.rng_state import RNGState
 
-__all__ = ["NaNGuard", "NonFiniteError", "RNGState"]
+__all__ = [
+    "GPUMemoryMonitor",
+    "GradientNormMonitor",
+    "HParamsMetrics",
+    "NaNGuard",
+    "NonFiniteError",
+    "PlainProgressBar",
+    "RNGState",
+    "TorchinfoSummary",
+    "ValidationFigures",
+]

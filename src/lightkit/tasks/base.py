@@ -118,6 +118,8 @@ class TaskModule(L.LightningModule):
         # Saved in checkpoints for lk.Predictor and lightkit serve: the task class, the shape of
         # one input sample, and how to turn files into inputs (the eval transform's spec).
         self.input_shape: tuple[int, ...] | None = None
+        # Raw net outputs of the latest step (detached), for callbacks such as ValidationFigures.
+        self.last_preds: torch.Tensor | None = None
         self._inference_spec: dict[str, Any] | None = None
 
     # --- construction helpers --------------------------------------------------------------------
@@ -221,6 +223,7 @@ class TaskModule(L.LightningModule):
         if self.input_shape is None and isinstance(x, torch.Tensor):
             self.input_shape = tuple(x.shape[1:])
         preds = self(x)
+        self.last_preds = preds.detach() if isinstance(preds, torch.Tensor) else None
         loss = self.compute_loss(preds, target)
         metrics = self._metrics_for(stage)
         if metrics is not None:
