@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +54,52 @@ def test_export_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "missing.ckpt")])
     assert "does not exist" in capsys.readouterr().err
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_example_config_runs_under_the_cli(config, tmp_path):
+    root = tmp_path / "runs"
+    code = main(["fit", "--config", str(CONFIGS / config), "--trainer.fast_dev_run=true",
+                 f"--trainer.default_root_dir={root}"])  # fmt: skip
+    assert code == 0
+    assert (root / "version_0" / "model_summary.txt").exists()  # lightkit's trainer presets
+
+
+def test_config_mistakes_get_jsonargparse_messages(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (CONFIGS / "digits.yaml").read_text().replace("max_epochs: 20", "max_epochz: 20")
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(bad)])
+    assert info.value.code == 2
+    assert "max_epochz" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--trainer.max_epochs=abc"])
+    err = capsys.readouterr().err
+    assert "trainer.max_epochs" in err and "Traceback" not in err
+
+
+def test_fit_without_config_prints_usage(capsys):
+    assert main(["fit"]) == 2
+    assert "usage: lightkit fit --config FILE.yaml" in capsys.readouterr().err
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(CONFIGS / "digits.yaml"), "--print_config"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "class_path: lightkit.ClassificationModule" in out and "patience: 5" in out
+
+
+def test_diagnose_from_a_config(tmp_path, capsys):
+    code = main(["diagnose", "--config", str(CONFIGS / "digits.yaml"),
+                 f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "lightkit diagnose: no errors" in out and "overfit: one batch overfits" in out
+    assert (tmp_path / "version_0" / "lr_find.png").exists()

@@ -13,6 +13,7 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
 
 from lightkit import callbacks, checkpointing, data, export, losses, models, optim
 from lightkit.data.kfold import cross_validate
+from lightkit.diagnose import diagnose
 from lightkit.inference import Predictor
 from lightkit.tasks import (
     BinaryClassificationModule,
@@ -40,6 +41,7 @@ __all__ = [
     "checkpointing",
     "cross_validate",
     "data",
+    "diagnose",
     "export",
     "find_batch_size",
     "find_lr",

@@ -1,13 +1,21 @@
-"""The ``lightkit`` command: ``doctor`` (environment report), ``export`` and ``serve``."""
+"""The ``lightkit`` command.
+
+``lightkit fit | validate | test | predict --config FILE.yaml`` run LightningCLI with lightkit's
+trainer presets (``lk.make_trainer``); ``lightkit diagnose --config FILE.yaml`` runs
+``lk.diagnose`` on the configured model and data; ``lightkit export`` and ``lightkit serve``
+ship a checkpoint; ``lightkit doctor`` reports the environment.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightkit
 
@@ -51,6 +59,35 @@ def doctor() -> str:
     return "\n".join(lines)
 
 
+def _config_command(argv: list[str]) -> int:
+    command, rest = argv[0], argv[1:]
+    wants_help = any(
+        a in ("-h", "--help", "--print_config") or a.startswith("--print_config") for a in rest
+    )
+    has_config = any(a == "--config" or a.startswith("--config=") or a in ("-c",) for a in rest)
+    if not has_config and not wants_help:
+        print(
+            f"usage: lightkit {command} --config FILE.yaml [--section.key=value ...]\n"
+            f"  lightkit {command} needs a config naming the model and data, for example\n"
+            f"  lightkit {command} --config examples/configs/digits.yaml"
+            + ("\n  (lightkit fit --help lists every option)" if command != "diagnose" else ""),
+            file=sys.stderr,
+        )
+        return 2
+    if command != "diagnose":
+        _lightning_cli([command, *rest])
+        return 0
+    from lightkit.diagnose import diagnose
+
+    cli = _lightning_cli(rest, run=False)
+    run_dir = Path(cli.trainer.default_root_dir)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # the trainer's new, still empty run folder: diagnose makes its own
+    report = diagnose(cli.model, cli.datamodule, default_root_dir=run_dir.parent)
+    print(report)
+    return 0 if report.ok else 1
+
+
 _FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "exported-program": ".pt2"}
 
 
@@ -83,11 +120,113 @@ def export(
     return str(route(predictor.module, example, target, overwrite=overwrite))
 
 
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def cli_trainer(**kwargs: Any) -> Any:
+    """``lk.make_trainer`` for LightningCLI: its arguments plus every other ``Trainer`` argument.
+
+    LightningCLI reads this function's signature (set below) to build the ``trainer:`` section
+    of configs and the ``--trainer.*`` flags; values left at the Trainer's defaults are not
+    passed on, so ``make_trainer``'s own defaults apply.
+    """
+    import lightning as L
+
+    defaults = _trainer_only_defaults(L.Trainer)
+    kwargs = {k: v for k, v in kwargs.items() if k not in defaults or v != defaults[k]}
+    from lightkit.trainer import make_trainer
+
+    return make_trainer(**kwargs)
+
+
+def _trainer_only_defaults(trainer_class: type) -> dict[str, Any]:
+    """Defaults of the Trainer arguments that make_trainer does not name itself."""
+    import inspect
+
+    from lightkit.trainer import make_trainer
+
+    own = set(inspect.signature(make_trainer).parameters)
+    return {
+        name: param.default
+        for name, param in inspect.signature(trainer_class.__init__).parameters.items()
+        if name != "self" and name not in own and param.default is not param.empty
+    }
+
+
+def _cli_trainer_signature() -> Any:
+    """make_trainer's parameters, then the Trainer's others, with resolved type hints."""
+    import inspect
+    import typing
+
+    import lightning as L
+
+    from lightkit.trainer import make_trainer
+
+    params = []
+    for fn in (make_trainer, L.Trainer.__init__):
+        hints = typing.get_type_hints(fn)
+        for param in inspect.signature(fn).parameters.values():
+            if param.name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            if any(p.name == param.name for p in params):
+                continue  # make_trainer's own version wins
+            params.append(
+                param.replace(
+                    kind=inspect.Parameter.KEYWORD_ONLY,
+                    annotation=hints.get(param.name, param.annotation),
+                )
+            )
+    return inspect.Signature(params, return_annotation=L.Trainer)
+
+
+def _lightning_cli(args: list[str], run: bool = True) -> Any:
+    try:
+        from lightning.pytorch.cli import LightningCLI
+    except ImportError as err:  # pragma: no cover - jsonargparse is a dependency
+        raise ImportError(
+            "the lightkit CLI needs jsonargparse: pip install 'jsonargparse[signatures]'"
+        ) from err
+    import lightning as L
+
+    from lightkit.tasks import TaskModule
+
+    signature = _cli_trainer_signature()
+    cli_trainer.__signature__ = signature  # type: ignore[attr-defined]
+    cli_trainer.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+    # LightningCLI reads sys.argv (passing args= as well makes it warn): hand it ours.
+    saved, sys.argv = sys.argv, ["lightkit", *args]
+    try:
+        return LightningCLI(
+            TaskModule,
+            L.LightningDataModule,
+            trainer_class=cli_trainer,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "lightkit"} if not run else {},
+            run=run,
+            auto_configure_optimizers=False,
+        )
+    finally:
+        sys.argv = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightkit`` console script."""
-    parser = argparse.ArgumentParser(prog="lightkit", description=__doc__)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in (*LIGHTNING_COMMANDS, "diagnose"):
+        return _config_command(argv)
+    parser = argparse.ArgumentParser(
+        prog="lightkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"lightkit {lightkit.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in LIGHTNING_COMMANDS:
+        commands.add_parser(
+            name, help=f"LightningCLI {name} with lightkit's trainer presets (--config FILE.yaml)"
+        )
+    commands.add_parser("diagnose", help="check data, model and learning rate (--config FILE.yaml)")
     commands.add_parser("doctor", help="report Python, torch, CUDA, precision and installed extras")
 
     exp = commands.add_parser(

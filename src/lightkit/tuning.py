@@ -57,6 +57,18 @@ def find_lr(
         )
     if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 5:
         raise ValueError(f"find_lr: num_training must be an integer >= 5, got {num_training!r}")
+    return _find_lr(module, datamodule, min_lr, max_lr, num_training, make_trainer_kwargs)[0]
+
+
+def _find_lr(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    min_lr: float,
+    max_lr: float,
+    num_training: int,
+    make_trainer_kwargs: dict[str, Any],
+) -> tuple[float, dict[str, list[float]], Path]:
+    """find_lr's work: (suggestion, the finder's {"lr": [...], "loss": [...]}, plot path)."""
     trainer = _tuning_trainer(make_trainer_kwargs)
     finder = Tuner(trainer).lr_find(
         module,
@@ -73,13 +85,13 @@ def find_lr(
             f"find_lr: only {steps} steps ran, too few to suggest a learning rate; lower "
             f"num_training (now {num_training}) or use more training data"
         )
+    path = Path(trainer.default_root_dir) / "lr_find.png"
     if rank_zero_only.rank == 0:
-        path = Path(trainer.default_root_dir) / "lr_find.png"
         figure = finder.plot(suggest=True, show=False)
         figure.savefig(path, dpi=100)
         _close(figure)
         print(f"lightkit: suggested learning rate {lr:.3g}; plot saved to {path}")
-    return float(lr)
+    return float(lr), finder.results, path
 
 
 def find_batch_size(

@@ -1,7 +1,12 @@
 """Data modules and datasets: your own Datasets with splits and transforms, and built-in data."""
 
 from lightkit.data import transforms
-from lightkit.data.builtin import DigitsDataModule, ShapesDataModule, make_shapes
+from lightkit.data.builtin import (
+    DigitsDataModule,
+    ShapesDataModule,
+    SklearnDataModule,
+    make_shapes,
+)
 from lightkit.data.datamodule import DataModule, TensorDataModule, TransformedDataset
 from lightkit.data.datasets import (
     BadImageError,
@@ -23,6 +28,7 @@ __all__ = [
     "KFoldDataModule",
     "SegmentationDataset",
     "ShapesDataModule",
+    "SklearnDataModule",
     "TensorDataModule",
     "TransformedDataset",
     "compute_mean_std",
