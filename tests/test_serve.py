@@ -161,6 +161,9 @@ def test_check_request_without_a_server():
     assert check_request(b'{"inputs": [[1, 2], [3, 4]]}', (2, 2)) is None
     assert check_request(b'{"inputs": [[1, 2], [3, 4]]}', None) is None
     assert check_request(b'{"inputs": true}', (1,))[0] == 422
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert check_request(deep, (1,))[0] == 422  # not a RecursionError (500)
+    assert check_request(b'{"inputs": [' + b"9" * 400 + b"]}", (1,))[0] == 422
     assert check_request(b'{"inputs": [1, 2]}', (2, 1)) == (
         422,
         '"inputs" has shape (2,), expected (2, 1)',

@@ -130,10 +130,20 @@ def diagnose(
 def _first_batches(datamodule: L.LightningDataModule, count: int) -> list[Any]:
     batches = []
     for batch in datamodule.train_dataloader():
-        batches.append(batch)
+        batches.append(_to_cpu(batch))  # the checks train copies on the CPU
         if len(batches) >= count:
             break
     return batches
+
+
+def _to_cpu(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.cpu()
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_cpu(b) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_cpu(v) for k, v in batch.items()}
+    return batch
 
 
 def _check_data(module: Any, batches: list[Any]) -> list[Finding]:

@@ -49,6 +49,8 @@ def check_request(body: bytes, input_shape: Sequence[int] | None) -> tuple[int, 
     """
     try:
         payload = json.loads(body)
+    except RecursionError:
+        return 422, "the request body is nested too deeply"
     except (ValueError, UnicodeDecodeError) as err:
         return (
             400,
@@ -76,6 +78,8 @@ def check_request(body: bytes, input_shape: Sequence[int] | None) -> tuple[int, 
         return 422, f'"inputs" must be {expected} as nested lists of numbers, got {_kind(inputs)}'
     try:
         array = np.asarray(inputs, dtype=np.float32)
+    except OverflowError:
+        return 422, '"inputs" holds numbers too large for float32'
     except (ValueError, TypeError):
         return (
             422,
@@ -89,9 +93,15 @@ def check_request(body: bytes, input_shape: Sequence[int] | None) -> tuple[int, 
 
 
 def _has_non_numbers(value: Any) -> bool:
-    if isinstance(value, list):
-        return any(_has_non_numbers(v) for v in value)
-    return isinstance(value, bool) or not isinstance(value, (int, float))
+    """Whether nested lists hold anything but numbers (iterative: no recursion limit)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            return True
+    return False
 
 
 def _kind(value: Any) -> str:
@@ -109,11 +119,13 @@ def _kind(value: Any) -> str:
 
 
 def _flatten(value: Any) -> Any:
-    for v in value:
-        if isinstance(v, list):
-            yield from _flatten(v)
+    stack = list(reversed(value))
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
         else:
-            yield v
+            yield item
 
 
 class RequestGuard:

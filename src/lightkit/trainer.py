@@ -30,6 +30,7 @@ from lightning.pytorch.profilers import (
 )
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities.memory import is_oom_error
 
 from lightkit.callbacks import (
     GPUMemoryMonitor,
@@ -54,6 +55,7 @@ PRECISIONS = (
     "transformer-engine",
     "transformer-engine-float16",
 )
+_RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"
 _PRECISION_ALIASES = ("32", "16", "bf16", "64", 32, 16, 64)
 
 
@@ -104,6 +106,12 @@ def make_trainer(
           ``last.ckpt`` is also refreshed every N steps for mid-epoch resume;
         * :class:`~lightkit.callbacks.NaNGuard`: a NaN/Inf loss stops training with a message
           naming the step and the last good checkpoint; non-finite weights are never saved.
+        * what a run shows: ``train/grad_norm``, a confusion matrix, prediction grids or
+          segmentation overlays in TensorBoard, hyperparameters with final metrics (HPARAMS), a
+          torchinfo summary saved as ``model_summary.txt`` (``enable_model_summary=True`` for
+          Lightning's instead), Rich's progress bar on a terminal and plain lines otherwise,
+          peak CUDA memory per epoch and advice on out-of-memory errors
+          (:mod:`lightkit.callbacks`).
 
     Any other keyword (``callbacks``, ``max_steps``, ``deterministic``, ``profiler``, ...) is passed
     to ``lightning.Trainer``; your ``callbacks`` are added to lightkit's.
@@ -172,10 +180,17 @@ def make_trainer(
     if seed is not None:
         L.seed_everything(seed, workers=True)
 
-    run_dir = _run_dir(Path(default_root_dir), version)
+    inherited = os.environ.get(_RUN_DIR_ENV)
+    if rank_zero_only.rank != 0 and version is None and inherited:
+        # A DDP worker that Lightning started by re-running the script: rank 0 already chose
+        # (and created) this run's folder; choosing again would pick the next one.
+        run_dir = Path(inherited)
+    else:
+        run_dir = _run_dir(Path(default_root_dir), version)
     if rank_zero_only.rank == 0:
         # Claim the folder now, so that a second trainer built before this one runs gets the next.
         run_dir.mkdir(parents=True, exist_ok=True)
+        os.environ[_RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints",
@@ -221,7 +236,7 @@ def make_trainer(
     if isinstance(user_callbacks, Callback):
         user_callbacks = [user_callbacks]
     callbacks.extend(user_callbacks)
-    if trainer_kwargs.get("enable_progress_bar", True) and not any(
+    if trainer_kwargs.get("enable_progress_bar") is not False and not any(
         isinstance(c, ProgressBar) for c in callbacks
     ):
         callbacks.append(_progress_bar())
@@ -521,11 +536,11 @@ def fit(
 
     ``oom_retry``: when training runs out of CUDA memory, the datamodule's ``batch_size`` is
     halved and ``accumulate_grad_batches`` doubled, so the effective batch (and the learning-rate
-    schedule) stays the same; training then resumes from the run's ``last.ckpt`` (or starts over
-    from the initial weights when there is none yet). Each retry is reported with the new sizes;
-    after batch size 1 the error is raised. The datamodule needs a ``batch_size`` attribute (every
-    lightkit DataModule has one). Runs on several processes re-raise at once: their ranks would
-    have to agree on the retry.
+    schedule) stays the same (for an odd batch size, one sample smaller). Training then resumes
+    from the run's ``last.ckpt`` (or starts over from the initial weights when there is none
+    yet). Each retry is reported with the new sizes; after batch size 1 the error is raised. The
+    datamodule needs a ``batch_size`` attribute (every lightkit DataModule has one). Runs on
+    several processes re-raise at once: their ranks would have to agree on the retry.
 
     Args:
         module: The LightningModule to train.
@@ -553,8 +568,8 @@ def fit(
         try:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             return trainer
-        except torch.cuda.OutOfMemoryError as err:
-            if not oom_retry or trainer.world_size > 1:
+        except RuntimeError as err:
+            if not is_oom_error(err) or not oom_retry or trainer.world_size > 1:
                 raise
             batch_size = getattr(datamodule, "batch_size", None)
             if not isinstance(batch_size, int):

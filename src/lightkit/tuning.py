@@ -55,8 +55,9 @@ def find_lr(
         raise ValueError(
             f"find_lr: need 0 < min_lr < max_lr, got min_lr={min_lr!r}, max_lr={max_lr!r}"
         )
-    if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 5:
-        raise ValueError(f"find_lr: num_training must be an integer >= 5, got {num_training!r}")
+    if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 13:
+        # Lightning's suggestion skips the first 10 and the last point and needs 2 more.
+        raise ValueError(f"find_lr: num_training must be an integer >= 13, got {num_training!r}")
     return _find_lr(module, datamodule, min_lr, max_lr, num_training, make_trainer_kwargs)[0]
 
 
@@ -82,8 +83,9 @@ def _find_lr(
     if finder is None or lr is None:
         steps = len(finder.results.get("lr", [])) if finder is not None else 0
         raise ValueError(
-            f"find_lr: only {steps} steps ran, too few to suggest a learning rate; lower "
-            f"num_training (now {num_training}) or use more training data"
+            f"find_lr: only {steps} of {num_training} steps ran, too few to suggest a learning "
+            "rate: the loss diverged early (lower max_lr) or the run ended first (raise "
+            "max_epochs, or use more training data)"
         )
     path = Path(trainer.default_root_dir) / "lr_find.png"
     if rank_zero_only.rank == 0:
@@ -107,7 +109,8 @@ def find_batch_size(
     Starting at ``init_val``, the batch size doubles until a training step runs out of memory
     (or reaches ``max_val``, or the size of the training set); the last size that worked is
     set as ``datamodule.batch_size`` and returned. On the CPU nothing runs out of memory, so
-    this stops at ``max_val`` or the dataset size. The module's weights are restored afterwards.
+    this stops at ``max_val`` or the dataset size. Only sizes that ran are returned (powers of two
+    times ``init_val``). The module's weights are restored afterwards.
 
     Args:
         module: The LightningModule to train.
@@ -149,7 +152,12 @@ def find_batch_size(
         max_val=max_val,
         steps_per_trial=steps_per_trial,
     )
-    batch_size = min(int(found if found is not None else datamodule.batch_size), max_val)
+    batch_size = int(found if found is not None else datamodule.batch_size)
+    if batch_size >= max_val and batch_size > init_val:
+        # Lightning's power search stops once doubling reaches max_val and returns that untried
+        # size: fall back to the last size that ran.
+        batch_size //= 2
+    batch_size = min(batch_size, max_val)
     datamodule.batch_size = batch_size
     return batch_size
 

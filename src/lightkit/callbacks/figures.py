@@ -6,38 +6,54 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+# Distinct colours for mask classes (tab10), as 0..1 RGB.
+PALETTE = torch.tensor(
+    [
+        [0.12, 0.47, 0.71], [1.00, 0.50, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16],
+        [0.58, 0.40, 0.74], [0.55, 0.34, 0.29], [0.89, 0.47, 0.76], [0.50, 0.50, 0.50],
+        [0.74, 0.74, 0.13], [0.09, 0.75, 0.81],
+    ]
+)  # fmt: skip
+RIGHT, WRONG = torch.tensor([0.1, 0.7, 0.2]), torch.tensor([0.9, 0.1, 0.1])
 
 
 class ValidationFigures(Callback):
     """At each validation epoch end, draw what the model gets right and wrong into TensorBoard.
 
-    * multiclass classification: a confusion-matrix figure (``val/confusion_matrix``), counted
-      over the whole validation set on the device (no per-step host sync);
-    * image classification: a grid of the first validation images with predicted and true
-      labels, wrong ones in red (``val/predictions``);
-    * segmentation: image, true mask and predicted mask side by side (``val/segmentation``).
+    * multiclass classification: the confusion matrix as a heat map (``val/confusion_matrix``;
+      rows: true class, columns: predicted; each row scaled to its class count), counted over
+      the whole validation set on the device (summed across processes under DDP);
+    * image classification: the first validation images, framed green where the prediction is
+      right and red where it is wrong (``val/predictions``);
+    * segmentation: rows of image, true mask and predicted mask over the image
+      (``val/segmentation``).
 
-    Works with lightkit task modules (it reads their ``last_preds``) and a ``TensorBoardLogger``;
-    otherwise it does nothing. ``lk.make_trainer`` adds it with its TensorBoard logger.
+    Pictures are drawn with tensor operations (no plotting library), so a figure costs a few
+    milliseconds. Works with lightkit task modules (it reads their ``last_preds``) and a
+    ``TensorBoardLogger``; otherwise it does nothing. ``lk.make_trainer`` adds it.
 
     Args:
-        max_images: Most images in a prediction grid or overlay figure.
-        max_classes: No confusion matrix above this many classes (it would be unreadable).
+        max_images: Most images in a prediction grid (segmentation shows at most 4 rows).
+        max_classes: No confusion matrix above this many classes.
 
     Example:
         >>> trainer = L.Trainer(callbacks=[lk.callbacks.ValidationFigures(max_images=8)])
     """
 
-    def __init__(self, max_images: int = 16, max_classes: int = 50) -> None:
+    def __init__(self, max_images: int = 16, max_classes: int = 100) -> None:
         self.max_images = max_images
         self.max_classes = max_classes
         self._confusion: torch.Tensor | None = None
         self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def _active(self, trainer: L.Trainer) -> TensorBoardLogger | None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+    @staticmethod
+    def _logger(trainer: L.Trainer) -> TensorBoardLogger | None:
+        if trainer.sanity_checking:
             return None
         return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
@@ -55,52 +71,46 @@ class ValidationFigures(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         preds = getattr(pl_module, "last_preds", None)
-        if self._active(trainer) is None or preds is None or not hasattr(pl_module, "unpack_batch"):
+        if self._logger(trainer) is None or preds is None or not hasattr(pl_module, "unpack_batch"):
             return
         x, target = pl_module.unpack_batch(batch)
         kind = _kind(pl_module)
-        if kind == "multiclass":
-            num_classes = preds.shape[-1]
-            if num_classes <= self.max_classes and target.ndim == 1:
-                if self._confusion is None:
-                    self._confusion = torch.zeros(
-                        num_classes, num_classes, dtype=torch.long, device=preds.device
-                    )
-                index = target.long() * num_classes + preds.argmax(-1)
-                self._confusion += torch.bincount(index, minlength=num_classes**2).view(
-                    num_classes, num_classes
-                )
+        if kind == "multiclass" and target.ndim == 1 and preds.shape[-1] <= self.max_classes:
+            n = preds.shape[-1]
+            if self._confusion is None:
+                self._confusion = torch.zeros(n * n, dtype=torch.long, device=preds.device)
+            self._confusion += torch.bincount(target.long() * n + preds.argmax(-1), minlength=n * n)
         if (
             self._sample is None
             and isinstance(x, torch.Tensor)
             and x.ndim == 4
             and x.shape[1] in (1, 3)
         ):
-            n = self.max_images if kind != "segmentation" else min(4, self.max_images)
-            self._sample = (x[:n].detach(), target[:n].detach(), preds[:n].detach())
+            count = self.max_images if kind != "segmentation" else min(4, self.max_images)
+            self._sample = (x[:count].detach(), target[:count].detach(), preds[:count].detach())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        logger = self._active(trainer)
+        logger = self._logger(trainer)
         if logger is None:
             return
-        import matplotlib.pyplot as plt
-
-        step = trainer.global_step
-        kind = _kind(pl_module)
-        figures = []
-        if self._confusion is not None:
-            figures.append(("val/confusion_matrix", confusion_figure(self._confusion.cpu())))
-        if self._sample is not None:
-            x, target, preds = (t.float().cpu() for t in self._sample)
-            if kind == "segmentation":
-                figures.append(
-                    ("val/segmentation", segmentation_figure(x, target, preds.argmax(1)))
-                )
-            elif kind == "multiclass":
-                figures.append(("val/predictions", prediction_grid(x, target, preds.argmax(-1))))
-        for tag, figure in figures:
-            logger.experiment.add_figure(tag, figure, global_step=step, close=True)
-            plt.close(figure)
+        confusion = self._confusion
+        if confusion is not None and trainer.world_size > 1:
+            confusion = trainer.strategy.reduce(confusion, reduce_op="sum")  # every rank takes part
+        if trainer.is_global_zero:
+            step, kind = trainer.global_step, _kind(pl_module)
+            if confusion is not None:
+                n = round(confusion.numel() ** 0.5)
+                image = confusion_image(confusion.view(n, n).cpu())
+                logger.experiment.add_image("val/confusion_matrix", image, step)
+            if self._sample is not None:
+                x, target, preds = (t.float().cpu() for t in self._sample)
+                if kind == "segmentation":
+                    num_classes = preds.shape[1]
+                    image = segmentation_image(x, target.long(), preds.argmax(1), num_classes)
+                    logger.experiment.add_image("val/segmentation", image, step)
+                elif kind == "multiclass":
+                    image = prediction_image(x, target.long(), preds.argmax(-1))
+                    logger.experiment.add_image("val/predictions", image, step)
         self._confusion = None
         self._sample = None
 
@@ -115,82 +125,68 @@ def _kind(pl_module: L.LightningModule) -> str:
     return "other"
 
 
-def confusion_figure(matrix: torch.Tensor) -> Any:
-    """A matplotlib figure of a confusion matrix (rows: true class, columns: predicted)."""
-    import matplotlib.pyplot as plt
-
+def confusion_image(matrix: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """A ``3×H×W`` heat map of a confusion matrix (rows: true, columns: predicted), white to blue
+    by each row's share; the diagonal in green tones, so errors stand out."""
     n = matrix.shape[0]
-    size = max(3.0, min(12.0, 0.45 * n + 2))
-    figure, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix.numpy(), cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    if n <= 20:
-        peak = int(matrix.max()) or 1
-        for i in range(n):
-            for j in range(n):
-                value = int(matrix[i, j])
-                ax.text(j, i, value, ha="center", va="center", fontsize=8,
-                        color="white" if value > peak / 2 else "black")  # fmt: skip
-    accuracy = matrix.diag().sum().item() / max(1, matrix.sum().item())
-    ax.set_title(f"confusion matrix (accuracy {accuracy:.3f})")
-    figure.tight_layout()
-    return figure
+    share = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
+    blue = torch.tensor([0.03, 0.19, 0.42])[:, None, None]
+    green = torch.tensor([0.0, 0.43, 0.17])[:, None, None]
+    colour = torch.where(torch.eye(n, dtype=torch.bool), green, blue)
+    image = 1 - share[None] * (1 - colour)  # white at 0, the full colour at 1
+    cell = max(1, size // n)
+    image = image.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+    if cell >= 4:  # grid lines between cells
+        image[:, ::cell, :] = 0.8
+        image[:, :, ::cell] = 0.8
+    return image
 
 
-def _show(image: torch.Tensor) -> Any:
-    """A CHW tensor (any scale) as an HWC or HW array in [0, 1] for imshow."""
-    low, high = image.min(), image.max()
-    image = (image - low) / (high - low) if high > low else image * 0
-    return image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).numpy()
+def _to_rgb01(x: torch.Tensor) -> torch.Tensor:
+    """``N×C×H×W`` images of any scale as ``N×3×H×W`` in [0, 1] (each image min-max scaled)."""
+    low = x.amin(dim=(1, 2, 3), keepdim=True)
+    high = x.amax(dim=(1, 2, 3), keepdim=True)
+    x = (x - low) / (high - low).clamp(min=1e-8)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-def prediction_grid(x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> Any:
-    """A grid of images titled ``predicted/true``; wrong predictions in red."""
-    import matplotlib.pyplot as plt
-
-    n = x.shape[0]
-    cols = min(8, n)
-    rows = -(-n // cols)
-    figure, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(_show(x[i]), cmap="gray" if x.shape[1] == 1 else None)
-        right = int(predicted[i]) == int(target[i])
-        ax.set_title(
-            f"{int(predicted[i])}/{int(target[i])}", fontsize=9, color="black" if right else "red"
-        )
-    figure.suptitle("predicted/true", fontsize=10)
-    figure.tight_layout()
-    return figure
+def _upscale(x: torch.Tensor, minimum: int = 64) -> torch.Tensor:
+    side = min(x.shape[-2:])
+    if side >= minimum:
+        return x
+    factor = -(-minimum // side)
+    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
-def segmentation_figure(x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> Any:
-    """Rows of image | true mask | predicted mask (masks overlaid on the image)."""
-    import matplotlib.pyplot as plt
-
-    n = x.shape[0]
-    figure, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
-    classes = max(int(target.max()), int(predicted.max()), 1)
-    for i in range(n):
-        image = _show(x[i])
-        cmap = "gray" if x.shape[1] == 1 else None
-        for j, (title, mask) in enumerate(
-            (("image", None), ("true", target[i]), ("predicted", predicted[i]))
-        ):
-            ax = axes[i, j]
-            ax.axis("off")
-            ax.imshow(image, cmap=cmap)
-            if mask is not None:
-                ax.imshow(mask.numpy(), alpha=0.5, cmap="tab10", vmin=0, vmax=max(classes, 9))
-            if i == 0:
-                ax.set_title(title, fontsize=9)
-    figure.tight_layout()
-    return figure
+def prediction_image(
+    x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor
+) -> torch.Tensor:
+    """A grid of images framed green (right) or red (wrong)."""
+    images = _upscale(_to_rgb01(x))
+    right = (predicted == target).view(-1, 1, 1, 1)
+    frame = torch.where(right, RIGHT.view(1, 3, 1, 1), WRONG.view(1, 3, 1, 1))
+    framed = F.pad(images, (3, 3, 3, 3))
+    border = torch.ones_like(framed, dtype=torch.bool)
+    border[:, :, 3:-3, 3:-3] = False
+    framed = torch.where(border, frame.expand_as(framed), framed)
+    return make_grid(framed, nrow=8, padding=2, pad_value=1.0)
 
 
-__all__ = ["ValidationFigures", "confusion_figure", "prediction_grid", "segmentation_figure"]
+def _overlay(images: torch.Tensor, masks: torch.Tensor, num_classes: int) -> torch.Tensor:
+    colours = PALETTE[masks.clamp(0, len(PALETTE) - 1) % len(PALETTE)].permute(0, 3, 1, 2)
+    valid = ((masks >= 0) & (masks < num_classes))[:, None]
+    return torch.where(valid, 0.5 * images + 0.5 * colours, images)
+
+
+def segmentation_image(
+    x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Rows of image | true mask | predicted mask (masks blended over the image)."""
+    images = _to_rgb01(x)
+    rows = torch.stack(
+        [images, _overlay(images, target, num_classes), _overlay(images, predicted, num_classes)], 1
+    ).flatten(0, 1)
+    return make_grid(_upscale(rows), nrow=3, padding=2, pad_value=1.0)
+
+
+__all__ = ["ValidationFigures", "confusion_image", "prediction_image", "segmentation_image"]

@@ -7,6 +7,7 @@ import re
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.memory import is_oom_error
 
 OOM_ADVICE = """
 lightkit: CUDA ran out of memory. What to try, roughly in order:
@@ -25,7 +26,7 @@ class GPUMemoryMonitor(Callback):
 
     On CUDA, ``gpu/peak_allocated_mb`` and ``gpu/peak_reserved_mb`` (the most memory tensors
     held, and the most the caching allocator reserved, during the training epoch) are logged at
-    each training epoch end. When training fails with ``torch.cuda.OutOfMemoryError``, its message
+    each training epoch end. When training fails with a CUDA out-of-memory error, its message
     gets the highlights of ``torch.cuda.memory_summary()`` and concrete advice appended. On the
     CPU the logging does nothing. ``lk.make_trainer`` adds it.
 
@@ -48,9 +49,7 @@ class GPUMemoryMonitor(Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        if isinstance(
-            exception, torch.cuda.OutOfMemoryError
-        ) and "lightkit: CUDA ran out" not in str(exception):
+        if is_oom_error(exception) and "lightkit: CUDA ran out" not in str(exception):
             # The Trainer re-raises this same exception object: extend its message in place.
             message = str(exception) + "\n" + memory_highlights() + OOM_ADVICE
             exception.args = (message,)

@@ -12,8 +12,8 @@ class HParamsMetrics(Callback):
 
     TensorBoard's HPARAMS tab lists a run only with metrics attached; Lightning writes the
     hyperparameters at the start, before any exist. This writes them again at the end with the
-    last validation metrics (and the best ``monitor`` value of the checkpoint callback as
-    ``hp/best``), so runs can be compared side by side. ``lk.make_trainer`` adds it with its
+    last metrics under ``hp/`` (``hp/val/loss``, ..., and the best ``monitor`` value of the
+    checkpoint callback as ``hp/best``), so runs can be compared side by side. ``lk.make_trainer`` adds it with its
     TensorBoard logger.
 
     Example:
@@ -31,12 +31,15 @@ class HParamsMetrics(Callback):
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_score", None)
         if best is not None:
-            metrics["hp/best"] = float(best)
+            metrics["best"] = float(best)
         if not metrics:
             return
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.log_hyperparams(pl_module.hparams, metrics=metrics)
+                # Own "hp/" tags: these are also written as step-0 scalars, which must not add a
+                # point to the training curves.
+                hp_metrics = {f"hp/{k}": v for k, v in metrics.items()}
+                logger.log_hyperparams(pl_module.hparams, metrics=hp_metrics)
 
 
 __all__ = ["HParamsMetrics"]

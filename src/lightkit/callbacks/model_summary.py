@@ -58,7 +58,10 @@ class TorchinfoSummary(Callback):
         )
         if not isinstance(x, torch.Tensor):
             return
-        training = pl_module.training
+        strategy = type(trainer.strategy).__name__
+        if "FSDP" in strategy or "DeepSpeed" in strategy:
+            return  # a forward pass on one rank would wait forever for the others' shards
+        modes = {m: m.training for m in pl_module.modules()}  # e.g. a frozen backbone in eval
         try:
             with torch.no_grad():
                 stats = torchinfo.summary(
@@ -75,7 +78,8 @@ class TorchinfoSummary(Callback):
             print(self.text)
             return
         finally:
-            pl_module.train(training)
+            for module, training in modes.items():
+                module.training = training
         self.text = f"input: {tuple(x.shape)} ({x.dtype})\n{stats}"
         path = Path(trainer.default_root_dir) / "model_summary.txt"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ class PlainProgressBar(ProgressBar):
         self._enabled = True
         self._last = 0.0
         self._start = 0.0
+        self._finished: tuple[str, float] | None = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -55,6 +56,7 @@ class PlainProgressBar(ProgressBar):
         return f"epoch {trainer.current_epoch + 1}/{total}"
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report_finished(trainer)
         self._start = self._last = time.monotonic()
 
     def on_train_batch_end(
@@ -80,14 +82,25 @@ class PlainProgressBar(ProgressBar):
         )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Callbacks run before the module's own epoch-end logging: report the epoch when the
+        # next one starts (or training ends), with its final train/ and val/ values.
+        self._finished = (self._epoch(trainer), time.monotonic() - self._start)
+
+    def _report_finished(self, trainer: L.Trainer) -> None:
+        if self._finished is None:
+            return
+        epoch, took = self._finished
+        self._finished = None
         metrics = {
             k: float(v)
             for k, v in sorted(trainer.callback_metrics.items())
             if k.startswith(("train/", "val/")) and getattr(v, "numel", lambda: 1)() == 1
         }
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        took = time.monotonic() - self._start
-        self._print(trainer, f"{self._epoch(trainer)} done in {took:.1f} s  {shown}".rstrip())
+        self._print(trainer, f"{epoch} done in {took:.1f} s  {shown}".rstrip())
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report_finished(trainer)
 
 
 __all__ = ["PlainProgressBar"]

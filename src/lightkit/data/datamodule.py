@@ -175,8 +175,10 @@ class DataModule(L.LightningDataModule):
                 loader.position = lambda: progress.current.processed
             if pending and "in_memory" in pending:
                 loader.load_state_dict(pending["in_memory"])
-                if trainer is not None and loader.rebatched is not None:
-                    _recount_batches(trainer, *loader.rebatched)
+                if trainer is not None:
+                    # Applied when the epoch starts iterating: Lightning restores its own batch
+                    # counts after asking for this loader when the scheduler needs the step count.
+                    loader.on_rebatch = lambda old, new: _recount_batches(trainer, old, new)
         elif isinstance(loader, DataLoader) and loader.generator is not None and pending:
             loader.generator.set_state(pending.get("generator", loader.generator.get_state()))
         self._train_loader = loader

@@ -72,8 +72,10 @@ class InMemoryLoader:
         self._epoch_start_state: torch.Tensor | None = None
         self._yielded = 0
         self._skip = 0
-        # After a mid-epoch resume with another batch size: (old batches, new batches) consumed.
+        # After a mid-epoch resume with another batch size: (old batches, new batches) consumed,
+        # handed to `on_rebatch` when the resumed epoch starts iterating.
         self.rebatched: tuple[int, int] | None = None
+        self.on_rebatch: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_dataset(cls, dataset: TensorDataset | Subset, **kwargs: object) -> InMemoryLoader:
@@ -113,8 +115,9 @@ class InMemoryLoader:
 
         With another batch size (as after ``lk.fit``'s out-of-memory retry) a finished epoch
         resumes exactly, and an unfinished one continues with the first sample not yet seen;
-        ``rebatched`` then holds ``(batches consumed at the old size, at the new size)``, so
-        whoever counts batches (the DataModule updates the trainer's count) can follow.
+        ``rebatched`` then holds ``(batches consumed at the old size, at the new size)``, passed to
+        ``on_rebatch`` when iteration starts, so whoever counts batches (the DataModule updates
+        the trainer's count, after Lightning restored it) can follow.
         """
         if not state:
             return
@@ -160,6 +163,9 @@ class InMemoryLoader:
             self._epoch_start_state = self.generator.get_state()
         order = self._draw_order()
         skip, self._skip = self._skip, 0
+        if self.rebatched is not None and self.on_rebatch is not None:
+            self.on_rebatch(*self.rebatched)
+        self.rebatched = None
         self._yielded = skip
         if self.device is not None:
             order = order.to(self.device)
