@@ -13,29 +13,6 @@ pytestmark = pytest.mark.slow  # each starts several Python processes
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_gradient_checkpointing_benchmark_tiny():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "gradient_checkpointing.py"),
-            "--batch",
-            "4",
-            "--size",
-            "32",
-            "--repeats",
-            "1",
-            "--device",
-            "cpu",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "memory ratio checkpointed/plain:" in out.stdout
-    assert "time ratio   checkpointed/plain:" in out.stdout
-
-
 def test_parity_benchmark_tiny_and_losses_agree():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "parity.py"), "--workloads", "mlp", "--pairs", "1",
@@ -77,17 +54,3 @@ def test_gpu_check_tiny():
     names = [r[0] for r in rows]
     assert names[:3] == ["plain", "lightkit-32", "preset"]
     assert rows[0][3] == "1.00" and all(float(r[2]) > 0 for r in rows)
-
-
-def test_serve_load_tiny_without_batching():
-    # The batched server is covered by tests/test_serve.py; this runs the max-batch-1 path.
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "serve_load.py"), "--requests", "20", "--clients", "4",
-         "--batch-sizes", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    row = out.stdout.strip().splitlines()[-1].split()
-    assert row[0] == "1" and row[-1] == "0"  # max batch 1, no failed requests

@@ -121,3 +121,27 @@ def test_oom_message_gets_advice(tmp_path):
     assert "lightkit: CUDA ran out of memory" in message
     for advice in ("lk.fit", "accumulate_grad_batches", "bf16-mixed", "gradient_checkpointing"):
         assert advice in message
+
+
+def test_rich_progress_bar_on_a_terminal(monkeypatch):
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from lightkit.trainer import _progress_bar
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert isinstance(_progress_bar(), RichProgressBar)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert isinstance(_progress_bar(), lk.callbacks.PlainProgressBar)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_peak_gpu_memory_is_logged_per_epoch(tmp_path):
+    trainer = lk.make_trainer(max_epochs=1, default_root_dir=tmp_path, accelerator="gpu", devices=1,
+                              enable_progress_bar=False)  # fmt: skip
+    module = lk.ClassificationModule(lk.models.ConvNet(1, 3, widths=(4, 8)), 3)
+    trainer.fit(module, datamodule=lk.data.DataModule(_images(), batch_size=16))
+    assert float(trainer.callback_metrics["gpu/peak_allocated_mb"]) > 0
+    assert float(trainer.callback_metrics["gpu/peak_reserved_mb"]) >= float(
+        trainer.callback_metrics["gpu/peak_allocated_mb"]
+    )

@@ -168,3 +168,28 @@ def test_check_request_without_a_server():
         422,
         '"inputs" has shape (2,), expected (2, 1)',
     )
+
+
+def test_unbatched_server_api_handles_one_sample_at_a_time(tmp_path):
+    """With max_batch_size=1 LitServe skips batch()/unbatch(): predict gets a single sample."""
+    from lightkit.serve import PredictorAPI
+
+    x = torch.randn(64, 8)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3)
+    trainer = lk.make_trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
+                              enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(module, datamodule=lk.data.TensorDataModule(x, (x[:, 0] > 0).long(), batch_size=16))
+    checkpoint = trainer.checkpoint_callback.best_model_path
+    for max_batch_size in (1, 4):
+        api = PredictorAPI(checkpoint=checkpoint, max_batch_size=max_batch_size)
+        api.setup("cpu")
+        samples = [api.decode_request({"inputs": row.tolist()}) for row in x[:4]]
+        if max_batch_size == 1:
+            outputs = [api.encode_response(api.predict(s))["outputs"] for s in samples]
+        else:
+            outputs = [
+                api.encode_response(o)["outputs"]
+                for o in api.unbatch(api.predict(api.batch(samples)))
+            ]
+        expected = lk.Predictor.from_checkpoint(checkpoint, device="cpu").predict(x[:4])
+        torch.testing.assert_close(torch.tensor(outputs), expected)
