@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+import lightning as L
+
 import lightkit as lk
 
 
@@ -24,6 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     datamodule = lk.data.DigitsDataModule(batch_size=args.batch_size, seed=args.seed)
+    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
     net = lk.models.ConvNet(in_channels=1, num_classes=10, widths=(32, 64, 128), dropout=0.1)
     module = lk.ClassificationModule(
         net,

@@ -137,7 +137,9 @@ def make_trainer(
             ``chrome://tracing`` or https://ui.perfetto.dev).
         logger: ``"tensorboard"``, ``False``, or a Lightning ``Logger``.
         default_root_dir: Folder holding one ``version_<n>`` folder per run.
-        seed: Seed every RNG (torch, numpy, Python, workers) before building anything.
+        seed: Seed every RNG (torch, numpy, Python, workers) when the trainer is built. Nets
+            built before that start from unseeded weights: build the trainer first, or call
+            ``lightning.seed_everything(seed)`` before the net, for reproducible runs.
         checkpoint_every_n_steps: Also write ``last.ckpt`` every N optimizer steps.
         nan_guard: Stop at the first non-finite loss (see :class:`~lightkit.callbacks.NaNGuard`).
         version: The run folder: None for a new ``version_<n>``, ``"last"`` for the newest
