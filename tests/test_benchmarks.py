@@ -26,16 +26,6 @@ def test_parity_benchmark_tiny_and_losses_agree():
     assert rows["plain"][4] == rows["lightkit"][4]
 
 
-def test_time_to_accuracy_benchmark_tiny():
-    out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "time_to_accuracy.py"), "--rounds", "1",
-         "--max-epochs", "1", "--target", "0.5"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "plain" in out.stdout and "lightkit" in out.stdout and "ratio" in out.stdout
-
-
 def test_gpu_check_tiny():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--tiny"],

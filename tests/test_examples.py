@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -13,14 +15,18 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _run(script: str, tmp_path, *args: str) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--root", str(tmp_path / "runs"), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    last = out.stdout.strip().splitlines()[-1]
+    """Run an example as ``python examples/<script> --root ... <args>`` would, in this process
+    (the suite's time budget cannot pay a fresh torch import per example)."""
+    argv = [str(EXAMPLES / script), "--root", str(tmp_path / "runs"), *args]
+    out = io.StringIO()
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(argv[0], run_name="__main__")
+    finally:
+        sys.argv = saved
+    last = out.getvalue().strip().splitlines()[-1]
     return {k: float(v) for k, v in re.findall(r"(\S+)=([-\d.e]+)", last)}
 
 
