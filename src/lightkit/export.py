@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import inspect
+import io
 import os
 import tempfile
 import warnings
@@ -156,7 +157,7 @@ def _to_onnx(module, example_input, path, overwrite, atol, batch_sizes, dynamic_
             kwargs["opset_version"] = opset
         if "external_data" in inspect.signature(torch.onnx.export).parameters:
             kwargs["external_data"] = False  # one self-contained file (models up to 2 GB)
-        with torch.no_grad(), _quiet(), contextlib.redirect_stdout(_Null()):
+        with torch.no_grad(), _quiet(), contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(module, (example,), str(tmp), **kwargs)
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
@@ -340,14 +341,6 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-class _Null:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
 
 
 __all__ = ["ExportError", "to_exported_program", "to_onnx", "to_torchscript"]

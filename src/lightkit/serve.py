@@ -22,7 +22,6 @@ Needs the ``serve`` extra: ``pip install "lightkit[serve]"``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
@@ -31,8 +30,6 @@ import numpy as np
 import torch
 
 from lightkit.checkpointing import load_checkpoint
-
-log = logging.getLogger("lightkit.serve")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -50,6 +50,7 @@ class ValidationFigures(Callback):
         self.max_classes = max_classes
         self._confusion: torch.Tensor | None = None
         self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._kind: str | None = None  # set per validation epoch; None: nothing to draw
 
     @staticmethod
     def _logger(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -60,6 +61,8 @@ class ValidationFigures(Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._confusion = None
         self._sample = None
+        wanted = self._logger(trainer) is not None and hasattr(pl_module, "unpack_batch")
+        self._kind = _kind(pl_module) if wanted else None
 
     def on_validation_batch_end(
         self,
@@ -71,10 +74,10 @@ class ValidationFigures(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         preds = getattr(pl_module, "last_preds", None)
-        if self._logger(trainer) is None or preds is None or not hasattr(pl_module, "unpack_batch"):
+        kind = self._kind
+        if kind is None or preds is None:
             return
         x, target = pl_module.unpack_batch(batch)
-        kind = _kind(pl_module)
         if kind == "multiclass" and target.ndim == 1 and preds.shape[-1] <= self.max_classes:
             n = preds.shape[-1]
             if self._confusion is None:
@@ -97,7 +100,7 @@ class ValidationFigures(Callback):
         if confusion is not None and trainer.world_size > 1:
             confusion = trainer.strategy.reduce(confusion, reduce_op="sum")  # every rank takes part
         if trainer.is_global_zero:
-            step, kind = trainer.global_step, _kind(pl_module)
+            step, kind = trainer.global_step, self._kind
             if confusion is not None:
                 n = round(confusion.numel() ** 0.5)
                 image = confusion_image(confusion.view(n, n).cpu())
