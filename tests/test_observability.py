@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -110,9 +111,22 @@ class OutOfMemory(nn.Module):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
+def test_gpu_memory_monitor_only_when_training_on_cuda(tmp_path, monkeypatch):
+    def monitors(trainer):
+        return [c for c in trainer.callbacks if isinstance(c, lk.callbacks.GPUMemoryMonitor)]
+
+    cpu = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    assert monitors(cpu) == []  # on the CPU it would only cost hook calls
+    monkeypatch.setattr(lk.trainer, "_hardware", lambda accelerator: "cuda")
+    gpu = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
+                          precision="32-true")  # fmt: skip
+    assert len(monitors(gpu)) == 1
+
+
 def test_oom_message_gets_advice(tmp_path):
-    trainer = lk.make_trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
-                              enable_progress_bar=False)  # fmt: skip
+    # make_trainer adds the monitor on CUDA only; a CUDA OOM error is simulated here on the CPU.
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, logger=False,
+                        enable_progress_bar=False, callbacks=[lk.callbacks.GPUMemoryMonitor()])  # fmt: skip
     module = lk.ClassificationModule(OutOfMemory(), 3)
     with pytest.raises(torch.cuda.OutOfMemoryError) as info:
         trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(n=32), batch_size=8))

@@ -45,7 +45,8 @@ class OptimizerPreset:
     Args:
         name: The ``lightkit.optim`` function that made it (used to rebuild it from a checkpoint).
         optimizer_class: The ``torch.optim.Optimizer`` subclass to build.
-        kwargs: Keyword arguments for ``optimizer_class``.
+        kwargs: Keyword arguments for ``optimizer_class``. ``fused=None`` (the presets' default)
+            means "fused if every parameter allows it": see :func:`adam`.
     """
 
     def __init__(self, name: str, optimizer_class: type[Optimizer], kwargs: dict[str, Any]) -> None:
@@ -54,7 +55,11 @@ class OptimizerPreset:
         self.kwargs = kwargs
 
     def __call__(self, params: Iterable[Any]) -> Optimizer:
-        return self.optimizer_class(params, **self.kwargs)
+        kwargs = dict(self.kwargs)
+        if "fused" in kwargs and kwargs["fused"] is None:
+            params = list(params)  # looked at twice: by _fusable and by the optimizer
+            kwargs["fused"] = True if _fusable(params) else None
+        return self.optimizer_class(params, **kwargs)
 
     def to_spec(self) -> dict[str, Any]:
         return {"class_path": f"lightkit.optim.{self.name}", "init_args": dict(self.kwargs)}
@@ -141,46 +146,109 @@ def _check_ratio(fn: str, ratio: float) -> None:
 
 # --- optimizers ---------------------------------------------------------------------------------
 
+_FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _fusable(params: list[Any]) -> bool:
+    """Whether PyTorch's fused optimizer kernels can take every parameter in ``params``.
+
+    Plain dense floating-point tensors on the CPU or a CUDA GPU only: tensor subclasses (DTensor,
+    FSDP's flat parameters), sparse or complex parameters and other devices keep PyTorch's default
+    implementation.
+    """
+    tensors = []
+    for item in params:
+        if isinstance(item, dict):
+            tensors.extend(item.get("params", []))
+        else:
+            tensors.append(item)
+    return bool(tensors) and all(
+        isinstance(p, torch.Tensor)
+        and type(p) in (torch.Tensor, torch.nn.Parameter)
+        and p.layout == torch.strided
+        and p.is_floating_point()
+        and p.device.type in _FUSED_DEVICES
+        for p in tensors
+    )
+
+
+def _check_fused(fn: str, fused: bool | None) -> None:
+    if fused is not None and not isinstance(fused, bool):
+        raise ValueError(f"lk.optim.{fn}: fused must be True, False or None (auto), got {fused!r}")
+
 
 def adam(
-    lr: float = 1e-3, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
 ) -> OptimizerPreset:
     """Adam: the default for most tasks.
+
+    Args:
+        lr: Learning rate.
+        weight_decay: L2 penalty added to the gradients.
+        betas: Coefficients of the running averages of the gradient and its square.
+        fused: ``None`` (default): PyTorch's fused kernel (``torch.optim.Adam(fused=True)``, one
+            kernel for all parameters instead of about a dozen operations per parameter) when every
+            parameter is a plain floating-point tensor on the CPU or a CUDA GPU, otherwise
+            PyTorch's default. The fused step computes the same update up to float rounding and is
+            several times faster for small nets (``benchmarks/RESULTS.md``). ``False``: never.
 
     Example:
         >>> opt = lk.optim.adam(lr=3e-4)(model.parameters())
     """
     _positive("adam", lr=lr)
     _non_negative("adam", weight_decay=weight_decay)
-    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas)}
+    _check_fused("adam", fused)
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas), "fused": fused}
     return OptimizerPreset("adam", torch.optim.Adam, kwargs)
 
 
 def adamw(
-    lr: float = 1e-3, weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.999)
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    fused: bool | None = None,
 ) -> OptimizerPreset:
     """AdamW: Adam with decoupled weight decay; the usual choice for transformers and fine-tuning.
+
+    ``fused``: as for :func:`adam`.
 
     Example:
         >>> opt = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(model.parameters())
     """
     _positive("adamw", lr=lr)
     _non_negative("adamw", weight_decay=weight_decay)
-    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas)}
+    _check_fused("adamw", fused)
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas), "fused": fused}
     return OptimizerPreset("adamw", torch.optim.AdamW, kwargs)
 
 
 def sgd(
-    lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    fused: bool | None = None,
 ) -> OptimizerPreset:
     """SGD with momentum: the classic choice for CNNs trained from scratch.
+
+    ``fused``: as for :func:`adam`.
 
     Example:
         >>> opt = lk.optim.sgd(lr=0.1, weight_decay=5e-4)(model.parameters())
     """
     _positive("sgd", lr=lr)
     _non_negative("sgd", momentum=momentum, weight_decay=weight_decay)
-    kwargs = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov}
+    _check_fused("sgd", fused)
+    kwargs = {
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "nesterov": nesterov,
+        "fused": fused,
+    }
     return OptimizerPreset("sgd", torch.optim.SGD, kwargs)
 
 

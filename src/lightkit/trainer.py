@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
 import os
@@ -24,6 +25,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.profilers import (
     AdvancedProfiler,
+    PassThroughProfiler,
     Profiler,
     PyTorchProfiler,
     SimpleProfiler,
@@ -110,8 +112,8 @@ def make_trainer(
           segmentation overlays in TensorBoard, hyperparameters with final metrics (HPARAMS), a
           torchinfo summary saved as ``model_summary.txt`` (``enable_model_summary=True`` for
           Lightning's instead), Rich's progress bar on a terminal and plain lines otherwise,
-          peak CUDA memory per epoch and advice on out-of-memory errors
-          (:mod:`lightkit.callbacks`).
+          and, when training on a CUDA GPU, peak GPU memory per epoch and advice on
+          out-of-memory errors (:mod:`lightkit.callbacks`).
 
     Any other keyword (``callbacks``, ``max_steps``, ``deterministic``, ``profiler``, ...) is passed
     to ``lightning.Trainer``; your ``callbacks`` are added to lightkit's.
@@ -228,7 +230,8 @@ def make_trainer(
     if loggers is not False:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         callbacks += [GradientNormMonitor(), ValidationFigures(), HParamsMetrics()]
-    callbacks.append(GPUMemoryMonitor())
+    if hardware == "cuda":
+        callbacks.append(GPUMemoryMonitor())
     if trainer_kwargs.get("enable_model_summary") is None:
         # torchinfo's summary (real input size, MACs, saved to model_summary.txt) replaces
         # Lightning's; enable_model_summary=True asks for Lightning's, False for none.
@@ -319,9 +322,27 @@ class _NoValidationFallback(Callback):
 PROFILERS = ("simple", "advanced", "pytorch")
 
 
-def _make_profiler(profiler: str | Profiler | None, run_dir: Path) -> Profiler | None:
+_NO_OP = contextlib.nullcontext()
+
+
+class _NoProfiler(PassThroughProfiler):
+    """Lightning's "no profiler", minus the cost of a generator per hook call.
+
+    Lightning wraps every hook call (each callback's included: about a hundred per training step
+    with lightkit's callbacks) in ``profiler.profile(name)``; the base class makes that a
+    ``@contextmanager`` generator that calls ``start`` and ``stop``, which do nothing here. This
+    one hands back one shared no-op context instead.
+    """
+
+    def profile(self, action_name: str) -> contextlib.nullcontext[None]:  # type: ignore[override]
+        return _NO_OP
+
+
+def _make_profiler(profiler: str | Profiler | None, run_dir: Path) -> Profiler:
     """A Lightning profiler writing into ``<run_dir>/profile/``, announcing its files when done."""
-    if profiler is None or isinstance(profiler, Profiler):
+    if profiler is None:
+        return _NoProfiler()
+    if isinstance(profiler, Profiler):
         return profiler
     folder = run_dir / "profile"
     if profiler == "simple":

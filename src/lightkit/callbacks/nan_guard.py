@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import nn
 
 
 class NonFiniteError(RuntimeError):
@@ -43,14 +45,19 @@ class NaNGuard(Callback):
     ) -> None:
         # Before backward: on the CPU a bad loss stops the run before its gradients reach the
         # weights. (Inside the step, trainer.global_step already counts the step in progress.)
-        finite = torch.isfinite(loss.detach()).all()
         if loss.device.type == "cpu":
-            if not finite:
+            # One read of a scalar loss is cheaper than isfinite().all() and a read of that.
+            if loss.numel() == 1:
+                finite = math.isfinite(value := loss.item())
+            else:
+                finite = bool(torch.isfinite(loss.detach()).all())
                 value = float(loss.detach().float().mean())
+            if not finite:
                 self._stop(
                     trainer, f"{value} at global step {trainer.global_step}", self._batch_idx
                 )
             return
+        finite = torch.isfinite(loss.detach()).all()
         self._bad = ~finite if self._bad is None else self._bad | ~finite
 
     def on_train_batch_end(
@@ -69,7 +76,14 @@ class NaNGuard(Callback):
     ) -> None:
         # Runs while the checkpoint is being assembled, before anything is written.
         self._check_device_flag(trainer, None)
-        for name, param in pl_module.named_parameters():
+        named = list(pl_module.named_parameters())
+        plain = len({p.device for _, p in named}) == 1 and all(
+            type(p) in (torch.Tensor, nn.Parameter) for _, p in named
+        )
+        # One host read for all parameters; the loop below runs only to name a bad one.
+        if plain and bool(torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).all()):
+            return
+        for name, param in named:
             if not bool(torch.isfinite(param.detach()).all()):
                 raise NonFiniteError(
                     f"NaNGuard: parameter {name!r} holds NaN or Inf at step {trainer.global_step}; "

@@ -21,6 +21,11 @@ from lightkit._spec import from_spec, is_spec, to_spec
 from lightkit.checkpointing import load_checkpoint
 from lightkit.trainer import _has_no_validation
 
+# Attributes that never hold parameters, buffers or submodules and are set on every step:
+# Lightning sets `_current_fx_name` around each of the ~50 hook calls in a training step, and
+# nn.Module.__setattr__ would look each one up among parameters, buffers and submodules.
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_preds"})
+
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
@@ -177,6 +182,12 @@ class TaskModule(L.LightningModule):
         if specs:
             self.save_hyperparameters(specs)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def build_metrics(self) -> MetricCollection | dict[str, Metric]:
         """The task's torchmetrics, keyed by short name (``acc``, ``f1``, ...). Default: none."""
         return MetricCollection({})
@@ -312,9 +323,9 @@ class TaskModule(L.LightningModule):
         loss = loss.float()  # an fp16 sum over an epoch would overflow
         sums = self._loss_sums.get(stage)
         if sums is None:
-            self._loss_sums[stage] = [loss * batch_size, batch_size]
+            self._loss_sums[stage] = [loss * batch_size, batch_size]  # a new tensor: ours to update
         else:
-            sums[0] = sums[0] + loss * batch_size
+            sums[0].add_(loss, alpha=batch_size)
             sums[1] += batch_size
 
     def _metrics_for(self, stage: str) -> MetricCollection | None:

@@ -84,11 +84,12 @@ class ClassificationModule(TaskModule):
 
     def build_metrics(self) -> MetricCollection:
         # validate_args=False: check_batch validates labels; the metric's own checks would sync
-        # with the device every step.
+        # with the device every step. Both metrics keep the same per-class counts, so the
+        # collection updates them once per batch (a torchmetrics compute group).
         kwargs = {"num_classes": self.num_classes, "validate_args": False}
         return MetricCollection(
             {
-                "acc": MulticlassAccuracy(average="micro", **kwargs),
+                "acc": MicroAccuracy(**kwargs),
                 "f1": MulticlassF1Score(average="macro", **kwargs),
             }
         )
@@ -112,6 +113,25 @@ class ClassificationModule(TaskModule):
 
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=-1)
+
+
+class MicroAccuracy(MulticlassAccuracy):
+    """Multiclass accuracy (the fraction of samples predicted right) kept as per-class counts.
+
+    ``MulticlassAccuracy(average="micro")`` counts hits in one number; this one keeps
+    torchmetrics' per-class true positives and false negatives (the states of ``average="macro"``)
+    and sums them in :meth:`compute`, which gives the same value. With the same states as
+    ``MulticlassF1Score(average="macro")``, a ``MetricCollection`` holding both updates them once
+    per batch instead of twice.
+    """
+
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
+        kwargs.pop("average", None)
+        super().__init__(num_classes, average="macro", **kwargs)
+
+    def compute(self) -> torch.Tensor:
+        hits, total = self.tp.sum(), (self.tp + self.fn).sum()
+        return hits / total.clamp(min=1)
 
 
 class BinaryClassificationModule(TaskModule):
@@ -297,4 +317,9 @@ def _flat_target(owner: str, target: torch.Tensor, logits: torch.Tensor) -> torc
     return target
 
 
-__all__ = ["BinaryClassificationModule", "ClassificationModule", "MultilabelClassificationModule"]
+__all__ = [
+    "BinaryClassificationModule",
+    "ClassificationModule",
+    "MicroAccuracy",
+    "MultilabelClassificationModule",
+]
