@@ -91,3 +91,48 @@ def test_step_interval_presets_step_per_batch(blobs, fast_trainer_kwargs):
     assert config.interval == "step"
     # OneCycleLR was built for exactly the number of steps the trainer ran.
     assert config.scheduler.total_steps == trainer.global_step == 12
+
+
+@pytest.mark.parametrize("preset", [lk.optim.adam(), lk.optim.adamw(), lk.optim.sgd()])
+def test_fused_kernel_is_used_where_every_parameter_allows_it(preset):
+    net = torch.nn.Linear(4, 2)
+    assert preset(net.parameters()).defaults["fused"] is True
+    groups = [{"params": [net.weight]}, {"params": [net.bias], "lr": 0.1}]
+    assert preset(groups).defaults["fused"] is True
+    from_generator = preset([{"params": (p for p in net.parameters())}])  # not used up
+    assert from_generator.defaults["fused"] is True
+    assert len(from_generator.param_groups[0]["params"]) == 2
+    # A complex parameter (or a tensor subclass, another device) keeps PyTorch's default.
+    mixed = [net.weight, torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))]
+    assert not preset(mixed).defaults["fused"]
+
+
+def test_fused_can_be_turned_off_and_is_checked():
+    net = torch.nn.Linear(4, 2)
+    assert not lk.optim.adam(fused=False)(net.parameters()).defaults["fused"]
+    assert lk.optim.adam(fused=False).to_spec()["init_args"]["fused"] is False
+    with pytest.raises(ValueError, match="fused must be True, False or None"):
+        lk.optim.adam(fused="yes")
+
+
+def test_fused_adam_trains_like_the_default_implementation():
+    def train(preset):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+        optimizer = preset(net.parameters())
+        g = torch.Generator().manual_seed(1)
+        for _ in range(100):
+            x, y = torch.randn(32, 8, generator=g), torch.randint(0, 3, (32,), generator=g)
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            optimizer.step()
+        return optimizer, torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    fused, fused_weights = train(lk.optim.adam(lr=1e-2))
+    plain, plain_weights = train(lk.optim.adam(lr=1e-2, fused=False))
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    initial = torch.cat([p.detach().flatten() for p in start.parameters()])
+    assert (fused_weights - initial).abs().max() > 0.1  # 100 steps moved the weights
+    assert (fused_weights - plain_weights).abs().max() < 1e-5  # the same updates up to rounding

@@ -28,6 +28,23 @@ def test_training_lowers_the_loss_and_logs_metrics(blobs, fast_trainer_kwargs):
     assert {"train/loss", "val/loss", "val/acc", "val/f1"} <= set(metrics)
 
 
+def test_accuracy_and_f1_match_torchmetrics_with_one_update_per_batch():
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+    metrics = _module().val_metrics
+    acc, f1 = MulticlassAccuracy(3, average="micro"), MulticlassF1Score(3, average="macro")
+    g = torch.Generator().manual_seed(0)
+    for size in (7, 32, 1):
+        preds, target = torch.randn(size, 3, generator=g), torch.randint(0, 3, (size,), generator=g)
+        metrics.update(preds, target)
+        acc.update(preds, target)
+        f1.update(preds, target)
+    values = metrics.compute()
+    assert values["val/acc"] == pytest.approx(float(acc.compute()), abs=1e-6)
+    assert values["val/f1"] == pytest.approx(float(f1.compute()), abs=1e-6)
+    assert list(metrics.compute_groups.values()) == [["acc", "f1"]]  # one shared update
+
+
 def test_best_and_last_checkpoints_reload_to_identical_outputs(blobs, fast_trainer_kwargs):
     dm = lk.data.DataModule(blobs, batch_size=32)
     module = _module()

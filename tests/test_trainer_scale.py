@@ -297,6 +297,17 @@ def test_profiler_writes_its_report_and_trace(tmp_path, capsys, profiler):
         assert not traces
 
 
+def test_no_profiler_by_default_and_no_profile_folder(tmp_path):
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    trainer = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    profiler = trainer.profiler
+    assert isinstance(profiler, PassThroughProfiler)  # Lightning's "no profiler", cheaper
+    with profiler.profile("a"), profiler.profile("nested"):  # reusable and re-entrant
+        pass
+    assert not (tmp_path / "version_0" / "profile").exists()
+
+
 # --- determinism -------------------------------------------------------------------------------
 
 

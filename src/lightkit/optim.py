@@ -57,8 +57,13 @@ class OptimizerPreset:
     def __call__(self, params: Iterable[Any]) -> Optimizer:
         kwargs = dict(self.kwargs)
         if "fused" in kwargs and kwargs["fused"] is None:
-            params = list(params)  # looked at twice: by _fusable and by the optimizer
-            kwargs["fused"] = True if _fusable(params) else None
+            params = [_materialized(item) for item in params]  # read twice: here and by torch
+            kwargs["fused"] = None
+            if _fusable(params):
+                try:
+                    return self.optimizer_class(params, **{**kwargs, "fused": True})
+                except RuntimeError:
+                    pass  # this PyTorch has no fused kernel for these parameters: the default
         return self.optimizer_class(params, **kwargs)
 
     def to_spec(self) -> dict[str, Any]:
@@ -158,10 +163,8 @@ def _fusable(params: list[Any]) -> bool:
     """
     tensors = []
     for item in params:
-        if isinstance(item, dict):
-            tensors.extend(item.get("params", []))
-        else:
-            tensors.append(item)
+        group = item.get("params", []) if isinstance(item, dict) else [item]
+        tensors.extend([group] if isinstance(group, torch.Tensor) else group)
     return bool(tensors) and all(
         isinstance(p, torch.Tensor)
         and type(p) in (torch.Tensor, torch.nn.Parameter)
@@ -170,6 +173,13 @@ def _fusable(params: list[Any]) -> bool:
         and p.device.type in _FUSED_DEVICES
         for p in tensors
     )
+
+
+def _materialized(item: Any) -> Any:
+    """A param group's ``params`` as a list (a generator there would be used up by ``_fusable``)."""
+    if isinstance(item, dict) and not isinstance(item.get("params"), (list, tuple, torch.Tensor)):
+        return {**item, "params": list(item.get("params", []))}
+    return item
 
 
 def _check_fused(fn: str, fused: bool | None) -> None:
