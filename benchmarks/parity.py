@@ -7,9 +7,10 @@ every epoch:
     (a) plain:     a PyTorch loop over DataLoader(TensorDataset), torch.save each epoch
     (b) lightning: a bare LightningModule (self.log of train/loss every step, val/loss per epoch)
                    with a default Trainer (logger, checkpoint), progress bar off
-    (c) lightkit:  lk.ClassificationModule + lk.DataModule + lk.make_trainer defaults
+    (c) lightkit:  lk.ClassificationModule + lk.data.DataModule + lk.make_trainer defaults
                    (TensorBoard logger, acc/F1 metrics, figures, best+last checkpoints, early
-                   stopping, LR and gradient-norm monitors, NaN guard), progress bar off
+                   stopping, LR and gradient-norm monitors, NaN guard), progress bar off;
+                   Adam through lk.optim.adam, which picks PyTorch's fused kernel
 
 This machine's speed drifts by tens of percent within a minute, so (b) and (c) are timed against
 (a) in the same process, epoch by epoch: at the start of each of their epochs, one epoch of the

@@ -48,3 +48,17 @@ def test_gpu_check_tiny():
     names = [r[0] for r in rows]
     assert names[:3] == ["plain", "lightkit-32", "preset"]
     assert rows[0][3] == "1.00" and all(float(r[2]) > 0 for r in rows)
+
+
+def test_lightkit_adds_few_python_calls_per_step_over_bare_lightning():
+    # A count, not a time: exact and repeatable on a loaded machine. Before the overhead work of
+    # issue 9 lightkit made 1.65x bare Lightning's calls per step (3105 vs 1878); now about 0.97x.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("step_overhead", BENCHMARKS / "step_overhead.py")
+    step_overhead = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_overhead)
+    lightning = step_overhead.calls_per_step("lightning")
+    lightkit = step_overhead.calls_per_step("lightkit")
+    assert step_overhead.calls_per_step("plain") < lightning
+    assert lightkit < 1.25 * lightning, (lightkit, lightning)

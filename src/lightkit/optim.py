@@ -58,7 +58,6 @@ class OptimizerPreset:
         kwargs = dict(self.kwargs)
         if "fused" in kwargs and kwargs["fused"] is None:
             params = [_materialized(item) for item in params]  # read twice: here and by torch
-            kwargs["fused"] = None
             if _fusable(params):
                 try:
                     return self.optimizer_class(params, **{**kwargs, "fused": True})

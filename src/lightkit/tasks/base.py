@@ -346,7 +346,8 @@ class TaskModule(L.LightningModule):
             trainer.num_training_batches
         )
         if sums is not None and mid_epoch:
-            checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().cpu(), sums[1]]
+            # A copy: the running sum is updated in place by the next steps.
+            checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().to("cpu", copy=True), sums[1]]
         datamodule = getattr(trainer, "datamodule", None)
         spec = getattr(datamodule, "inference_spec", None)
         if callable(spec):

@@ -126,7 +126,6 @@ class MicroAccuracy(MulticlassAccuracy):
     """
 
     def __init__(self, num_classes: int, **kwargs: Any) -> None:
-        kwargs.pop("average", None)
         super().__init__(num_classes, average="macro", **kwargs)
 
     def compute(self) -> torch.Tensor:
