@@ -275,7 +275,9 @@ def main() -> None:
         same = all(
             f"{r['plain_val_loss']:.5f}" == f"{r['val_loss']:.5f}" for r in results["lightkit"]
         )
-        print(f"plain and lightkit final val loss equal to 5 decimals: {'yes' if same else 'NO'}")
+        print(
+            f"check: final val loss of plain and lightkit equal to 5 decimals: {'yes' if same else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_parity_benchmark_tiny_and_losses_agree():
     assert {"plain", "lightning", "lightkit"} <= set(rows)
     # Same data order, same arithmetic: lightkit's final validation loss equals the plain loop's,
     # both the interleaved one's (checked by the script) and the stand-alone one's.
-    assert "final val loss equal to 5 decimals: yes" in out.stdout
+    assert "check: final val loss of plain and lightkit equal to 5 decimals: yes" in out.stdout
     assert rows["plain"][-2] == rows["lightkit"][-2]
     ratio = float(rows["lightkit"][3])  # paired ratio: a positive number, its size not asserted
     assert ratio > 0

@@ -133,7 +133,8 @@ def make_trainer(
         gradient_clip_algorithm: ``"norm"`` (clip the global gradient norm) or ``"value"``
             (clamp each gradient element).
         num_nodes: Machines taking part (each running ``devices`` processes).
-        profiler: ``None``, ``"simple"``, ``"advanced"``, ``"pytorch"`` or a Lightning
+        profiler: ``None`` (no profiling, and none of the per-hook bookkeeping Lightning's
+            default does), ``"simple"``, ``"advanced"``, ``"pytorch"`` or a Lightning
             ``Profiler``. Reports go to ``<run folder>/profile/`` and their paths are printed;
             ``"pytorch"`` also writes a Chrome trace (``*.pt.trace.json``, open it in
             ``chrome://tracing`` or https://ui.perfetto.dev).
