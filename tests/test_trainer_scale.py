@@ -145,9 +145,12 @@ def test_accumulation_equals_the_large_batch(tmp_path):
 class RunsOutOfMemory(nn.Module):
     """A net that raises CUDA's OOM error for batches larger than ``limit`` (from ``epoch``)."""
 
-    def __init__(self, limit: int, from_epoch: int = 0) -> None:
+    def __init__(self, limit: int, from_epoch: int = 0, error: Exception | None = None) -> None:
         super().__init__()
         self.limit, self.from_epoch = limit, from_epoch
+        self.error = error or torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB"
+        )
         self.epoch = 0
         self.layer = nn.Linear(8, 3)
         self.batch_sizes: list[int] = []
@@ -156,7 +159,7 @@ class RunsOutOfMemory(nn.Module):
         if self.training:
             self.batch_sizes.append(x.shape[0])
             if x.shape[0] > self.limit and self.epoch >= self.from_epoch:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                raise self.error
         return self.layer(x)
 
 
@@ -187,6 +190,19 @@ def test_fit_halves_the_batch_on_oom_and_keeps_the_effective_batch(tmp_path):
     assert trainer.current_epoch == 2 and trainer.global_step == 2 * 3  # 12 batches / 4 per step
     assert (tmp_path / "version_0" / "checkpoints" / "last.ckpt").exists()
     assert not (tmp_path / "version_1").exists()  # the retries continue the same run folder
+
+
+def test_fit_names_the_cpu_allocator_when_it_ran_out(tmp_path):
+    data = make_blobs(n=128)
+    dm = lk.data.TensorDataModule(*data.tensors, batch_size=32, val_split=0.25)
+    error = RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB")
+    module = lk.ClassificationModule(RunsOutOfMemory(limit=16, error=error), 3)
+    with pytest.warns(UserWarning, match="lightkit: CPU out of memory at batch size 32; retrying"):
+        lk.fit(
+            module, dm, max_epochs=1, default_root_dir=tmp_path, logger=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+    assert dm.batch_size == 16
 
 
 def test_fit_resumes_from_last_checkpoint_after_oom(tmp_path):

@@ -558,8 +558,8 @@ def fit(
     ends with the same weights as one that was never interrupted. A damaged ``last.ckpt`` is
     skipped for the newest good checkpoint, with a warning. Without a checkpoint, it starts fresh.
 
-    ``oom_retry``: when training runs out of CUDA memory, the datamodule's ``batch_size`` is
-    halved and ``accumulate_grad_batches`` doubled, so the effective batch (and the learning-rate
+    ``oom_retry``: when training runs out of memory (CUDA's, or the CPU allocator's), the
+    datamodule's ``batch_size`` is halved and ``accumulate_grad_batches`` doubled, so the effective batch (and the learning-rate
     schedule) stays the same (for an odd batch size, one sample smaller). Training then resumes
     from the run's ``last.ckpt`` (or starts over from the initial weights when there is none
     yet). Each retry is reported with the new sizes; after batch size 1 the error is raised. The
@@ -620,8 +620,9 @@ def fit(
             ckpt_path = "last" if _has_checkpoint(trainer) else None
             if ckpt_path is None and initial_weights is not None:
                 module.load_state_dict(initial_weights)
+            memory = "CPU" if "DefaultCPUAllocator" in str(err) else "CUDA"
             rank_zero_warn(
-                f"lightkit: CUDA out of memory at batch size {batch_size}; retrying with "
+                f"lightkit: {memory} out of memory at batch size {batch_size}; retrying with "
                 f"batch_size={batch_size // 2} and accumulate_grad_batches={accumulate} "
                 f"(effective batch {batch_size // 2 * accumulate}), "
                 + ("resuming from last.ckpt" if ckpt_path else "starting over")
