@@ -1,18 +1,103 @@
-"""Plain-data specs (``{"class_path": ..., "init_args": ...}``) for objects stored in checkpoints.
+"""Plain-data specs (``{"class_path": ..., "init_args": ...}``) and the policy for building them.
 
 Hyperparameters that lightkit saves are numbers, strings, lists, dicts and class paths, never pickled
 objects, so that checkpoints load with ``weights_only=True`` and read well in YAML configs. The spec
 format is the one LightningCLI and jsonargparse use.
+
+A spec names something to import and call, so a spec read from a file is code: this module is the
+one place where a spec is turned into an object, and it does so only under the trust policy.
+
+* The allow-list, by kind: a ``net`` is a ``torch.nn.Module`` subclass from ``torch.nn`` or
+  ``torchvision.models``, or a lightkit model (``MLP``, ``ConvNet``, ``UNet``, ``backbone``); an
+  ``optimizer`` is a ``torch.optim.Optimizer`` subclass or a ``lightkit.optim`` optimizer preset;
+  a ``scheduler`` is a ``torch.optim.lr_scheduler`` scheduler or a ``lightkit.optim`` scheduler
+  preset; a ``transform`` is ``lightkit.data.transforms.eval_preset`` with bounded arguments; a
+  ``task`` is one of lightkit's task modules.
+* The class path is checked *before* anything is imported (only modules under ``lightkit``,
+  ``torch.nn``, ``torch.optim``, ``torchvision.models`` and ``torchvision.transforms`` are imported)
+  and the object's kind *before* it is called.
+* What the user trusts explicitly (``trust=["mypkg.nets"]``: module prefixes or exact class paths)
+  is imported and called as named, and its result is type-checked afterwards.
+* A net built from a checkpoint's spec is first built on the ``meta`` device: one that would hold
+  more numbers than the checkpoint's ``state_dict`` is refused before it allocates any memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 _PLAIN_SCALARS = (bool, int, float, str, type(None))
+
+KINDS = ("net", "optimizer", "scheduler", "transform", "task")
+
+# Modules that a spec may make lightkit import without the user's say-so. Importing them runs no
+# code that a spec controls; what may then be *called* is decided per kind in `_allowed`.
+_IMPORTABLE_PREFIXES = (
+    "lightkit",
+    "torch.nn",
+    "torch.optim",
+    "torchvision.models",
+    "torchvision.transforms",
+)
+
+# Bounds on the arguments of a recorded transform, which is built when an image is predicted.
+_MAX_IMAGE_SIDE = 8192
+_MAX_CHANNELS = 16
+
+_TRUST: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "lightkit_trust", default=()
+)
+_MAX_NUMEL: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "lightkit_max_numel", default=None
+)
+
+
+class UntrustedSpecError(ImportError):
+    """A spec (from a checkpoint, a config or a request) names something lightkit will not run."""
+
+
+def check_trust(value: Any, owner: str) -> tuple[str, ...]:
+    """Normalise a ``trust=`` argument: None, a module prefix / class path, or a list of them.
+
+    Example:
+        >>> check_trust(["mypkg.nets"], "Predictor.from_checkpoint")
+        ('mypkg.nets',)
+    """
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(
+        isinstance(item, str) and item.strip(".") and " " not in item for item in items
+    ):
+        raise TypeError(
+            f"{owner}: trust must be None, a module name or class path such as 'mypkg.nets', or a "
+            f"list of them, got {value!r}"
+        )
+    return tuple(item.strip(".") for item in items)
+
+
+@contextlib.contextmanager
+def trusting(trust: Iterable[str] = (), max_numel: int | None = None) -> Iterator[None]:
+    """Within this block, specs may also name what ``trust`` lists; nets are bounded in size.
+
+    Args:
+        trust: Module prefixes or class paths the user trusts (added to those already trusted).
+        max_numel: The most numbers (parameters and buffers) a net built from a spec may hold;
+            None: no bound.
+    """
+    token = _TRUST.set((*_TRUST.get(), *trust))
+    numel_token = _MAX_NUMEL.set(max_numel)
+    try:
+        yield
+    finally:
+        _MAX_NUMEL.reset(numel_token)
+        _TRUST.reset(token)
 
 
 def is_plain(value: Any) -> bool:
@@ -67,27 +152,82 @@ def to_spec(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def from_spec(spec: Mapping[str, Any], what: str) -> Any:
-    """Import ``spec["class_path"]`` and call it with ``spec["init_args"]``.
+def from_spec(spec: Mapping[str, Any], what: str, kind: str | None = None) -> Any:
+    """Build the object a spec describes, under the trust policy (see the module docstring).
 
     Args:
         spec: A ``{"class_path": ..., "init_args": ...}`` mapping.
         what: The argument the spec was given for, used in error messages.
+        kind: ``"net"``, ``"optimizer"``, ``"scheduler"``, ``"transform"`` or ``"task"``; None
+            accepts whatever is allow-listed for any kind.
+
+    Raises:
+        UntrustedSpecError: the class path is neither allow-listed for ``kind`` nor trusted.
+        TypeError: a malformed spec, or arguments the class does not take.
+        ValueError: arguments out of bounds, or a net larger than the checkpoint's weights.
     """
+    target = resolve(spec, what, kind)
+    args = dict(spec.get("init_args") or {})
+    if spec.get("partial"):
+        return functools.partial(target, **args)
+    trusted = _user_trusted(spec["class_path"])
+    if kind == "net" and not trusted:
+        _check_net_size(target, args, spec["class_path"], what)
+    try:
+        obj = target(**args)
+    except TypeError as err:
+        raise TypeError(
+            f"{what}: could not build {spec['class_path']} from init_args {args!r}: {err}"
+        ) from err
+    if kind == "net":
+        from torch import nn
+
+        if not isinstance(obj, nn.Module):
+            raise TypeError(
+                f"{what}: {spec['class_path']} built a {type(obj).__name__}, not a torch.nn.Module"
+            )
+    return obj
+
+
+def resolve(spec: Any, what: str, kind: str | None = None) -> Any:
+    """The callable that ``spec`` names, after checking it against the policy; nothing is called."""
     if not is_spec(spec):
         raise TypeError(
             f"{what}: expected a {{'class_path': str, 'init_args': dict}} spec, got {spec!r}"
         )
-    target = import_object(spec["class_path"], what)
-    if spec.get("partial"):
-        return functools.partial(target, **dict(spec.get("init_args", {})))
-    try:
-        return target(**dict(spec.get("init_args", {})))
-    except TypeError as err:
-        raise TypeError(
-            f"{what}: could not build {spec['class_path']} from init_args "
-            f"{dict(spec.get('init_args', {}))!r}: {err}"
-        ) from err
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"from_spec: kind must be one of {KINDS} or None, got {kind!r}")
+    path = spec["class_path"]
+    trusted = _user_trusted(path)
+    if not trusted and not _within(path, _IMPORTABLE_PREFIXES):
+        raise _untrusted(path, what, kind)
+    target = import_object(path, what)
+    if trusted:
+        if not callable(target):
+            raise TypeError(f"{what}: {path!r} is not callable")
+        return target
+    kinds = KINDS if kind is None else (kind,)
+    if not any(_allowed(target, k, bool(spec.get("partial"))) for k in kinds):
+        raise _untrusted(path, what, kind)
+    if "transform" in kinds and _allowed(target, "transform", False):
+        _check_transform_args(dict(spec.get("init_args") or {}), what)
+    return target
+
+
+def check_specs(value: Any, what: str) -> None:
+    """Check every spec nested anywhere in ``value`` (hyperparameters read from a file).
+
+    Specs under the keys ``net``, ``optimizer`` and ``scheduler`` are checked for that kind, a
+    ``_class_path`` (LightningCLI's record of the model class) as a task, and any other
+    ``class_path`` must be allow-listed for some kind or trusted. Nothing is imported outside the
+    policy and nothing is called.
+    """
+    for where, spec in _nested_specs(value, ()):
+        key = where[-1] if where else ""
+        kind = key if key in ("net", "optimizer", "scheduler") else None
+        if "_class_path" in spec and "class_path" not in spec:
+            spec, kind = {"class_path": spec["_class_path"]}, "task"
+        resolve(spec, f"{what} ({'.'.join(where) or 'top level'})", kind)
 
 
 def import_object(path: str, what: str) -> Any:
@@ -106,6 +246,163 @@ def import_object(path: str, what: str) -> Any:
             break
         return obj
     raise ImportError(f"{what}: cannot import {path!r}; expected an importable 'module.Name' path")
+
+
+# --- the policy ------------------------------------------------------------------------------------
+
+
+def _within(path: str, prefixes: Iterable[str]) -> bool:
+    return any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
+def _user_trusted(path: str) -> bool:
+    return _within(path, _TRUST.get())
+
+
+def _untrusted(path: str, what: str, kind: str | None) -> UntrustedSpecError:
+    expected = {
+        None: "a lightkit model, optimizer or scheduler preset, or a torch.nn / torch.optim class",
+        "net": "a torch.nn.Module class from torch.nn or torchvision.models, or a lightkit model",
+        "optimizer": "a torch.optim.Optimizer class or a lightkit.optim optimizer preset",
+        "scheduler": "a torch.optim.lr_scheduler class or a lightkit.optim scheduler preset",
+        "transform": "lightkit.data.transforms.eval_preset",
+        "task": "one of lightkit's task modules",
+    }[kind]
+    module = path.rpartition(".")[0] or path
+    return UntrustedSpecError(
+        f"{what}: refusing to import and call {path!r}: it is not on lightkit's allow-list "
+        f"({expected}). Checkpoints and the configs derived from them are untrusted input, and "
+        f"a class path in them is code. If you trust where this file came from, say so: "
+        f"trust=[{module!r}] (Python), --trust {module} (the lightkit command). See 'What "
+        "lightkit trusts' in the README."
+    )
+
+
+@functools.cache
+def _lightkit_allowed() -> dict[str, frozenset[int]]:
+    from lightkit import models, optim, tasks
+    from lightkit.data import transforms
+
+    return {
+        "net": frozenset(map(id, (models.MLP, models.ConvNet, models.UNet, models.backbone))),
+        "optimizer": frozenset(map(id, (optim.adam, optim.adamw, optim.sgd, optim.rmsprop))),
+        "scheduler": frozenset(
+            map(
+                id,
+                (optim.plateau, optim.step, optim.cosine, optim.warmup_cosine, optim.onecycle),
+            )
+        ),
+        "transform": frozenset({id(transforms.eval_preset)}),
+        "task": frozenset(
+            id(getattr(tasks, name))
+            for name in tasks.__all__
+            if isinstance(getattr(tasks, name), type)
+        ),
+    }
+
+
+def _allowed(target: Any, kind: str, partial: bool) -> bool:
+    if id(target) in _lightkit_allowed()[kind]:
+        return not partial
+    if not isinstance(target, type):
+        return False
+    module = getattr(target, "__module__", "") or ""
+    import torch
+
+    if kind == "net":
+        return (
+            not partial
+            and issubclass(target, torch.nn.Module)
+            and _within(module, ("torch.nn", "torchvision.models"))
+        )
+    if kind == "optimizer":
+        return (
+            partial
+            and issubclass(target, torch.optim.Optimizer)
+            and _within(module, ("torch.optim",))
+        )
+    if kind == "scheduler":
+        schedulers = (
+            torch.optim.lr_scheduler.LRScheduler,
+            torch.optim.lr_scheduler.ReduceLROnPlateau,
+        )
+        return partial and issubclass(target, schedulers) and _within(module, ("torch.optim",))
+    return False
+
+
+def _check_net_size(target: Any, args: dict[str, Any], path: str, what: str) -> None:
+    """Build the net on the meta device first and refuse one larger than the checkpoint allows."""
+    limit = _MAX_NUMEL.get()
+    if limit is None:
+        return
+    import torch
+
+    try:
+        with torch.device("meta"):
+            probe = target(**args)
+    except Exception:  # the real build below reports a bad argument in its own words
+        return
+    if not isinstance(probe, torch.nn.Module):
+        return
+    numel = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+    if numel > limit:
+        raise ValueError(
+            f"{what}: the net described as {path} with init_args {args!r} would hold {numel:,} "
+            f"numbers, more than the {limit:,} the checkpoint's weights hold; the file's "
+            "hyperparameters do not match its weights (damaged or crafted), refusing to build it"
+        )
+
+
+def _check_transform_args(args: dict[str, Any], what: str) -> None:
+    """Bounds on ``eval_preset``'s arguments, so that a recorded transform stays cheap to run."""
+    size = args.get("image_size")
+    sides = size if isinstance(size, (list, tuple)) else [size]
+    if not (
+        1 <= len(sides) <= 2
+        and all(
+            isinstance(s, int) and not isinstance(s, bool) and 1 <= s <= _MAX_IMAGE_SIDE
+            for s in sides
+        )
+    ):
+        raise ValueError(
+            f"{what}: image_size must be an integer or a pair of integers in [1, "
+            f"{_MAX_IMAGE_SIDE}], got {size!r}"
+        )
+    for name in ("mean", "std"):
+        if name not in args:
+            continue
+        values = args[name]
+        ok = (
+            isinstance(values, (list, tuple))
+            and 1 <= len(values) <= _MAX_CHANNELS
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values
+            )
+        )
+        if ok and name == "std":
+            ok = all(v > 0 for v in values)
+        if not ok:
+            raise ValueError(
+                f"{what}: {name} must be a list of 1 to {_MAX_CHANNELS} finite numbers"
+                + (" above 0" if name == "std" else "")
+                + f", got {values!r}"
+            )
+    unknown = set(args) - {"image_size", "mean", "std"}
+    if unknown:
+        raise ValueError(f"{what}: eval_preset takes no argument(s) {sorted(unknown)}")
+
+
+def _nested_specs(value: Any, where: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, Mapping):
+        if "class_path" in value or "_class_path" in value:
+            yield where, value
+        for key, item in value.items():
+            if key not in ("class_path", "_class_path"):
+                yield from _nested_specs(item, (*where, str(key)))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _nested_specs(item, (*where, str(index)))
 
 
 def _importable(obj: Any) -> bool:

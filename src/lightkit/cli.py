@@ -97,21 +97,30 @@ def export(
     output: str | None = None,
     batch_size: int = 1,
     overwrite: bool = False,
+    trust: list[str] | None = None,
 ) -> str:
-    """Export a lightkit checkpoint (see :mod:`lightkit.export`); returns the written path."""
+    """Export a lightkit checkpoint (see :mod:`lightkit.export`); returns the written path.
+
+    The checkpoint is untrusted input (see ``Predictor.from_checkpoint``); ``trust`` names the
+    modules it may name. The output never replaces the checkpoint itself.
+    """
     import torch
 
     from lightkit import export as lk_export
     from lightkit.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    target = output or str(Path(checkpoint).with_suffix(_FORMATS[format]))
+    if Path(target).resolve() == Path(checkpoint).resolve():
+        raise ValueError(
+            f"--output {target!r} is the checkpoint being exported; choose another file"
+        )
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu", trust=trust)
     if predictor.input_shape is None:
         raise SystemExit(
             f"lightkit export: {checkpoint!r} does not record its input shape (it was not trained "
             "by a lightkit task module); export from Python with an example input instead"
         )
     example = torch.randn(batch_size, *predictor.input_shape)
-    target = output or str(Path(checkpoint).with_suffix(_FORMATS[format]))
     route = {
         "torchscript": lk_export.to_torchscript,
         "onnx": lk_export.to_onnx,
@@ -121,6 +130,10 @@ def export(
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+_TRUST_HELP = (
+    "module prefixes or class paths the checkpoint may name (your own nets: mypkg.nets); "
+    "see 'What lightkit trusts' in the README"
+)
 
 
 def cli_trainer(**kwargs: Any) -> Any:
@@ -179,9 +192,77 @@ def _cli_trainer_signature() -> Any:
     return inspect.Signature(params, return_annotation=L.Trainer)
 
 
+def _checked_cli_class() -> type:
+    """LightningCLI whose ``--ckpt_path`` hyperparameters pass lightkit's trust policy first.
+
+    LightningCLI merges a checkpoint's hyperparameters into the config (``_parse_ckpt_path``),
+    and jsonargparse then imports and instantiates every ``class_path`` in them. This is the one
+    place where lightkit reaches into a private LightningCLI method: it checks the checkpoint
+    (weights-only loading, the recorded task against the configured model, every class path
+    against the allow-list and ``--trust``) before Lightning reads it.
+    ``tests/test_trust.py::test_lightning_cli_private_hook_exists`` fails by name if it moves.
+    """
+    from lightning.pytorch.cli import LightningCLI
+
+    class _LightkitCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument(
+                "--trust",
+                type=list[str] | None,
+                default=None,
+                help="Module prefixes or class paths that a --ckpt_path checkpoint may name "
+                "(for your own nets: --trust mypkg.nets); see 'What lightkit trusts'",
+            )
+
+        def _parse_ckpt_path(self) -> None:
+            subcommand = self.config.get("subcommand")
+            if subcommand:
+                section = self.config[subcommand]
+                ckpt_path = section.get("ckpt_path")
+                if ckpt_path and Path(ckpt_path).is_file():
+                    _check_cli_checkpoint(ckpt_path, section)
+            super()._parse_ckpt_path()
+
+    return _LightkitCLI
+
+
+def _check_cli_checkpoint(ckpt_path: str, section: Any) -> None:
+    from lightkit._spec import check_specs, check_trust, trusting
+    from lightkit.checkpointing import load_checkpoint
+
+    trust = check_trust(section.get("trust"), "lightkit --trust")
+    checkpoint = load_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    meta = checkpoint.get("lightkit") or {}
+    model = section.get("model")
+    configured = getattr(model, "class_path", None) if model is not None else None
+    recorded = meta.get("task") if isinstance(meta, dict) else None
+    if configured and recorded and not _same_task(configured, recorded):
+        raise SystemExit(
+            f"lightkit: --ckpt_path {ckpt_path!r} was written by {recorded}, but the config's "
+            f"model is {configured}; use the config the checkpoint was trained with"
+        )
+    with trusting(trust):
+        try:
+            check_specs(hparams, f"--ckpt_path {ckpt_path!r}: hyperparameters")
+        except (ImportError, TypeError, ValueError) as err:
+            raise SystemExit(f"lightkit: {err}") from None
+
+
+def _same_task(configured: str, recorded: str) -> bool:
+    if configured == recorded:
+        return True
+    from lightkit._spec import import_object, qualified_name
+
+    try:  # the config may use a short path (lightkit.ClassificationModule)
+        return qualified_name(import_object(configured, "model")) == recorded
+    except ImportError:
+        return False
+
+
 def _lightning_cli(args: list[str], run: bool = True) -> Any:
     try:
-        from lightning.pytorch.cli import LightningCLI
+        LightningCLI = _checked_cli_class()
     except ImportError as err:  # pragma: no cover - jsonargparse is a dependency
         raise ImportError(
             "the lightkit CLI needs jsonargparse: pip install 'jsonargparse[signatures]'"
@@ -237,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     exp.add_argument("--output", help="file to write (default: the checkpoint's name, new suffix)")
     exp.add_argument("--batch-size", type=int, default=1, help="batch size of the example input")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    exp.add_argument("--trust", nargs="+", metavar="MODULE", help=_TRUST_HELP)
 
     srv = commands.add_parser("serve", help="serve a checkpoint over HTTP with dynamic batching")
     srv.add_argument("checkpoint", help="a .ckpt written by a lightkit trainer")
@@ -247,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--max-body-mb", type=float, default=10.0, help="larger requests get 413")
     srv.add_argument("--accelerator", choices=["auto", "cpu", "cuda"], default="auto")
     srv.add_argument("--verbose", action="store_true", help="print the size of every batch")
+    srv.add_argument("--trust", nargs="+", metavar="MODULE", help=_TRUST_HELP)
 
     args = parser.parse_args(argv)
     if args.command == "doctor":
@@ -257,7 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "export":
             path = export(
-                args.checkpoint, args.format, args.output, args.batch_size, args.overwrite
+                args.checkpoint,
+                args.format,
+                args.output,
+                args.batch_size,
+                args.overwrite,
+                trust=args.trust,
             )
             print(f"lightkit export: wrote {path} (outputs match the checkpoint's model)")
             return 0
@@ -273,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_body_bytes=int(args.max_body_mb * 2**20),
                 accelerator=args.accelerator,
                 verbose=args.verbose,
+                **({"trust": args.trust} if args.trust else {}),
             )
             return 0
     except (ValueError, TypeError, ImportError, FileExistsError, RuntimeError) as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -13,8 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from lightkit._spec import from_spec, import_object
+from lightkit._spec import check_trust, from_spec, resolve, trusting
+from lightkit._validation import check_choice, check_int
 from lightkit.checkpointing import load_checkpoint
+
+# One sample may hold at most this many numbers (a 3×4096×4096 image is 50M): a recorded input
+# shape sizes example inputs (export) and request limits (serve).
+_MAX_SAMPLE_NUMEL = 2**26
 
 
 class Predictor:
@@ -54,12 +60,29 @@ class Predictor:
             )
         if transform is not None and not callable(transform):
             raise TypeError(f"Predictor: transform must be callable or None, got {transform!r}")
+        check_choice("Predictor", "image_mode", image_mode, ("RGB", "L", "RGBA"))
         self.device = _resolve_device(device)
         self.module = module.to(self.device).eval()
-        self.transform = transform
+        self._transform = transform
+        self._transform_spec: dict[str, Any] | None = None
         shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
-        self.input_shape: tuple[int, ...] | None = tuple(shape) if shape is not None else None
+        self.input_shape: tuple[int, ...] | None = _check_shape(shape)
         self.image_mode = image_mode
+
+    @property
+    def transform(self) -> Any:
+        """The image transform; a recorded one is built on first use (when an image is predicted)."""
+        if self._transform is None and self._transform_spec is not None:
+            self._transform = from_spec(
+                self._transform_spec, "Predictor: the recorded eval transform", kind="transform"
+            )
+        return self._transform
+
+    @transform.setter
+    def transform(self, value: Any) -> None:
+        if value is not None and not callable(value):
+            raise TypeError(f"Predictor: transform must be callable or None, got {value!r}")
+        self._transform, self._transform_spec = value, None
 
     @classmethod
     def from_checkpoint(
@@ -69,12 +92,16 @@ class Predictor:
         net: nn.Module | None = None,
         task: type[L.LightningModule] | None = None,
         transform: Any = None,
+        trust: str | list[str] | None = None,
     ) -> Predictor:
         """Rebuild the task module (and its net) from a checkpoint alone and wrap it.
 
-        The checkpoint is loaded with ``weights_only=True`` (nothing in it runs). lightkit
-        task modules record their class, and lightkit models (or any importable class with
-        plain-data ``init_args``) their constructor, so no code is needed; otherwise pass
+        The checkpoint is untrusted input. It is loaded with ``weights_only=True`` (nothing in
+        it is unpickled), and the task class, net, optimizer and transform it names are imported
+        and built only when they are on lightkit's allow-list (lightkit's tasks, models and
+        presets; ``torch.nn``, ``torch.optim`` and ``torchvision.models`` classes) or in
+        ``trust``. lightkit task modules record their class, and lightkit models their
+        constructor, so no code is needed; for your own net either trust its module or pass
         ``net=`` (an instance of the trained architecture) and, for task classes defined in a
         script, ``task=``.
 
@@ -84,48 +111,65 @@ class Predictor:
             net: The net to load the weights into, when it cannot be rebuilt from the file.
             task: The task module class, when the checkpoint does not name an importable one.
             transform: See :class:`Predictor`.
+            trust: Module prefixes or class paths (``"mypkg.nets"``) that the checkpoint may name
+                and lightkit may import and call: see "What lightkit trusts" in the README.
+
+        Example:
+            >>> predictor = lk.Predictor.from_checkpoint("best.ckpt", trust=["mypkg.nets"])
         """
+        trusted = check_trust(trust, "Predictor.from_checkpoint")
         checkpoint = load_checkpoint(path)
         meta = checkpoint.get("lightkit") or {}
-        if task is None:
-            if not meta.get("task"):
-                raise ValueError(
-                    f"Predictor.from_checkpoint: {os.fspath(path)!r} does not name its task "
-                    "module class (not written by a lightkit task module); pass task=<the "
-                    "LightningModule class>, or build the module and use Predictor(module)"
+        if not isinstance(meta, dict):
+            raise ValueError(
+                f"Predictor.from_checkpoint: {os.fspath(path)!r} has a malformed 'lightkit' "
+                f"section ({type(meta).__name__}, expected a dict)"
+            )
+        with trusting(trusted):
+            if task is None:
+                if not meta.get("task"):
+                    raise ValueError(
+                        f"Predictor.from_checkpoint: {os.fspath(path)!r} does not name its task "
+                        "module class (not written by a lightkit task module); pass task=<the "
+                        "LightningModule class>, or build the module and use Predictor(module)"
+                    )
+                task = resolve(
+                    {"class_path": meta["task"]}, "Predictor.from_checkpoint: the task", "task"
                 )
-            try:
-                task = import_object(meta["task"], "Predictor.from_checkpoint")
-            except ImportError as err:
-                raise ImportError(
-                    f"{err}; the checkpoint's task module class {meta['task']!r} is not importable "
-                    "here (classes defined in a script are not); pass task=<that class>"
-                ) from None
+            # The recorded transform is checked now (a bad one fails here) and built only when an
+            # image is predicted.
+            spec = meta.get("inference") or {}
+            transform_spec = spec.get("transform") if isinstance(spec, dict) else None
+            if transform is None and transform_spec is not None:
+                resolve(transform_spec, "Predictor: the recorded eval transform", "transform")
         if not (isinstance(task, type) and issubclass(task, L.LightningModule)):
             raise TypeError(
                 f"Predictor.from_checkpoint: task must be a LightningModule class, got {task!r}"
             )
         kwargs = {"net": net} if net is not None else {}
+        if trusted:
+            kwargs["trust"] = list(trusted)
+        del checkpoint
         try:
             module = task.load_from_checkpoint(path, map_location="cpu", **kwargs)
-        except (TypeError, ImportError) as err:
-            if net is not None:
+        except TypeError as err:
+            if net is not None or "was written by" in str(err):
                 raise
             raise TypeError(
                 f"Predictor.from_checkpoint: cannot rebuild the net from {os.fspath(path)!r} "
                 f"({err}); pass net=<an instance of the trained architecture>"
             ) from err
-        spec = meta.get("inference") or {}
-        if transform is None and spec.get("transform") is not None:
-            transform = from_spec(spec["transform"], "Predictor: the recorded eval transform")
-        shape = meta.get("input_shape")
-        return cls(
+        image_mode = spec.get("image_mode") if isinstance(spec, dict) else None
+        predictor = cls(
             module,
             device=device,
             transform=transform,
-            input_shape=shape,
-            image_mode=spec.get("image_mode") or "RGB",
+            input_shape=meta.get("input_shape"),
+            image_mode=image_mode or "RGB",
         )
+        if transform is None and transform_spec is not None:
+            predictor._transform_spec = dict(transform_spec)
+        return predictor
 
     @torch.inference_mode()
     def predict(self, inputs: Any, batch_size: int = 256) -> torch.Tensor:
@@ -275,6 +319,23 @@ def _from_numpy(array: np.ndarray) -> torch.Tensor:
             f"Predictor.predict: expected a numeric numpy array, got dtype {array.dtype}"
         )
     return torch.from_numpy(np.ascontiguousarray(array)).float()
+
+
+def _check_shape(shape: Any) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or not shape:
+        raise TypeError(
+            "Predictor: input_shape must be None or a non-empty sequence of positive integers "
+            f"(the shape of one sample, e.g. (3, 32, 32)), got {shape!r}"
+        )
+    dims = tuple(check_int("Predictor", f"input_shape[{i}]", s, 1) for i, s in enumerate(shape))
+    if math.prod(dims) > _MAX_SAMPLE_NUMEL:
+        raise ValueError(
+            f"Predictor: input_shape {dims} holds {math.prod(dims):,} numbers per sample, more "
+            f"than the {_MAX_SAMPLE_NUMEL:,} lightkit accepts (a damaged or crafted checkpoint?)"
+        )
+    return dims
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:

@@ -17,8 +17,9 @@ from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
 from lightkit._checkpointing import run_blocks
-from lightkit._spec import from_spec, is_spec, to_spec
-from lightkit.checkpointing import load_checkpoint
+from lightkit._spec import check_trust, from_spec, is_spec, qualified_name, to_spec, trusting
+from lightkit._validation import check_bool
+from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer import _has_no_validation
 
 # Attributes that never hold parameters, buffers or submodules and are set on every step:
@@ -87,6 +88,16 @@ class TaskModule(L.LightningModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        for flag, value in (
+            ("train_metrics", train_metrics),
+            ("compile", compile),
+            ("channels_last", channels_last),
+            ("gradient_checkpointing", gradient_checkpointing),
+        ):
+            check_bool(self._name, flag, value)
+        # Whether the global seed was set before this module (and so, usually, its net) was
+        # built: see on_fit_start.
+        self.__dict__["_seed_at_init"] = os.environ.get("PL_GLOBAL_SEED")
         self.net = self._build_net(net)
         self.channels_last = channels_last
         if channels_last:
@@ -135,7 +146,7 @@ class TaskModule(L.LightningModule):
 
     def _build_net(self, net: Any) -> nn.Module:
         if is_spec(net):
-            net = from_spec(net, f"{self._name}(net=...)")
+            net = from_spec(net, f"{self._name}(net=...)", kind="net")
         if net is None:
             raise TypeError(
                 f"{self._name}: net is required. A checkpoint records how to rebuild its net only "
@@ -152,7 +163,7 @@ class TaskModule(L.LightningModule):
         if value is None:
             return None
         if is_spec(value):
-            value = from_spec(value, f"{self._name}({what}=...)")
+            value = from_spec(value, f"{self._name}({what}=...)", kind=what)
         if not callable(value):
             raise TypeError(
                 f"{self._name}: {what} must be a callable (for example lk.optim.adam() or "
@@ -273,6 +284,17 @@ class TaskModule(L.LightningModule):
         # New data may come with each fit/validate/test call: check a full epoch of it again.
         self._checked_stages.clear()
 
+    def on_fit_start(self) -> None:
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None and self._seed_at_init is None and self.global_step == 0:
+            rank_zero_warn(
+                f"lightkit: this run is seeded (seed={seed}), but {self._name} was built before "
+                "the seed was set, so its net starts from different random weights on every run. "
+                f"For a reproducible run, set the seed before building the net: call "
+                f"`lightning.seed_everything({seed})` first, or build the net after "
+                f"`lk.make_trainer(seed={seed})`."
+            )
+
     # Metric states are reset when a stage starts: a reset inside one loop's inference_mode would
     # leave inference tensors that the next loop (fit's validation runs under no_grad) cannot update.
     def on_train_epoch_start(self) -> None:
@@ -375,26 +397,56 @@ class TaskModule(L.LightningModule):
         map_location: Any = None,
         hparams_file: str | os.PathLike[str] | None = None,
         strict: bool | None = None,
+        trust: str | list[str] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``.
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``, under lightkit's trust policy.
 
-        A checkpoint that pickles objects other than plain data is refused (nothing in it runs),
-        and a damaged file raises :class:`lightkit.checkpointing.CheckpointError` naming it.
-        Keyword arguments override stored hyperparameters, e.g. ``net=MyNet()``.
+        The file is untrusted input: a checkpoint that pickles objects other than plain data is
+        refused (nothing in it runs), a damaged file raises
+        :class:`lightkit.checkpointing.CheckpointError` naming it, and the net, optimizer and
+        scheduler it describes are built only when they are on lightkit's allow-list (lightkit
+        models and presets, ``torch.nn`` / ``torch.optim`` / ``torchvision.models`` classes) or
+        named in ``trust``. A checkpoint written by another task class is refused.
+
+        Args:
+            checkpoint_path: The ``.ckpt`` file.
+            map_location: As for ``torch.load``.
+            hparams_file: A YAML file of hyperparameters to use instead of the checkpoint's.
+            strict: Whether the state_dict keys must match exactly.
+            trust: Module prefixes or class paths (``"mypkg.nets"``, ``"mypkg.nets.MyNet"``) whose
+                classes the checkpoint may name and lightkit may import and call.
+            **kwargs: Override stored hyperparameters, e.g. ``net=MyNet()``.
+
+        Example:
+            >>> module = lk.ClassificationModule.load_from_checkpoint("runs/version_0/checkpoints/best.ckpt")
+            >>> module = MyTask.load_from_checkpoint(path, trust=["mypkg.nets"])
         """
+        trusted = check_trust(trust, f"{cls.__name__}.load_from_checkpoint")
+        checkpoint = load_checkpoint(checkpoint_path)  # CheckpointError names a damaged file
+        _check_recorded_task(cls, checkpoint, os.fspath(checkpoint_path))
+        weights = checkpoint.get("state_dict")
+        limit = (
+            sum(t.numel() for t in weights.values() if isinstance(t, torch.Tensor))
+            if isinstance(weights, Mapping)
+            else None
+        )
+        del checkpoint
         try:
-            return super().load_from_checkpoint(
-                checkpoint_path,
-                map_location=map_location,
-                hparams_file=hparams_file,
-                strict=strict,
-                weights_only=True,
-                **kwargs,
-            )
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError):
-            load_checkpoint(checkpoint_path)  # raises CheckpointError when the file is the cause
-            raise
+            with trusting(trusted, max_numel=limit):
+                return super().load_from_checkpoint(
+                    checkpoint_path,
+                    map_location=map_location,
+                    hparams_file=hparams_file,
+                    strict=strict,
+                    weights_only=True,
+                    **kwargs,
+                )
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError) as err:
+            # The file changed between the two reads (replaced while loading).
+            raise CheckpointError(
+                f"checkpoint {os.fspath(checkpoint_path)!r} could not be read: {err}"
+            ) from err
 
     # --- optimizers ------------------------------------------------------------------------------
 
@@ -437,6 +489,28 @@ def _enable_gradient_checkpointing(net: nn.Module, owner: str) -> None:
             f"that its forward honours; got {type(net).__name__}"
         )
     net.gradient_checkpointing = True
+
+
+def _check_recorded_task(cls: type, checkpoint: Mapping[str, Any], path: str) -> None:
+    """Refuse a checkpoint that a different task class wrote (its outputs would mean other things)."""
+    meta = checkpoint.get("lightkit")
+    recorded = meta.get("task") if isinstance(meta, Mapping) else None
+    if recorded is None:
+        return  # a plain Lightning checkpoint: nothing recorded to compare
+    if not isinstance(recorded, str):
+        raise CheckpointError(f"checkpoint {path!r} records its task as {recorded!r}, not a name")
+    expected = qualified_name(cls)
+    same = recorded == expected or (
+        "__main__" in (recorded.rpartition(".")[0], cls.__module__)
+        and recorded.rpartition(".")[2] == cls.__qualname__
+    )
+    if not same:
+        raise TypeError(
+            f"{cls.__name__}.load_from_checkpoint: {path!r} was written by {recorded}, not "
+            f"{expected}; load it with that class (or lk.Predictor.from_checkpoint, which picks "
+            "it), or load only its weights with "
+            "module.load_state_dict(lk.checkpointing.load_checkpoint(path)['state_dict'])"
+        )
 
 
 def _batch_size(x: Any) -> int:

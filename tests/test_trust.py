@@ -1,0 +1,375 @@
+"""The trust policy: what a checkpoint (or a config derived from one) may make lightkit import and call.
+
+Every load path is tried with crafted checkpoints whose specs name code that would leave a marker
+file behind (a shell command through ``os.system``, a module that writes the marker when it is
+imported, a lightkit function that is not a model); the marker must never appear.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import lightkit as lk
+from conftest import make_blobs
+from lightkit._spec import UntrustedSpecError, from_spec, trusting
+from lightkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A real checkpoint of a ClassificationModule around a lightkit MLP."""
+    root = tmp_path_factory.mktemp("trained")
+    torch.manual_seed(0)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    trainer = lk.make_trainer(
+        max_epochs=1,
+        default_root_dir=root,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    return Path(trainer.checkpoint_callback.best_model_path)
+
+
+@pytest.fixture
+def evil_module(tmp_path, monkeypatch) -> Path:
+    """An importable module `lk_evil` that writes a marker file as soon as it is imported."""
+    marker = tmp_path / "IMPORTED"
+    (tmp_path / "lk_evil.py").write_text(
+        textwrap.dedent(
+            f"""
+            from pathlib import Path
+            Path({str(marker)!r}).write_text("imported")
+            import torch
+            class Net(torch.nn.Linear):
+                def __init__(self, **kwargs):
+                    Path({str(marker)!r}).write_text("called")
+                    super().__init__(8, 3)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lk_evil", raising=False)
+    return marker
+
+
+def _tamper(src: Path, dst: Path, edit) -> Path:
+    checkpoint = torch.load(src, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, dst)
+    return dst
+
+
+def _payloads(marker: Path) -> dict:
+    shell = {"class_path": "os.system", "init_args": {"command": f"touch {marker}"}}
+    return {
+        "net=os.system": lambda c: c["hyper_parameters"].update(net=shell),
+        "optimizer=os.system": lambda c: c["hyper_parameters"].update(
+            optimizer={**shell, "partial": True}
+        ),
+        "scheduler=os.system": lambda c: c["hyper_parameters"].update(scheduler=shell),
+        "net=module that runs on import": lambda c: c["hyper_parameters"].update(
+            net={"class_path": "lk_evil.Net", "init_args": {}}
+        ),
+        "net=lightkit function that is not a model": lambda c: c["hyper_parameters"].update(
+            net={"class_path": "lightkit.cli.main", "init_args": {"argv": ["doctor"]}}
+        ),
+        "net=torch function": lambda c: c["hyper_parameters"].update(
+            net={"class_path": "torch.save", "init_args": {"obj": 1, "f": str(marker)}}
+        ),
+        "transform=os.system": lambda c: c["lightkit"].update(
+            inference={"transform": shell, "image_mode": "RGB"}
+        ),
+        "task=module that runs on import": lambda c: c["lightkit"].update(task="lk_evil.Net"),
+        "task=os.system": lambda c: c["lightkit"].update(task="os.system"),
+    }
+
+
+PAYLOADS = list(_payloads(Path("x")))
+
+
+def _loaders(path: Path, out: Path):
+    return {
+        "ClassificationModule.load_from_checkpoint": lambda: (
+            lk.ClassificationModule.load_from_checkpoint(path)
+        ),
+        "Predictor.from_checkpoint": lambda: lk.Predictor.from_checkpoint(path, device="cpu"),
+        "lightkit export": lambda: main(
+            ["export", str(path), "--format", "torchscript", "--output", str(out / "m.pt")]
+        ),
+        "lightkit serve": lambda: main(["serve", str(path), "--port", "8765"]),
+    }
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        "ClassificationModule.load_from_checkpoint",
+        "Predictor.from_checkpoint",
+        "lightkit export",
+        "lightkit serve",
+    ],
+)
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_hostile_checkpoint_runs_nothing(
+    trained, tmp_path, evil_module, payload, loader, capsys, monkeypatch
+):
+    marker = evil_module
+    if loader == "lightkit serve":
+        litserve = pytest.importorskip("litserve")
+
+        def never_start(*args, **kwargs):
+            raise RuntimeError("the server would have started with this checkpoint")
+
+        monkeypatch.setattr(litserve.LitServer, "run", never_start)
+    path = _tamper(trained, tmp_path / "evil.ckpt", _payloads(marker)[payload])
+    load = _loaders(path, tmp_path)[loader]
+    if loader.startswith("lightkit"):
+        if loader == "lightkit export" and payload.startswith("transform"):
+            pytest.skip("export predicts no image: the recorded transform is checked, see below")
+        assert load() == 1
+        err = capsys.readouterr().err
+        assert "refusing" in err or "was written by" in err, err
+    else:
+        refused = (
+            (UntrustedSpecError, TypeError) if payload.startswith("task") else UntrustedSpecError
+        )
+        with pytest.raises(refused):
+            load()
+    assert not marker.exists(), f"{payload} through {loader} ran code"
+    assert "lk_evil" not in sys.modules
+
+
+def test_recorded_transform_is_checked_but_built_only_for_images(trained, tmp_path, evil_module):
+    shell = {"class_path": "os.system", "init_args": {"command": f"touch {evil_module}"}}
+    bad = _tamper(
+        trained,
+        tmp_path / "t.ckpt",
+        lambda c: c["lightkit"].update(inference={"transform": shell}),
+    )
+    with pytest.raises(UntrustedSpecError, match=r"os\.system"):
+        lk.Predictor.from_checkpoint(bad, device="cpu")
+    huge = {
+        "class_path": "lightkit.data.transforms.eval_preset",
+        "init_args": {"image_size": 10**6, "mean": [0.5], "std": [0.5]},
+    }
+    big = _tamper(
+        trained, tmp_path / "b.ckpt", lambda c: c["lightkit"].update(inference={"transform": huge})
+    )
+    with pytest.raises(ValueError, match="image_size"):
+        lk.Predictor.from_checkpoint(big, device="cpu")
+    ok = {**huge, "init_args": {"image_size": 8, "mean": [0.5], "std": [0.5]}}
+    good = _tamper(
+        trained, tmp_path / "g.ckpt", lambda c: c["lightkit"].update(inference={"transform": ok})
+    )
+    predictor = lk.Predictor.from_checkpoint(good, device="cpu")
+    predictor.predict(torch.randn(4, 8))
+    assert predictor._transform is None  # not built: no image was predicted
+    assert callable(predictor.transform)
+    assert not evil_module.exists()
+
+
+def test_trusted_module_is_imported_and_an_untrusted_one_names_how_to_trust(tmp_path, monkeypatch):
+    (tmp_path / "lk_user_nets.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            class Net(torch.nn.Module):
+                def __init__(self, width=16):
+                    super().__init__()
+                    self.init_args = {"width": width}
+                    self.body = torch.nn.Sequential(
+                        torch.nn.Linear(8, width), torch.nn.ReLU(), torch.nn.Linear(width, 3)
+                    )
+                def forward(self, x):
+                    return self.body(x)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lk_user_nets
+
+    torch.manual_seed(0)
+    module = lk.ClassificationModule(lk_user_nets.Net(width=12), num_classes=3)
+    assert module.hparams.net["class_path"] == "lk_user_nets.Net"
+    trainer = lk.make_trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path / "runs",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(64), batch_size=32))
+    path = trainer.checkpoint_callback.last_model_path
+    with pytest.raises(UntrustedSpecError) as err:
+        lk.ClassificationModule.load_from_checkpoint(path)
+    assert "'lk_user_nets.Net'" in str(err.value) and "trust=['lk_user_nets']" in str(err.value)
+    with pytest.raises(UntrustedSpecError):
+        lk.Predictor.from_checkpoint(path, device="cpu")
+
+    loaded = lk.ClassificationModule.load_from_checkpoint(path, trust=["lk_user_nets"])
+    predictor = lk.Predictor.from_checkpoint(path, device="cpu", trust="lk_user_nets.Net")
+    x = torch.randn(5, 8)
+    module.eval()
+    torch.testing.assert_close(predictor.predict(x), module(x).softmax(-1).detach())
+    assert isinstance(loaded.net, lk_user_nets.Net) and loaded.net.init_args == {"width": 12}
+    # the user's own net instance needs no trust at all
+    again = lk.ClassificationModule.load_from_checkpoint(path, net=lk_user_nets.Net(width=12))
+    torch.testing.assert_close(again.net(x), loaded.net(x))
+    assert main(["export", path, "--format", "torchscript", "--trust", "lk_user_nets"]) == 0
+
+
+def test_net_larger_than_the_checkpoint_weights_is_refused_before_allocating(trained, tmp_path):
+    # 10^6 × 10^6 floats would be 4 TB: built on the meta device first and refused.
+    bomb = {
+        "class_path": "torch.nn.Linear",
+        "init_args": {"in_features": 10**6, "out_features": 10**6},
+    }
+    path = _tamper(
+        trained, tmp_path / "bomb.ckpt", lambda c: c["hyper_parameters"].update(net=bomb)
+    )
+    with pytest.raises(ValueError, match=r"more than the .* the checkpoint.s weights hold"):
+        lk.ClassificationModule.load_from_checkpoint(path)
+
+
+def test_allow_listed_torch_classes_build(trained, tmp_path):
+    linear = {"class_path": "torch.nn.Linear", "init_args": {"in_features": 8, "out_features": 3}}
+    sgd = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}, "partial": True}
+    step = {
+        "class_path": "torch.optim.lr_scheduler.StepLR",
+        "init_args": {"step_size": 2},
+        "partial": True,
+    }
+
+    def edit(c):
+        c["hyper_parameters"].update(net=linear, optimizer=sgd, scheduler=step)
+        c["state_dict"] = {
+            "net.weight": torch.zeros(3, 8),
+            "net.bias": torch.zeros(3),
+            **{k: v for k, v in c["state_dict"].items() if not k.startswith("net.")},
+        }
+
+    path = _tamper(trained, tmp_path / "torch.ckpt", edit)
+    module = lk.ClassificationModule.load_from_checkpoint(path)
+    assert isinstance(module.net, torch.nn.Linear)
+    assert module.optimizer_factory.func is torch.optim.SGD
+    # a torch.optim class given as a net is the wrong kind, refused before it is called
+    with pytest.raises(UntrustedSpecError, match=r"torch\.optim\.SGD"):
+        from_spec({"class_path": "torch.optim.SGD", "init_args": {}}, "net", kind="net")
+
+
+def test_a_checkpoint_of_one_task_does_not_load_as_another(trained):
+    with pytest.raises(TypeError, match=r"was written by lightkit\.tasks\.classification\.Classi"):
+        lk.RegressionModule.load_from_checkpoint(trained)
+    with pytest.raises(TypeError, match="was written by"):
+        lk.Predictor.from_checkpoint(trained, task=lk.RegressionModule)
+    assert isinstance(
+        lk.ClassificationModule.load_from_checkpoint(trained), lk.ClassificationModule
+    )
+
+
+def test_trust_argument_is_checked(trained):
+    for bad in (True, 3, ["ok", 4], [""]):
+        with pytest.raises(TypeError, match="trust must be None, a module name"):
+            lk.Predictor.from_checkpoint(trained, trust=bad)
+
+
+def test_trusting_is_scoped():
+    spec = {"class_path": "collections.OrderedDict", "init_args": {}}
+    with trusting(["collections"]):
+        assert from_spec(spec, "x") == {}
+    with pytest.raises(UntrustedSpecError):
+        from_spec(spec, "x")
+
+
+# --- the command line: LightningCLI merges --ckpt_path hyperparameters into the config -------------
+
+CONFIG = Path(__file__).parents[1] / "examples" / "configs" / "digits.yaml"
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    args = [
+        "fit",
+        "--config",
+        str(CONFIG),
+        f"--trainer.default_root_dir={root}",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(args) == 0
+    return next(root.rglob("last.ckpt"))
+
+
+def test_lightning_cli_private_hook_exists():
+    """lightkit's CLI checks --ckpt_path through LightningCLI._parse_ckpt_path: fail here if it moves."""
+    from lightning.pytorch.cli import LightningCLI
+
+    assert callable(getattr(LightningCLI, "_parse_ckpt_path", None))
+
+
+@pytest.mark.slow
+def test_cli_ckpt_path_refuses_hostile_hyperparameters(digits_checkpoint, tmp_path, evil_module):
+    for name in ("net=os.system", "net=module that runs on import", "optimizer=os.system"):
+        path = _tamper(digits_checkpoint, tmp_path / "evil.ckpt", _payloads(evil_module)[name])
+        args = [
+            "validate",
+            "--config",
+            str(CONFIG),
+            f"--ckpt_path={path}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.limit_val_batches=1",
+        ]
+        with pytest.raises(SystemExit, match="refusing to import and call"):
+            main(args)
+        assert not evil_module.exists(), name
+    # the untampered checkpoint validates
+    ok = [
+        "validate",
+        "--config",
+        str(CONFIG),
+        f"--ckpt_path={digits_checkpoint}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.limit_val_batches=1",
+    ]
+    assert main(ok) == 0
+
+
+@pytest.mark.slow
+def test_cli_ckpt_path_of_another_task_is_refused(digits_checkpoint, tmp_path):
+    path = _tamper(
+        digits_checkpoint,
+        tmp_path / "other.ckpt",
+        lambda c: c["lightkit"].update(task="lightkit.tasks.regression.RegressionModule"),
+    )
+    with pytest.raises(SystemExit, match=r"was written by lightkit\.tasks\.regression"):
+        main(
+            [
+                "validate",
+                "--config",
+                str(CONFIG),
+                f"--ckpt_path={path}",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )
+
+
+def test_export_never_replaces_its_own_checkpoint(trained, tmp_path, capsys):
+    copy = tmp_path / "model.ckpt"
+    copy.write_bytes(trained.read_bytes())
+    before = copy.read_bytes()
+    code = main(
+        ["export", str(copy), "--format", "torchscript", "--output", str(copy), "--overwrite"]
+    )
+    assert code == 1 and "is the checkpoint being exported" in capsys.readouterr().err
+    assert copy.read_bytes() == before
