@@ -72,10 +72,14 @@ def test_no_validation_when_val_split_is_zero(fast_trainer_kwargs):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
-        ({"val_split": 1.5}, ValueError, r"val_split must be a fraction in \[0, 1\), got 1.5"),
-        ({"val_split": -0.1}, ValueError, "val_split must be a fraction"),
-        ({"num_workers": -2}, ValueError, "num_workers must be 'auto' or an integer >= 0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1, got 0"),
+        ({"val_split": 1.5}, ValueError, r"val_split must be a number in \[0, 1\), got 1.5"),
+        ({"val_split": -0.1}, ValueError, "val_split must be a number in"),
+        (
+            {"num_workers": -2},
+            ValueError,
+            r"num_workers must be 'auto' or an integer in \[0, 1024\]",
+        ),
         ({"train_transform": 3}, TypeError, "train_transform must be callable"),
     ],
 )
@@ -100,9 +104,8 @@ def test_split_too_small_is_explained():
 
 
 def test_not_a_dataset():
-    dm = lk.data.DataModule(iter(range(3)))
-    with pytest.raises(TypeError, match="map-style Dataset"):
-        dm.setup("fit")
+    with pytest.raises(TypeError, match="train must be a map-style Dataset"):
+        lk.data.DataModule(iter(range(3)))
 
 
 def test_digits_datamodule():
@@ -122,5 +125,5 @@ def test_digits_datamodule():
 
 
 def test_digits_bad_split():
-    with pytest.raises(ValueError, match="test_split must be a fraction in"):
+    with pytest.raises(ValueError, match=r"test_split must be a number in \(0, 1\), got 1.0"):
         lk.data.DigitsDataModule(test_split=1.0)

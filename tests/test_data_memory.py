@@ -110,7 +110,7 @@ def test_kfold_folds_are_disjoint_stratified_and_seeded():
         val_sets.append(set(dm.val_indices))
     assert set().union(*val_sets) == set(range(90))
     assert lk.data.KFoldDataModule(ds, k=3, fold=1, seed=5).val_indices == sorted(val_sets[1])
-    with pytest.raises(ValueError, match=r"fold must be an integer in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"fold must be an integer in \[0, 2\], got 3"):
         lk.data.KFoldDataModule(ds, k=3, fold=3)
 
 

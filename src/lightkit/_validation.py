@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 
@@ -24,7 +24,9 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
         return value
     if type(value).__name__ == "bool_" and type(value).__module__ == "numpy":
         return bool(value)
-    raise TypeError(f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__})")
+    raise TypeError(
+        f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__})"
+    )
 
 
 def check_int(
@@ -45,7 +47,9 @@ def check_int(
         )
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{owner}: {name} must be an integer{_range(minimum, maximum)}, got {value}")
+        raise ValueError(
+            f"{owner}: {name} must be an integer{_range(minimum, maximum)}, got {value}"
+        )
     return value
 
 
@@ -119,3 +123,92 @@ def _interval(
 
 def _listing(options: list[Any]) -> str:
     return ", ".join(repr(o) for o in options)
+
+
+# --- additions: sequences, types, seeds ---------------------------------------------------------
+
+#: Seeds lightkit accepts: the range Lightning's ``seed_everything`` and numpy accept.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(owner: str, name: str, value: Any) -> int:
+    """``value`` if it is an integer seed in ``[0, 2**32 - 1]`` (what numpy and Lightning take).
+
+    Example:
+        >>> check_seed("DataModule", "seed", None)
+        Traceback (most recent call last):
+        TypeError: DataModule: seed must be an integer in [0, 4294967295], got None (NoneType)
+    """
+    return check_int(owner, name, value, minimum=0, maximum=MAX_SEED)
+
+
+def check_instance(
+    owner: str, name: str, value: Any, types: type | tuple[type, ...], expected: str
+) -> Any:
+    """``value`` if it is an instance of ``types``; else a ``TypeError`` saying ``expected``.
+
+    A ``bool`` is not accepted where ``int`` or ``float`` is asked for.
+
+    Example:
+        >>> check_instance("plateau", "monitor", 5, str, "a metric name (str)")
+        Traceback (most recent call last):
+        TypeError: plateau: monitor must be a metric name (str), got 5 (int)
+    """
+    wants_bool = types is bool or (isinstance(types, tuple) and bool in types)
+    if not isinstance(value, types) or (isinstance(value, bool) and not wants_bool):
+        raise TypeError(
+            f"{owner}: {name} must be {expected}, got {short_repr(value)} ({type(value).__name__})"
+        )
+    return value
+
+
+def check_sequence(
+    owner: str,
+    name: str,
+    value: Any,
+    item: Callable[[str, str, Any], Any] | None = None,
+    *,
+    length: int | None = None,
+    min_length: int = 0,
+) -> tuple[Any, ...]:
+    """``value`` as a tuple if it is a list, tuple or other sequence that is not a string.
+
+    ``item(owner, "name[i]", element)`` checks (and may convert) each element, for example
+    ``check_int`` with bounds through ``functools.partial``. Raises ``TypeError`` for a
+    non-sequence and ``ValueError`` for the wrong number of elements.
+
+    Example:
+        >>> check_sequence("MLP", "hidden", 64, item=check_int)
+        Traceback (most recent call last):
+        TypeError: MLP: hidden must be a list or tuple, got 64 (int)
+    """
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{owner}: {name} must be a list or tuple{_count(length, min_length)}, got "
+            f"{short_repr(value)} ({type(value).__name__})"
+        )
+    if (length is not None and len(value) != length) or len(value) < min_length:
+        raise ValueError(
+            f"{owner}: {name} must be a list or tuple{_count(length, min_length)}, got "
+            f"{short_repr(value)} ({len(value)} item{'' if len(value) == 1 else 's'})"
+        )
+    if item is None:
+        return tuple(value)
+    return tuple(item(owner, f"{name}[{i}]", element) for i, element in enumerate(value))
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for error messages about any input."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 5] + " ...>"
+
+
+def _count(length: int | None, min_length: int) -> str:
+    if length is not None:
+        return f" of {length} item{'' if length == 1 else 's'}"
+    if min_length:
+        return f" of at least {min_length} item{'' if min_length == 1 else 's'}"
+    return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
+from lightkit._validation import check_choice, check_float, check_instance, check_int
 from lightkit.data.datamodule import DataModule
 
 
@@ -20,9 +21,11 @@ class _BuiltinDataModule(DataModule):
         num_workers: int | str,
     ) -> None:
         name = type(self).__name__
-        if not isinstance(test_split, (int, float)) or not 0.0 < test_split < 1.0:
-            raise ValueError(f"{name}: test_split must be a fraction in (0, 1), got {test_split!r}")
-        if not isinstance(val_split, (int, float)) or not 0.0 <= val_split < 1.0 - test_split:
+        check_float(
+            name, "test_split", test_split, 0.0, 1.0, min_inclusive=False, max_inclusive=False
+        )
+        check_float(name, "val_split", val_split, 0.0, 1.0, max_inclusive=False)
+        if val_split >= 1.0 - test_split:
             raise ValueError(
                 f"{name}: val_split must be in [0, 1 - test_split), got {val_split!r} "
                 f"with test_split={test_split!r}"
@@ -145,11 +148,8 @@ class ShapesDataModule(_BuiltinDataModule):
         seed: int = 0,
         num_workers: int | str = "auto",
     ) -> None:
-        for arg, value, low in (("num_samples", num_samples, 3), ("image_size", image_size, 8)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(
-                    f"ShapesDataModule: {arg} must be an integer >= {low}, got {value!r}"
-                )
+        check_int("ShapesDataModule", "num_samples", num_samples, minimum=3)
+        check_int("ShapesDataModule", "image_size", image_size, minimum=8)
         super().__init__(batch_size, val_split, test_split, seed, num_workers)
         self.num_samples = num_samples
         self.image_size = image_size
@@ -225,11 +225,8 @@ class SklearnDataModule(_BuiltinDataModule):
         seed: int = 0,
         num_workers: int | str = "auto",
     ) -> None:
-        if name not in self.DATASETS:
-            raise ValueError(
-                f"SklearnDataModule: name must be one of {', '.join(map(repr, self.DATASETS))}, "
-                f"got {name!r}"
-            )
+        check_instance("SklearnDataModule", "name", name, str, "a dataset name (str)")
+        check_choice("SklearnDataModule", "name", name, self.DATASETS)
         super().__init__(batch_size, val_split, test_split, seed, num_workers)
         self.save_hyperparameters()
         self.name = name

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
 import lightning as L
@@ -13,9 +14,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 from torchvision import tv_tensors
 
+from lightkit._validation import (
+    check_bool,
+    check_float,
+    check_int,
+    check_seed,
+    short_repr,
+)
 from lightkit.data._splits import split_indices
 from lightkit.data.datasets import SegmentationDataset
-from lightkit.data.loaders import InMemoryLoader, in_memory_tensors
+from lightkit.data.loaders import InMemoryLoader, check_device, in_memory_tensors
 
 Transform = Callable[[Any], Any]
 
@@ -93,19 +101,18 @@ class DataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"{name}: batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(val_split, (int, float)) or not 0.0 <= val_split < 1.0:
-            raise ValueError(f"{name}: val_split must be a fraction in [0, 1), got {val_split!r}")
-        if num_workers != "auto" and (
-            not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0
-        ):
-            raise ValueError(
-                f"{name}: num_workers must be 'auto' or an integer >= 0, got {num_workers!r}"
-            )
+        check_int(name, "batch_size", batch_size, minimum=1)
+        check_float(name, "val_split", val_split, 0.0, 1.0, max_inclusive=False)
+        _check_num_workers(name, num_workers)
         for what, fn in (("train_transform", train_transform), ("eval_transform", eval_transform)):
             if fn is not None and not callable(fn):
-                raise TypeError(f"{name}: {what} must be callable or None, got {fn!r}")
+                raise TypeError(
+                    f"{name}: {what} must be callable or None, got {short_repr(fn)} "
+                    f"({type(fn).__name__})"
+                )
+        check_seed(name, "seed", seed)
+        for what, ds in (("train", train), ("val", val), ("test", test), ("predict", predict)):
+            _check_dataset(name, what, ds)
         self.train = train
         self.val = val
         self.test = test
@@ -147,6 +154,13 @@ class DataModule(L.LightningDataModule):
         for what, ds in (("val", val), ("test", self.test), ("predict", self.predict)):
             if ds is not None:
                 _check_not_empty(type(self).__name__, what, ds)
+        for what, ds in (
+            ("train", self.train),
+            ("val", self.val),
+            ("test", self.test),
+            ("predict", self.predict),
+        ):
+            _check_first_sample(type(self).__name__, what, ds)
         self.train_dataset = _wrap(train, self.train_transform)
         self.val_dataset = _wrap(val, self.eval_transform)
         self.test_dataset = _wrap(self.test, self.eval_transform)
@@ -307,6 +321,107 @@ def _check_not_empty(owner: str, what: str, dataset: Any) -> None:
         raise ValueError(f"{owner}: the {what} dataset is empty (0 samples)")
 
 
+#: More DataLoader workers than this is a typo or a hostile config, not a machine.
+MAX_NUM_WORKERS = 1024
+
+
+def _check_num_workers(owner: str, num_workers: Any) -> None:
+    expected = f"'auto' or an integer in [0, {MAX_NUM_WORKERS}]"
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (numbers.Integral, str)):
+        raise TypeError(
+            f"{owner}: num_workers must be {expected}, got {short_repr(num_workers)} "
+            f"({type(num_workers).__name__})"
+        )
+    if isinstance(num_workers, str):
+        ok = num_workers == "auto"
+    else:
+        ok = 0 <= num_workers <= MAX_NUM_WORKERS
+    if not ok:
+        raise ValueError(f"{owner}: num_workers must be {expected}, got {num_workers!r}")
+
+
+_DATASET = "a map-style Dataset of (input, target) samples"
+
+
+def _check_dataset(owner: str, name: str, dataset: Any) -> None:
+    """``dataset`` is None or a map-style dataset; a plain list or tuple is checked sample by
+    sample (cheap: nothing is loaded), other datasets by their first sample in ``setup()``."""
+    if dataset is None:
+        return
+    if isinstance(dataset, (torch.Tensor, np.ndarray)):
+        raise TypeError(
+            f"{owner}: {name} must be {_DATASET}, got a {type(dataset).__name__} of shape "
+            f"{tuple(dataset.shape)}; wrap arrays as torch.utils.data.TensorDataset(x, y) or use "
+            "lk.data.TensorDataModule(x, y)"
+        )
+    if isinstance(dataset, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"{owner}: {name} must be {_DATASET}, got the path {short_repr(dataset)}; for a "
+            "folder of class subfolders use lk.data.ImageFolderDataModule(root, image_size)"
+        )
+    if isinstance(dataset, Mapping):
+        raise TypeError(
+            f"{owner}: {name} must be {_DATASET}, got a {type(dataset).__name__} with keys "
+            f"{short_repr(list(dataset))}; for arrays x and y use "
+            "torch.utils.data.TensorDataset(x, y)"
+        )
+    if not isinstance(dataset, Sized) or not hasattr(dataset, "__getitem__"):
+        raise TypeError(
+            f"{owner}: {name} must be a map-style Dataset with __len__ and __getitem__, got "
+            f"{short_repr(dataset)} ({type(dataset).__name__})"
+        )
+    if isinstance(dataset, (list, tuple)):
+        for index, sample in enumerate(dataset):
+            _check_sample(owner, name, index, sample, dataset[0])
+
+
+def _check_first_sample(owner: str, name: str, dataset: Any) -> None:
+    """Read sample 0 of a dataset that is not in-memory tensors or a list (those are checked
+    already), without moving any random number generator, and check its structure."""
+    if dataset is None or isinstance(dataset, (list, tuple)) or len(dataset) == 0:
+        return
+    if in_memory_tensors(dataset) is not None:
+        return
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            sample = dataset[0]
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+    _check_sample(owner, name, 0, sample, sample)
+
+
+def _check_sample(owner: str, name: str, index: int, sample: Any, first: Any) -> None:
+    """A sample is an ``(input, target, ...)`` tuple or list, a dict, or an input alone (a tensor,
+    array or image); not a number, a string or None, which no model step can unpack."""
+    where = f"{owner}: {name} sample {index}"
+    if sample is None or isinstance(sample, (str, bytes, numbers.Number)):
+        raise TypeError(
+            f"{where} is {short_repr(sample)} ({type(sample).__name__}); expected an (input, "
+            "target) pair such as (tensor, label), or an input alone (a tensor, array or image)"
+        )
+    if isinstance(sample, (tuple, list)):
+        for position, item in enumerate(sample):
+            if item is None:
+                raise TypeError(
+                    f"{where} has None at position {position}: {short_repr(sample)}; a "
+                    "DataLoader cannot batch None"
+                )
+    is_seq, first_is_seq = isinstance(sample, (tuple, list)), isinstance(first, (tuple, list))
+    if is_seq != first_is_seq or (is_seq and len(sample) != len(first)):
+
+        def shape(s: Any) -> str:
+            if isinstance(s, (tuple, list)):
+                return f"{len(s)} item{'' if len(s) == 1 else 's'}"
+            return f"a {type(s).__name__}"
+
+        raise ValueError(
+            f"{where} has {shape(sample)} but sample 0 has {shape(first)}: "
+            f"{short_repr(sample)}; every sample needs the same layout"
+        )
+
+
 class TensorDataModule(DataModule):
     """A DataModule for arrays that fit in memory: ``x`` (and ``y``), split and served fast.
 
@@ -351,10 +466,17 @@ class TensorDataModule(DataModule):
             )
         for arg, t in zip(("x", "y"), tensors, strict=False):
             _check_finite(name, arg, t)
-        if not isinstance(test_split, (int, float)) or not 0.0 <= test_split < 1.0:
-            raise ValueError(f"{name}: test_split must be a fraction in [0, 1), got {test_split!r}")
+        check_float(name, "val_split", val_split, 0.0, 1.0, max_inclusive=False)
+        check_float(name, "test_split", test_split, 0.0, 1.0, max_inclusive=False)
+        if val_split + test_split >= 1.0:
+            raise ValueError(
+                f"{name}: val_split={val_split!r} and test_split={test_split!r} leave nothing for "
+                "training; expected val_split + test_split < 1"
+            )
+        check_bool(name, "stratify", stratify)
         if stratify and (y is None or tensors[1].is_floating_point() or tensors[1].ndim != 1):
             raise ValueError(f"{name}: stratify=True needs y to be a 1-D tensor of integer labels")
+        check_device(name, "device", device)
         super().__init__(None, val_split=val_split, batch_size=batch_size, seed=seed, num_workers=0)
         self.tensors = tuple(tensors)
         self.test_split = float(test_split)
@@ -393,10 +515,17 @@ def _as_tensor(owner: str, name: str, value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         tensor = value
     elif isinstance(value, np.ndarray):
-        tensor = torch.from_numpy(value)
+        try:
+            tensor = torch.from_numpy(value)
+        except TypeError as err:  # object, string or other arrays torch has no dtype for
+            raise TypeError(
+                f"{owner}: {name} must hold numbers, got a numpy array of dtype {value.dtype} "
+                f"(shape {value.shape}); convert it, for example with {name}.astype(np.float32)"
+            ) from err
     else:
         raise TypeError(
-            f"{owner}: {name} must be a torch.Tensor or numpy array, got {type(value).__name__}"
+            f"{owner}: {name} must be a torch.Tensor or numpy array, got {short_repr(value)} "
+            f"({type(value).__name__})"
         )
     if tensor.ndim == 0 or len(tensor) == 0:
         raise ValueError(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from lightkit._validation import check_bool, check_instance, check_int, check_seed, short_repr
 from lightkit.data._splits import fold_indices
-from lightkit.data.datamodule import DataModule, Transform
+from lightkit.data.datamodule import _DATASET, DataModule, Transform, _check_dataset
 
 
 class KFoldDataModule(DataModule):
@@ -49,10 +50,12 @@ class KFoldDataModule(DataModule):
         eval_transform: Transform | None = None,
     ) -> None:
         name = type(self).__name__
-        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-            raise ValueError(f"{name}: k must be an integer >= 2, got {k!r}")
-        if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < k:
-            raise ValueError(f"{name}: fold must be an integer in [0, {k}), got {fold!r}")
+        _check_dataset(name, "dataset", dataset)
+        if dataset is None:
+            raise TypeError(f"{name}: dataset must be {_DATASET}, got None")
+        check_int(name, "k", k, minimum=2)
+        check_int(name, "fold", fold, minimum=0, maximum=k - 1)
+        check_bool(name, "stratify", stratify)
         super().__init__(
             None,
             val_split=0.0,
@@ -111,6 +114,22 @@ def cross_validate(
     """
     from lightkit.trainer import make_trainer
 
+    owner = "cross_validate"
+    if not callable(make_module):
+        raise TypeError(
+            f"{owner}: make_module must be a callable that returns a new module, got "
+            f"{short_repr(make_module)} ({type(make_module).__name__})"
+        )
+    _check_dataset(owner, "dataset", dataset)
+    if dataset is None:
+        raise TypeError(f"{owner}: dataset must be {_DATASET}, got None")
+    check_int(owner, "k", k, minimum=2)
+    check_bool(owner, "stratify", stratify)
+    check_seed(owner, "seed", seed)
+    if trainer_kwargs is not None:
+        check_instance(
+            owner, "trainer_kwargs", trainer_kwargs, Mapping, "a dict of make_trainer keywords"
+        )
     kwargs = {"seed": seed, "enable_progress_bar": False, **(trainer_kwargs or {})}
     folds: list[dict[str, float]] = []
     for fold in range(k):

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from lightkit._validation import check_bool, check_instance, check_int, check_seed, check_sequence
+
 
 class InMemoryLoader:
     """Yield ``(x[idx], y[idx], ...)`` batches by indexing whole tensors, like a DataLoader would.
@@ -46,20 +48,29 @@ class InMemoryLoader:
         seed: int | None = None,
         device: str | torch.device | None = None,
     ) -> None:
-        tensors = tuple(tensors)
-        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-            raise TypeError("InMemoryLoader: tensors must be a non-empty sequence of torch.Tensor")
+        owner = "InMemoryLoader"
+        if isinstance(tensors, torch.Tensor):
+            raise TypeError(
+                f"{owner}: tensors must be a sequence of tensors such as (x, y), got one Tensor "
+                f"of shape {tuple(tensors.shape)}; pass (x,) for inputs alone"
+            )
+        if isinstance(tensors, Iterator):
+            tensors = tuple(tensors)
+        tensors = check_sequence(owner, "tensors", tensors, min_length=1)
+        for i, t in enumerate(tensors):
+            check_instance(owner, f"tensors[{i}]", t, torch.Tensor, "a torch.Tensor")
         n = tensors[0].shape[0] if tensors[0].ndim else 0
         if any(t.ndim == 0 or t.shape[0] != n for t in tensors):
             raise ValueError(
                 "InMemoryLoader: all tensors must have the same first dimension, got shapes "
                 + ", ".join(str(tuple(t.shape)) for t in tensors)
             )
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(
-                f"InMemoryLoader: batch_size must be a positive integer, got {batch_size!r}"
-            )
-        self.device = torch.device(device) if device is not None else None
+        check_int(owner, "batch_size", batch_size, minimum=1)
+        check_bool(owner, "shuffle", shuffle)
+        check_bool(owner, "drop_last", drop_last)
+        if seed is not None:
+            check_seed(owner, "seed", seed)
+        self.device = check_device(owner, "device", device)
         self.tensors = tuple(t.to(self.device) if self.device else t for t in tensors)
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -177,6 +188,28 @@ class InMemoryLoader:
         if self.shuffle and self.generator is not None:
             # RandomSampler draws one more (empty) permutation when it is exhausted.
             torch.randperm(n, generator=self.generator)
+
+
+def check_device(owner: str, name: str, device: Any) -> torch.device | None:
+    """``device`` (a name such as ``"cuda:1"`` or a ``torch.device``) as a ``torch.device``, or
+    None; a clear error for a malformed name or a CUDA device on a machine without CUDA."""
+    if device is None:
+        return None
+    check_instance(
+        owner, name, device, (str, torch.device), "a device name such as 'cuda', or None"
+    )
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"{owner}: {name} must be a device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"{owner}: {name}={device!r} but CUDA is not available on this machine; pass "
+            f"{name}=None to keep the tensors on the CPU"
+        )
+    return parsed
 
 
 def in_memory_tensors(dataset: object) -> tuple[torch.Tensor, ...] | None:
