@@ -184,7 +184,7 @@ def test_wrong_shapes_are_named(module, preds, target, message):
         ),
         (
             lambda: lk.SegmentationModule(nn.Identity(), 3, loss="focal"),
-            "loss must be one of ce\\+dice, ce, dice",
+            "loss must be one of 'ce\\+dice', 'ce', 'dice'",
         ),
         (
             lambda: lk.SegmentationModule(nn.Identity(), 3, ignore_index=1),
@@ -192,7 +192,7 @@ def test_wrong_shapes_are_named(module, preds, target, message):
         ),
         (
             lambda: lk.RegressionModule(nn.Identity(), loss="mae"),
-            "loss must be one of mse, l1, huber, got 'mae'",
+            "loss must be one of 'mse', 'l1', 'huber', got 'mae'",
         ),
         (
             lambda: lk.BinaryClassificationModule(nn.Identity(), pos_weight=-1),
@@ -200,7 +200,7 @@ def test_wrong_shapes_are_named(module, preds, target, message):
         ),
         (
             lambda: lk.BinaryClassificationModule(nn.Identity(), threshold=1.5),
-            r"threshold must be in \(0, 1\)",
+            r"threshold must be a number in \(0, 1\)",
         ),
     ],
 )

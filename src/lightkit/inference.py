@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,7 @@ class Predictor:
         if isinstance(inputs, Dataset) or (
             hasattr(inputs, "__getitem__")
             and hasattr(inputs, "__len__")
-            and not isinstance(inputs, (list, tuple))
+            and not isinstance(inputs, (list, tuple, Mapping, str, bytes))
         ):
             samples: Sequence[Any] = _DatasetInputs(inputs)
         elif isinstance(inputs, (list, tuple)):

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from lightkit._validation import check_float
+
 
 def first_bad_value(
     owner: str, target: torch.Tensor, bad: torch.Tensor, stage: str, batch_idx: int, expected: str
@@ -32,8 +34,7 @@ def check_num_classes(owner: str, value: Any, name: str) -> None:
 
 
 def check_threshold(owner: str, threshold: Any) -> None:
-    if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
-        raise ValueError(f"{owner}: threshold must be in (0, 1), got {threshold!r}")
+    check_float(owner, "threshold", threshold, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
 
 
 def check_integer_labels(owner: str, target: Any, stage: str, batch_idx: int) -> None:

@@ -20,6 +20,7 @@ from torchmetrics.classification import (
     MultilabelF1Score,
 )
 
+from lightkit._validation import check_float
 from lightkit.tasks._checks import (
     check_binary_targets,
     check_class_labels,
@@ -66,10 +67,9 @@ class ClassificationModule(TaskModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         check_num_classes(type(self).__name__, num_classes, "num_classes")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
-                f"{type(self).__name__}: label_smoothing must be in [0, 1), got {label_smoothing!r}"
-            )
+        check_float(
+            type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0, max_inclusive=False
+        )
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
         super().__init__(
@@ -167,12 +167,8 @@ class BinaryClassificationModule(TaskModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         name = type(self).__name__
-        if pos_weight is not None and (
-            not isinstance(pos_weight, (int, float))
-            or isinstance(pos_weight, bool)
-            or pos_weight <= 0
-        ):
-            raise ValueError(f"{name}: pos_weight must be a number > 0 or None, got {pos_weight!r}")
+        if pos_weight is not None:
+            check_float(name, "pos_weight", pos_weight, 0.0, min_inclusive=False)
         check_threshold(name, threshold)
         self.threshold = threshold
         super().__init__(

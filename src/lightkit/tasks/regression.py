@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
+from lightkit._validation import check_choice, check_float
 from lightkit.tasks._checks import first_bad_value
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -52,10 +53,8 @@ class RegressionModule(TaskModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         name = type(self).__name__
-        if loss not in _LOSSES:
-            raise ValueError(f"{name}: loss must be one of {', '.join(_LOSSES)}, got {loss!r}")
-        if not isinstance(huber_delta, (int, float)) or huber_delta <= 0:
-            raise ValueError(f"{name}: huber_delta must be a number > 0, got {huber_delta!r}")
+        check_choice(name, "loss", loss, _LOSSES)
+        check_float(name, "huber_delta", huber_delta, 0.0, min_inclusive=False)
         self.loss = loss
         self.huber_delta = huber_delta
         super().__init__(

@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
+from lightkit._validation import check_choice
 from lightkit.losses import CEDiceLoss, DiceLoss
 from lightkit.tasks._checks import check_class_labels, check_num_classes
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
@@ -56,10 +57,11 @@ class SegmentationModule(TaskModule):
     ) -> None:
         name = type(self).__name__
         check_num_classes(name, num_classes, "num_classes")
-        if loss not in _LOSSES:
-            raise ValueError(f"{name}: loss must be one of {', '.join(_LOSSES)}, got {loss!r}")
+        check_choice(name, "loss", loss, _LOSSES)
         if ignore_index is not None and (
-            not isinstance(ignore_index, int) or 0 <= ignore_index < num_classes
+            not isinstance(ignore_index, int)
+            or isinstance(ignore_index, bool)
+            or 0 <= ignore_index < num_classes
         ):
             raise ValueError(
                 f"{name}: ignore_index must be None or an integer outside [0, {num_classes}), "
