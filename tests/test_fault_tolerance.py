@@ -241,3 +241,146 @@ def test_atomic_io_leaves_no_temporary_files(tmp_path):
     trainer = _train(tmp_path, checkpoint_every_n_steps=1)
     folder = Path(trainer.checkpoint_callback.dirpath)
     assert {p.name for p in folder.iterdir()} == {"best.ckpt", "last.ckpt"}
+
+
+# --- resume picks a run that can be continued -------------------------------------------------
+
+
+def _fit(tmp_path, **kwargs):
+    kwargs = {
+        "max_epochs": 3,
+        "default_root_dir": tmp_path / "runs",
+        "enable_progress_bar": False,
+        "logger": False,
+        **kwargs,
+    }
+    return lk.fit(
+        lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+        lk.data.DataModule(make_blobs(128), batch_size=32),
+        **kwargs,
+    )
+
+
+def test_resume_skips_newer_folders_without_a_checkpoint(tmp_path):
+    trainer = _train(tmp_path)  # version_0: 2 epochs, then "killed"
+    for _ in range(2):  # an evaluation script and `lightkit validate` in the same root
+        lk.make_trainer(default_root_dir=tmp_path / "runs")
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+    last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    with pytest.warns(
+        UserWarning,
+        match=r"continues .*version_0 from last\.ckpt \(epoch 1, global step 8\); the newer run "
+        r"folder\(s\) version_2, version_1 hold no checkpoint",
+    ):
+        resumed = _fit(tmp_path, resume=True)
+    assert resumed.ckpt_path == str(last)
+    assert resumed.default_root_dir == str(tmp_path / "runs" / "version_0")
+    assert resumed.current_epoch == 3 and resumed.global_step == 12  # continued, not restarted
+    assert len(list((tmp_path / "runs").iterdir())) == 3  # no new folder
+
+
+def test_resume_refuses_when_no_checkpoint_of_the_run_loads(tmp_path):
+    trainer = _train(tmp_path)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    for name in ("last.ckpt", "best.ckpt"):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 3])
+    with pytest.raises(
+        CheckpointError,
+        match=r"resume=True cannot continue .*version_0: it has checkpoints, but none of them "
+        r"loads .*last\.ckpt' is damaged.*best\.ckpt' is damaged.*resume=False",
+    ):
+        _fit(tmp_path, resume=True)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["version_0"]  # nothing started
+
+
+def test_resume_with_nothing_to_resume_says_what_it_found(tmp_path):
+    with pytest.warns(UserWarning, match=r"found nothing to resume under .*runs' \(no run\); "):
+        first = _fit(tmp_path, resume=True, max_epochs=1, version="last")
+    assert first.default_root_dir == str(tmp_path / "runs" / "version_0")
+    assert first.ckpt_path is None and first.current_epoch == 1
+    lk.make_trainer(default_root_dir=tmp_path / "other")  # a folder with no checkpoint
+    with pytest.warns(
+        UserWarning,
+        match=r"\(run folders without a checkpoint: version_0\); starting a new run in "
+        r".*other/version_1",
+    ):
+        second = _fit(tmp_path, resume=True, max_epochs=1, default_root_dir=tmp_path / "other")
+    assert second.ckpt_path is None
+
+
+def test_resume_an_explicit_version(tmp_path):
+    _train(tmp_path)  # version_0
+    _train(tmp_path)  # version_1
+    resumed = _fit(tmp_path, resume=True, version=0)
+    assert resumed.ckpt_path == str(tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt")
+    with pytest.warns(UserWarning, match=r"version=7: .*version_7 has no checkpoint to continue"):
+        fresh = _fit(tmp_path, resume=True, version=7, max_epochs=1)
+    assert fresh.default_root_dir == str(tmp_path / "runs" / "version_7")
+
+
+def test_make_trainer_version_last_is_the_newest_run_with_a_checkpoint(tmp_path):
+    _train(tmp_path)  # version_0
+    lk.make_trainer(default_root_dir=tmp_path / "runs")  # version_1, no checkpoint
+    trainer = lk.make_trainer(default_root_dir=tmp_path / "runs", version="last")
+    assert trainer.default_root_dir == str(tmp_path / "runs" / "version_0")
+
+
+# --- paths in a checkpoint's callback state ----------------------------------------------------
+
+
+def test_paths_in_a_crafted_checkpoint_never_leave_the_run_folder(tmp_path):
+    trainer = _train(tmp_path, checkpoint_every_n_steps=2)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    precious_file = tmp_path / "precious.ckpt"  # named like a checkpoint, outside the run
+    precious_file.write_text("keep")
+    precious_dir = tmp_path / "precious_dir"
+    precious_dir.mkdir()
+    (precious_dir / "data.ckpt").write_text("keep")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.ckpt").write_text("keep")
+    (folder / "escape").symlink_to(outside, target_is_directory=True)
+    # Lexically inside the checkpoint folder (Lightning's own test), really outside it.
+    sneaky_dir, sneaky_file = f"{folder}/../../../precious_dir", f"{folder}/../../../precious.ckpt"
+    via_link = f"{folder}/escape/victim.ckpt"
+    checkpoint = torch.load(folder / "last.ckpt", weights_only=True)
+    states = [s for k, s in checkpoint["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert len(states) == 2  # the epoch-end one (top-1 best + last) and the every-N-steps one
+    for state in states:
+        state.update(dirpath=str(folder), last_model_path=via_link)
+    states[0].update(
+        best_model_path=sneaky_dir,
+        kth_best_model_path=sneaky_dir,
+        best_k_models={sneaky_dir: torch.tensor(1e9)},
+        best_model_score=torch.tensor(1e9),
+        kth_value=torch.tensor(1e9),
+        last_model_path=sneaky_file,
+    )
+    torch.save(checkpoint, folder / "last.ckpt")
+    with pytest.warns(UserWarning) as record:
+        resumed = _fit(tmp_path, resume=True, max_epochs=5, checkpoint_every_n_steps=2)
+    assert resumed.current_epoch == 5  # 3 more epochs: several best, last and step saves
+    assert precious_file.read_text() == "keep"
+    assert (precious_dir / "data.ckpt").read_text() == "keep"
+    assert (outside / "victim.ckpt").read_text() == "keep"
+    dropped = " ".join(
+        str(w.message) for w in record if "never be read or deleted" in str(w.message)
+    )
+    for path in (sneaky_dir, sneaky_file, via_link):
+        assert repr(path) in dropped
+    assert {p.name for p in folder.iterdir()} == {"best.ckpt", "last.ckpt", "escape"}
+    assert resumed.checkpoint_callback.best_model_path == str(folder / "best.ckpt")
+
+
+def test_an_honest_resume_keeps_every_path_and_warns_nothing(tmp_path):
+    import warnings
+
+    trainer = _train(tmp_path)
+    best = trainer.checkpoint_callback.best_model_path
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        resumed = _fit(tmp_path, resume=True)
+    assert not [w for w in record if "never be read or deleted" in str(w.message)]
+    callback = resumed.checkpoint_callback
+    assert callback.best_model_path == best and list(callback.best_k_models) == [best]

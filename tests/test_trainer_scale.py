@@ -48,7 +48,10 @@ def _weights(module: nn.Module) -> torch.Tensor:
             {"accelerator": "cpu", "precision": "16-mixed"},
             "fp16 mixed precision.*needs a GPU.*'32-true'",
         ),
-        ({"gradient_clip_algorithm": "l2"}, "gradient_clip_algorithm must be 'norm' or 'value'"),
+        (
+            {"gradient_clip_algorithm": "l2"},
+            "gradient_clip_algorithm must be one of 'norm', 'value'",
+        ),
         ({"num_nodes": 0}, "num_nodes must be an integer >= 1, got 0"),
         (
             {"profiler": "fancy"},

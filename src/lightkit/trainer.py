@@ -31,9 +31,10 @@ from lightning.pytorch.profilers import (
     SimpleProfiler,
 )
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
-from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.memory import is_oom_error
 
+from lightkit._validation import check_bool, check_choice, check_float, check_int, check_seed
 from lightkit.callbacks import (
     GPUMemoryMonitor,
     GradientNormMonitor,
@@ -44,7 +45,8 @@ from lightkit.callbacks import (
     TorchinfoSummary,
     ValidationFigures,
 )
-from lightkit.checkpointing import AtomicCheckpointIO
+from lightkit.callbacks import ModelCheckpoint as SafeModelCheckpoint
+from lightkit.checkpointing import AtomicCheckpointIO, CheckpointError, load_checkpoint
 
 PRECISIONS = (
     "auto",
@@ -58,6 +60,7 @@ PRECISIONS = (
     "transformer-engine-float16",
 )
 _RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"
+_DEFAULT_ROOT = "runs"
 _PRECISION_ALIASES = ("32", "16", "bf16", "64", 32, 16, 64)
 
 
@@ -76,7 +79,7 @@ def make_trainer(
     num_nodes: int = 1,
     profiler: str | Profiler | None = None,
     logger: str | bool | Logger = "tensorboard",
-    default_root_dir: str | os.PathLike[str] = "runs",
+    default_root_dir: str | os.PathLike[str] = _DEFAULT_ROOT,
     seed: int | None = None,
     checkpoint_every_n_steps: int | None = None,
     nan_guard: bool = True,
@@ -97,7 +100,10 @@ def make_trainer(
         * ``EarlyStopping`` on ``monitor`` (when ``early_stopping``);
         * ``ModelCheckpoint`` keeping ``best.ckpt`` (by ``monitor``) and ``last.ckpt`` in
           ``<default_root_dir>/version_<n>/checkpoints/``; every run gets a new ``version_<n>``
-          folder, so nothing from an earlier run is overwritten;
+          folder, created with ``os.mkdir`` so that two runs started at the same moment (other
+          processes, other machines on a shared disk) never share one, and nothing from an
+          earlier run is overwritten; paths read back from a checkpoint's callback state never
+          leave that folder (:class:`~lightkit.callbacks.ModelCheckpoint`);
         * a TensorBoard logger in that same folder and a ``LearningRateMonitor`` (``logger=False``
           turns both off);
         * ``seed`` → ``lightning.seed_everything(seed, workers=True)``;
@@ -145,8 +151,10 @@ def make_trainer(
             ``lightning.seed_everything(seed)`` before the net, for reproducible runs.
         checkpoint_every_n_steps: Also write ``last.ckpt`` every N optimizer steps.
         nan_guard: Stop at the first non-finite loss (see :class:`~lightkit.callbacks.NaNGuard`).
-        version: The run folder: None for a new ``version_<n>``, ``"last"`` for the newest
-            existing one (to resume a run), or a number for ``version_<number>``.
+        version: The run folder: None for a new ``version_<n>`` (claimed atomically: runs
+            started at the same moment never share one), ``"last"`` for the newest run that
+            holds a checkpoint (a new folder when none does), or a number for
+            ``version_<number>`` (created if missing).
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -156,27 +164,27 @@ def make_trainer(
         >>> trainer.fit(module, datamodule=dm)
         >>> trainer.checkpoint_callback.best_model_path
     """
-    _check_int("max_epochs", max_epochs, minimum=-1)
-    _check_int("patience", patience, minimum=0)
-    _check_int("accumulate_grad_batches", accumulate_grad_batches, minimum=1)
-    _check_int("num_nodes", num_nodes, minimum=1)
-    if gradient_clip_algorithm not in ("norm", "value"):
-        raise ValueError(
-            "make_trainer: gradient_clip_algorithm must be 'norm' or 'value', got "
-            f"{gradient_clip_algorithm!r}"
-        )
-    if checkpoint_every_n_steps is not None:
-        _check_int("checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
-    if mode not in ("min", "max"):
-        raise ValueError(f"make_trainer: mode must be 'min' or 'max', got {mode!r}")
-    if not isinstance(monitor, str) or not monitor:
-        raise ValueError(f"make_trainer: monitor must be a logged metric name, got {monitor!r}")
-    if gradient_clip_val is not None and (
-        not isinstance(gradient_clip_val, (int, float)) or gradient_clip_val <= 0
-    ):
-        raise ValueError(
-            f"make_trainer: gradient_clip_val must be a number > 0 or None, got {gradient_clip_val!r}"
-        )
+    _check_arguments(
+        max_epochs=max_epochs,
+        precision=precision,
+        devices=devices,
+        monitor=monitor,
+        mode=mode,
+        early_stopping=early_stopping,
+        patience=patience,
+        gradient_clip_val=gradient_clip_val,
+        accumulate_grad_batches=accumulate_grad_batches,
+        gradient_clip_algorithm=gradient_clip_algorithm,
+        num_nodes=num_nodes,
+        profiler=profiler,
+        logger=logger,
+        default_root_dir=default_root_dir,
+        seed=seed,
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
+        nan_guard=nan_guard,
+        version=version,
+        callbacks=trainer_kwargs.get("callbacks"),
+    )
     accelerator = trainer_kwargs.pop("accelerator", "auto")
     hardware = _hardware(accelerator)
     _check_strategy(strategy)
@@ -185,90 +193,90 @@ def make_trainer(
     if seed is not None:
         L.seed_everything(seed, workers=True)
 
-    inherited = os.environ.get(_RUN_DIR_ENV)
-    if rank_zero_only.rank != 0 and version is None and inherited:
-        # A DDP worker that Lightning started by re-running the script: rank 0 already chose
-        # (and created) this run's folder; choosing again would pick the next one.
-        run_dir = Path(inherited)
-    else:
-        run_dir = _run_dir(Path(default_root_dir), version)
-    if rank_zero_only.rank == 0:
-        # Claim the folder now, so that a second trainer built before this one runs gets the next.
-        run_dir.mkdir(parents=True, exist_ok=True)
-        os.environ[_RUN_DIR_ENV] = str(run_dir)  # inherited by the processes DDP launches
-    callbacks: list[Callback] = [
-        ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
-            filename="best",
-            monitor=monitor,
-            mode=mode,
-            save_top_k=1,
-            save_last=True,
-            enable_version_counter=False,  # best.ckpt and last.ckpt are replaced (atomically)
-        )
-    ]
-    if checkpoint_every_n_steps is not None:
-        # Refreshes last.ckpt every N steps (save_top_k=0: no extra files are kept).
-        callbacks.append(
-            ModelCheckpoint(
+    run_dir, claimed = _choose_run_dir(Path(default_root_dir), version)
+    try:
+        callbacks: list[Callback] = [
+            SafeModelCheckpoint(
                 dirpath=run_dir / "checkpoints",
-                every_n_train_steps=checkpoint_every_n_steps,
-                save_top_k=0,
+                filename="best",
+                monitor=monitor,
+                mode=mode,
+                save_top_k=1,
                 save_last=True,
-                enable_version_counter=False,  # the same last.ckpt as the epoch-end saves
+                enable_version_counter=False,  # best.ckpt and last.ckpt are replaced (atomically)
             )
-        )
-    callbacks.append(RNGState())
-    if nan_guard:
-        callbacks.append(NaNGuard())
-    if early_stopping:
-        # strict=False: a run that ends before its first validation (max_steps) is no error;
-        # _NoValidationFallback still reports a monitor that validation never logs.
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, strict=False))
-    callbacks.append(_NoValidationFallback())
-    profiler = _make_profiler(profiler, run_dir)
-    loggers = _make_logger(logger, run_dir)
-    if loggers is not False:
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-        callbacks += [GradientNormMonitor(), ValidationFigures(), HParamsMetrics()]
-    if hardware == "cuda":
-        callbacks.append(GPUMemoryMonitor())
-    if trainer_kwargs.get("enable_model_summary") is None:
-        # torchinfo's summary (real input size, MACs, saved to model_summary.txt) replaces
-        # Lightning's; enable_model_summary=True asks for Lightning's, False for none.
-        trainer_kwargs["enable_model_summary"] = False
-        callbacks.append(TorchinfoSummary())
-    user_callbacks = trainer_kwargs.pop("callbacks", None) or []
-    if isinstance(user_callbacks, Callback):
-        user_callbacks = [user_callbacks]
-    callbacks.extend(user_callbacks)
-    if trainer_kwargs.get("enable_progress_bar") is not False and not any(
-        isinstance(c, ProgressBar) for c in callbacks
-    ):
-        callbacks.append(_progress_bar())
-    trainer_kwargs.setdefault("log_every_n_steps", 20)
-    plugins = trainer_kwargs.pop("plugins", None) or []
-    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-    if not any(isinstance(p, CheckpointIO) for p in plugins):
-        plugins.append(AtomicCheckpointIO())
+        ]
+        if checkpoint_every_n_steps is not None:
+            # Refreshes last.ckpt every N steps (save_top_k=0: no extra files are kept).
+            callbacks.append(
+                SafeModelCheckpoint(
+                    dirpath=run_dir / "checkpoints",
+                    every_n_train_steps=checkpoint_every_n_steps,
+                    save_top_k=0,
+                    save_last=True,
+                    enable_version_counter=False,  # the same last.ckpt as the epoch-end saves
+                )
+            )
+        callbacks.append(RNGState())
+        if nan_guard:
+            callbacks.append(NaNGuard())
+        if early_stopping:
+            # strict=False: a run that ends before its first validation (max_steps) is no error;
+            # _NoValidationFallback still reports a monitor that validation never logs.
+            callbacks.append(
+                EarlyStopping(monitor=monitor, mode=mode, patience=patience, strict=False)
+            )
+        callbacks.append(_NoValidationFallback())
+        profiler = _make_profiler(profiler, run_dir)
+        loggers = _make_logger(logger, run_dir)
+        if loggers is not False:
+            callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+            callbacks += [GradientNormMonitor(), ValidationFigures(), HParamsMetrics()]
+        if hardware == "cuda":
+            callbacks.append(GPUMemoryMonitor())
+        if trainer_kwargs.get("enable_model_summary") is None:
+            # torchinfo's summary (real input size, MACs, saved to model_summary.txt) replaces
+            # Lightning's; enable_model_summary=True asks for Lightning's, False for none.
+            trainer_kwargs["enable_model_summary"] = False
+            callbacks.append(TorchinfoSummary())
+        user_callbacks = trainer_kwargs.pop("callbacks", None) or []
+        if isinstance(user_callbacks, Callback):
+            user_callbacks = [user_callbacks]
+        callbacks.extend(user_callbacks)
+        if trainer_kwargs.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(_progress_bar())
+        trainer_kwargs.setdefault("log_every_n_steps", 20)
+        plugins = trainer_kwargs.pop("plugins", None) or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
 
-    return L.Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        precision=precision,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=strategy,
-        gradient_clip_val=gradient_clip_val,
-        gradient_clip_algorithm=gradient_clip_algorithm if gradient_clip_val is not None else None,
-        accumulate_grad_batches=accumulate_grad_batches,
-        profiler=profiler,
-        logger=loggers,
-        callbacks=callbacks,
-        default_root_dir=str(run_dir),
-        plugins=plugins,
-        **trainer_kwargs,
-    )
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            precision=precision,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm
+            if gradient_clip_val is not None
+            else None,
+            accumulate_grad_batches=accumulate_grad_batches,
+            profiler=profiler,
+            logger=loggers,
+            callbacks=callbacks,
+            default_root_dir=str(run_dir),
+            plugins=plugins,
+            **trainer_kwargs,
+        )
+    except BaseException:
+        if claimed:  # a trainer that was never built leaves no empty run folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
 
 
 class _NoValidationFallback(Callback):
@@ -524,23 +532,100 @@ def _make_logger(logger: str | bool | Logger, run_dir: Path) -> Logger | bool:
     )
 
 
-def _run_dir(root: Path, version: int | str | None) -> Path:
-    """``root/version_<n>``: a new one, the newest existing one (``"last"``) or a given one."""
-    existing = [
-        int(m.group(1))
-        for p in (root.iterdir() if root.is_dir() else [])
-        if (m := re.fullmatch(r"version_(\d+)", p.name))
-    ]
-    if version is None or (version == "last" and not existing):
-        return root / f"version_{max(existing, default=-1) + 1}"
-    if version == "last":
-        return root / f"version_{max(existing)}"
-    if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
-        return root / f"version_{version}"
-    raise ValueError(
-        f"make_trainer: version must be None (a new run folder), 'last' or an integer >= 0, "
-        f"got {version!r}"
-    )
+# --- run folders -------------------------------------------------------------------------------
+
+_VERSION = re.compile(r"version_(\d+)")
+
+
+def _versions(root: Path) -> list[int]:
+    """The numbers of the ``version_<n>`` entries under ``root``, ascending."""
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(m.group(1)) for name in names if (m := _VERSION.fullmatch(name)))
+
+
+def _make_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(
+            f"make_trainer: default_root_dir={os.fspath(root)!r} is a file; it must be a folder "
+            "(one version_<n> folder per run goes inside)"
+        ) from None
+
+
+def _claim_run_dir(root: Path) -> Path:
+    """Create a new ``root/version_<n>`` folder that no other run holds, and return it.
+
+    ``os.mkdir`` fails when the folder already exists, so of runs that start at the same moment
+    (threads, processes, or machines sharing the file system) each gets a folder of its own: a
+    run that loses the race for a number takes the next one. The listing only picks where to
+    start counting.
+    """
+    _make_root(root)
+    number = max(_versions(root), default=-1) + 1
+    while True:
+        path = root / f"version_{number}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            number += 1
+            continue
+        return path
+
+
+def _checkpoint_files(run_dir: Path) -> list[Path]:
+    """The run's ``.ckpt`` files, in the order a resume tries them: ``last.ckpt``, then newest."""
+    try:
+        files = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.is_file()]
+    except OSError:
+        return []
+    return sorted(files, key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime, p.name))
+
+
+def _newest_run_with_checkpoint(root: Path) -> Path | None:
+    for number in reversed(_versions(root)):
+        if _checkpoint_files(root / f"version_{number}"):
+            return root / f"version_{number}"
+    return None
+
+
+def _choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
+    """The run folder for ``version`` and whether this call created it (claimed a new one).
+
+    Only rank 0 creates folders. The DDP workers Lightning starts by re-running the script
+    inherit rank 0's folder through an environment variable; choosing again would pick the next.
+    """
+    inherited = os.environ.get(_RUN_DIR_ENV)
+    if rank_zero_only.rank != 0:
+        if version is None and inherited:
+            return Path(inherited), False
+        if isinstance(version, int):
+            return root / f"version_{version}", False
+        newest = _newest_run_with_checkpoint(root) if version == "last" else None
+        return newest or root / f"version_{max(_versions(root), default=-1) + 1}", False
+    claimed = False
+    if isinstance(version, int):
+        path = root / f"version_{version}"
+        _make_root(root)
+        try:
+            os.mkdir(path)
+            claimed = True
+        except FileExistsError:
+            if not path.is_dir():
+                raise NotADirectoryError(
+                    f"make_trainer: {os.fspath(path)!r} exists and is not a folder"
+                ) from None
+    else:
+        found = _newest_run_with_checkpoint(root) if version == "last" else None
+        path, claimed = (found, False) if found is not None else (_claim_run_dir(root), True)
+    os.environ[_RUN_DIR_ENV] = str(path)  # inherited by the processes DDP launches
+    return path, claimed
+
+
+# --- fit ---------------------------------------------------------------------------------------
 
 
 def fit(
@@ -552,37 +637,72 @@ def fit(
 ) -> L.Trainer:
     """Build a trainer with :func:`make_trainer` and fit; continue a run; survive CUDA OOM.
 
-    ``resume=True`` reuses the newest ``version_<n>`` folder under ``default_root_dir`` and calls
-    ``trainer.fit(..., ckpt_path="last")``: model, optimizer, scheduler, epoch and step, callback
-    states, data position and RNG states are restored, so a run killed at any point and resumed
-    ends with the same weights as one that was never interrupted. A damaged ``last.ckpt`` is
-    skipped for the newest good checkpoint, with a warning. Without a checkpoint, it starts fresh.
+    ``resume=True`` continues the newest run under ``default_root_dir`` that has a usable
+    checkpoint: its ``last.ckpt``, or, when that is damaged, the newest of its other checkpoints
+    that loads (with a warning naming both). Model, optimizer, scheduler, epoch and step,
+    callback states, data position and RNG states are restored, so a run killed at any point and
+    resumed ends with the same weights as one that was never interrupted. Newer run folders
+    without any checkpoint (an evaluation script's, a run killed before its first save) are
+    skipped with a warning naming them. A run whose checkpoints all fail to load is an error
+    (:class:`~lightkit.checkpointing.CheckpointError` naming each file): lightkit never starts
+    over while a run's progress exists. Only when no run has a checkpoint at all does it start a
+    new run, with a warning saying what it found. ``version=<n>`` resumes that run folder only.
+    The run and file it resumes are logged.
 
     ``oom_retry``: when training runs out of memory (CUDA's, or the CPU allocator's), the
-    datamodule's ``batch_size`` is halved and ``accumulate_grad_batches`` doubled, so the effective batch (and the learning-rate
-    schedule) stays the same (for an odd batch size, one sample smaller). Training then resumes
-    from the run's ``last.ckpt`` (or starts over from the initial weights when there is none
-    yet). Each retry is reported with the new sizes; after batch size 1 the error is raised. The
-    datamodule needs a ``batch_size`` attribute (every lightkit DataModule has one). Runs on
-    several processes re-raise at once: their ranks would have to agree on the retry.
+    datamodule's ``batch_size`` is halved and ``accumulate_grad_batches`` doubled, so the
+    effective batch (and the learning-rate schedule) stays the same (for an odd batch size, one
+    sample smaller). Training then resumes from the run's ``last.ckpt`` (or starts over from the
+    initial weights when there is none yet). Each retry is reported with the new sizes; after
+    batch size 1 the error is raised. The datamodule needs a ``batch_size`` attribute (every
+    lightkit DataModule has one). Runs on several processes re-raise at once: their ranks would
+    have to agree on the retry.
 
     Args:
         module: The LightningModule to train.
         datamodule: Its data.
-        resume: Continue the newest run under ``default_root_dir`` from its ``last.ckpt``.
+        resume: Continue the newest run under ``default_root_dir`` that has a usable checkpoint.
         oom_retry: Retry with half the batch size after CUDA out-of-memory errors.
         **make_trainer_kwargs: Passed to :func:`make_trainer`.
 
     Returns:
         The ``lightning.Trainer`` after fitting (the last one, after retries).
 
+    Raises:
+        CheckpointError: ``resume=True`` and the run to continue has checkpoints, none of which
+            loads.
+
     Example:
         >>> trainer = lk.fit(module, dm, resume=True, max_epochs=20, checkpoint_every_n_steps=100)
     """
+    if not isinstance(module, L.LightningModule):
+        raise TypeError(
+            f"fit: module must be a lightning LightningModule (a lightkit task such as "
+            f"lk.ClassificationModule), got {module!r} ({type(module).__name__})"
+        )
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise TypeError(
+            f"fit: datamodule must be a lightning LightningDataModule (a lightkit DataModule "
+            f"such as lk.data.DataModule), got {datamodule!r} ({type(datamodule).__name__})"
+        )
+    check_bool("fit", "resume", resume)
+    check_bool("fit", "oom_retry", oom_retry)
+    ckpt_path: str | None = None
+    fresh_note = ""
     if resume:
-        make_trainer_kwargs.setdefault("version", "last")
+        root = make_trainer_kwargs.get("default_root_dir", _DEFAULT_ROOT)
+        _check_root_dir("fit", root)
+        version = make_trainer_kwargs.get("version")
+        _check_version("fit", version)
+        found, fresh_note = _resume_point(Path(root), version)
+        if found is not None:
+            make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
+            ckpt_path = str(found)
+        elif version == "last":
+            make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
     trainer = make_trainer(**make_trainer_kwargs)
-    ckpt_path = "last" if resume and _has_checkpoint(trainer) else None
+    if fresh_note:
+        rank_zero_warn(f"{fresh_note}; starting a new run in {trainer.default_root_dir}")
     initial_weights = (
         {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
         if oom_retry and ckpt_path is None
@@ -629,13 +749,184 @@ def fit(
             )
 
 
+def _resume_point(root: Path, version: int | str | None) -> tuple[Path | None, str]:
+    """The checkpoint ``resume=True`` continues from, or None and what was found instead.
+
+    Runs are tried newest first (``version`` given: that one only). A run without checkpoint
+    files is skipped; in the first run that has some, ``last.ckpt`` is tried, then the others,
+    newest first; the first that loads is the answer. If none loads, that run's progress cannot
+    be continued and must not be silently dropped: a ``CheckpointError`` names every file.
+    """
+    numbers = [version] if isinstance(version, int) else list(reversed(_versions(root)))
+    skipped: list[str] = []
+    for number in numbers:
+        run_dir = root / f"version_{number}"
+        files = _checkpoint_files(run_dir)
+        if not files:
+            if run_dir.is_dir():
+                skipped.append(run_dir.name)
+            continue
+        damaged: list[str] = []
+        for path in files:
+            try:
+                checkpoint = load_checkpoint(path)
+            except CheckpointError as err:
+                damaged.append(str(err))
+                continue
+            where = f"epoch {checkpoint.get('epoch', '?')}, global step "
+            where += f"{checkpoint.get('global_step', '?')}"
+            if damaged:
+                rank_zero_warn(
+                    f"lightkit: {os.fspath(files[0])!r} is damaged (truncated or corrupt); "
+                    f"resuming from the newest good checkpoint instead: {os.fspath(path)!r} "
+                    f"({where}). Details: {'; '.join(damaged)}"
+                )
+            if skipped:
+                rank_zero_warn(
+                    f"lightkit: resume=True continues {os.fspath(run_dir)} from {path.name} "
+                    f"({where}); the newer run folder(s) {', '.join(skipped)} hold no checkpoint "
+                    "and were skipped"
+                )
+            rank_zero_info(f"lightkit: resuming {os.fspath(run_dir)} from {path} ({where})")
+            return path, ""
+        raise CheckpointError(
+            f"fit: resume=True cannot continue {os.fspath(run_dir)}: it has checkpoints, but none "
+            f"of them loads ({'; '.join(damaged)}). Nothing was started. Move the damaged files "
+            "away to resume an older run, or pass resume=False to start a new run folder"
+        )
+    if isinstance(version, int):
+        return None, (
+            f"lightkit: resume=True with version={version}: {os.fspath(root / f'version_{version}')}"
+            " has no checkpoint to continue"
+        )
+    found = f"run folders without a checkpoint: {', '.join(skipped)}" if skipped else "no run"
+    return (
+        None,
+        f"lightkit: resume=True found nothing to resume under {os.fspath(root)!r} ({found})",
+    )
+
+
 def _has_checkpoint(trainer: L.Trainer) -> bool:
     return any((Path(trainer.default_root_dir) / "checkpoints").glob("*.ckpt"))
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"make_trainer: {name} must be an integer >= {minimum}, got {value!r}")
+# --- argument checks ---------------------------------------------------------------------------
+
+
+def _check_arguments(
+    *,
+    max_epochs: Any,
+    precision: Any,
+    devices: Any,
+    monitor: Any,
+    mode: Any,
+    early_stopping: Any,
+    patience: Any,
+    gradient_clip_val: Any,
+    accumulate_grad_batches: Any,
+    gradient_clip_algorithm: Any,
+    num_nodes: Any,
+    profiler: Any,
+    logger: Any,
+    default_root_dir: Any,
+    seed: Any,
+    checkpoint_every_n_steps: Any,
+    nan_guard: Any,
+    version: Any,
+    callbacks: Any,
+) -> None:
+    """Every make_trainer argument, before anything is created: name, value and what is expected."""
+    owner = "make_trainer"
+    check_int(owner, "max_epochs", max_epochs, minimum=-1)
+    if isinstance(precision, bool) or not isinstance(precision, (str, int)):
+        raise TypeError(
+            f"{owner}: precision must be a string such as 'auto' or 'bf16-mixed', got "
+            f"{precision!r} ({type(precision).__name__})"
+        )
+    _check_devices_type(devices)
+    if not isinstance(monitor, str) or not monitor.strip():
+        raise (ValueError if isinstance(monitor, str) else TypeError)(
+            f"{owner}: monitor must be the name of a logged metric (such as 'val/loss'), got "
+            f"{monitor!r}"
+        )
+    check_choice(owner, "mode", mode, ("min", "max"))
+    check_bool(owner, "early_stopping", early_stopping)
+    check_int(owner, "patience", patience, minimum=0)
+    if gradient_clip_val is not None:
+        check_float(owner, "gradient_clip_val", gradient_clip_val, minimum=0, min_inclusive=False)
+    check_int(owner, "accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+    check_choice(owner, "gradient_clip_algorithm", gradient_clip_algorithm, ("norm", "value"))
+    check_int(owner, "num_nodes", num_nodes, minimum=1)
+    if not (profiler is None or isinstance(profiler, Profiler) or profiler in PROFILERS):
+        raise ValueError(
+            f"{owner}: unknown profiler {profiler!r}; expected None, "
+            + ", ".join(repr(p) for p in PROFILERS)
+            + " or a lightning Profiler"
+        )
+    if not (logger in (None, False, True) or logger == "tensorboard" or isinstance(logger, Logger)):
+        raise ValueError(
+            f"{owner}: logger must be 'tensorboard', False or a lightning Logger, got {logger!r}"
+        )
+    _check_root_dir(owner, default_root_dir)
+    if seed is not None:
+        check_seed(owner, "seed", seed)
+    if checkpoint_every_n_steps is not None:
+        check_int(owner, "checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
+    check_bool(owner, "nan_guard", nan_guard)
+    _check_version(owner, version)
+    if callbacks is not None and not isinstance(callbacks, Callback):
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(
+                f"{owner}: callbacks must be a lightning Callback or a list of them, got "
+                f"{callbacks!r} ({type(callbacks).__name__})"
+            )
+        for i, callback in enumerate(callbacks):
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"{owner}: callbacks[{i}] must be a lightning Callback, got {callback!r} "
+                    f"({type(callback).__name__})"
+                )
+
+
+def _check_root_dir(owner: str, value: Any) -> None:
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{owner}: default_root_dir must be a folder path (str or pathlib.Path), got "
+            f"{value!r} ({type(value).__name__})"
+        )
+    if not os.fspath(value).strip():
+        raise ValueError(f"{owner}: default_root_dir must be a folder path, got {value!r}")
+
+
+def _check_version(owner: str, version: Any) -> None:
+    if version is None or (version == "last" and isinstance(version, str)):
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        return
+    raise ValueError(
+        f"{owner}: version must be None (a new run folder), 'last' or an integer >= 0, "
+        f"got {version!r}"
+    )
+
+
+_DEVICES_TEXT = re.compile(r"\s*(auto|-1|\d+|\d+\s*(,\s*\d+\s*)+,?)\s*")
+
+
+def _check_devices_type(devices: Any) -> None:
+    ok = (
+        (isinstance(devices, int) and not isinstance(devices, bool))
+        or (isinstance(devices, str) and _DEVICES_TEXT.fullmatch(devices) is not None)
+        or (
+            isinstance(devices, (list, tuple))
+            and len(devices) > 0
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+        )
+    )
+    if not ok:
+        raise TypeError(
+            f"make_trainer: devices must be 'auto', -1, a positive count or a non-empty list of "
+            f"device indices, got {devices!r} ({type(devices).__name__})"
+        )
 
 
 __all__ = ["fit", "make_trainer"]

@@ -4,6 +4,7 @@ from lightkit.callbacks.figures import ValidationFigures
 from lightkit.callbacks.gpu_memory import GPUMemoryMonitor
 from lightkit.callbacks.grad_norm import GradientNormMonitor
 from lightkit.callbacks.hparams import HParamsMetrics
+from lightkit.callbacks.model_checkpoint import ModelCheckpoint
 from lightkit.callbacks.model_summary import TorchinfoSummary
 from lightkit.callbacks.nan_guard import NaNGuard, NonFiniteError
 from lightkit.callbacks.progress import PlainProgressBar
@@ -13,6 +14,7 @@ __all__ = [
     "GPUMemoryMonitor",
     "GradientNormMonitor",
     "HParamsMetrics",
+    "ModelCheckpoint",
     "NaNGuard",
     "NonFiniteError",
     "PlainProgressBar",
