@@ -502,3 +502,29 @@ def test_the_first_request_the_model_accepts_sets_the_input_shape(checkpoint, tm
     assert 'cannot take "inputs" of shape (3,)' in answers[0][1]["detail"]
     assert answers[2][1]["detail"] == '"inputs" has shape (2, 8), expected (8,)'
     assert api.input_shape == (8,)
+
+
+def test_a_checkpoint_that_cannot_be_rebuilt_fails_before_the_server_starts(checkpoint, tmp_path):
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data["lightkit"]["task"] = "collections.OrderedDict"
+    path = tmp_path / "other_task.ckpt"
+    torch.save(data, path)
+    with pytest.raises((TypeError, ValueError, ImportError), match="OrderedDict"):
+        make_server(path)  # here, not as "a worker failed to start"
+
+
+def test_trust_is_passed_to_the_predictor(checkpoint, monkeypatch):
+    import lightkit.serve as serve_module
+
+    seen = []
+    real = lk.Predictor.from_checkpoint
+
+    def from_checkpoint(path, device="auto", **kwargs):
+        seen.append(kwargs)
+        return real(path, device=device)
+
+    monkeypatch.setattr(serve_module.Predictor, "from_checkpoint", from_checkpoint)
+    make_server(checkpoint, trust=["mypkg.nets"])
+    _api(checkpoint, 4, trust=["mypkg.nets"])
+    make_server(checkpoint)
+    assert seen == [{"trust": ["mypkg.nets"]}, {"trust": ["mypkg.nets"]}, {}]

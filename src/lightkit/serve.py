@@ -46,6 +46,7 @@ import torch
 
 from lightkit._validation import check_bool, check_choice, check_float, check_int
 from lightkit.checkpointing import load_checkpoint
+from lightkit.inference import Predictor
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -474,8 +475,6 @@ if ls is not None:
             self.batched = kwargs.get("max_batch_size", 1) > 1
 
         def setup(self, device: str) -> None:
-            from lightkit.inference import Predictor
-
             extra = {"trust": self.trust} if self.trust is not None else {}
             self.predictor = Predictor.from_checkpoint(self.checkpoint, device=device, **extra)
             if self.input_shape is None and self.predictor.input_shape is not None:
@@ -623,8 +622,12 @@ def make_server(
         raise ValueError(
             f"serve: {path!r} was not written by a lightkit task module; lightkit serve cannot rebuild it"
         )
-    if shape is None and meta.get("input_shape") is not None:
-        shape = tuple(meta["input_shape"])
+    # Rebuilt here once, on the CPU, so that a checkpoint naming code outside the trust policy
+    # (or any other reason it cannot load) is reported here, not as a worker that failed to start.
+    extra = {"trust": list(trust)} if trust is not None else {}
+    recorded = Predictor.from_checkpoint(path, device="cpu", **extra).input_shape
+    if shape is None and recorded is not None:
+        shape = tuple(recorded)
     if shape is None:
         print(
             f"lightkit serve: {path!r} records no input shape (its task overrides shared_step?); "
