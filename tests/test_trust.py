@@ -373,3 +373,21 @@ def test_export_never_replaces_its_own_checkpoint(trained, tmp_path, capsys):
     )
     assert code == 1 and "is the checkpoint being exported" in capsys.readouterr().err
     assert copy.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda c: c["lightkit"].update(input_shape="8"), "input_shape '8'"),
+        (lambda c: c["lightkit"].update(input_shape=[8, -1]), "input_shape [8, -1]"),
+        (lambda c: c.update(lightkit=["task"]), "'lightkit' section is a list"),
+        (lambda c: c.update(lightkit_train_loss_sum=[1.0, 3]), "lightkit_train_loss_sum"),
+    ],
+)
+def test_malformed_lightkit_sections_are_refused_by_name(trained, tmp_path, edit, fragment):
+    from lightkit.checkpointing import CheckpointError
+
+    path = _tamper(trained, tmp_path / "bad.ckpt", edit)
+    with pytest.raises((CheckpointError, ValueError)) as err:
+        lk.ClassificationModule.load_from_checkpoint(path)
+    assert fragment in str(err.value)

@@ -382,13 +382,42 @@ class TaskModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Everything here comes from a file: checked for shape and type before it is used.
         saved = checkpoint.get("lightkit_train_loss_sum")
         if saved is not None:
-            self._resumed_loss_sum = saved
+            if not (
+                isinstance(saved, (list, tuple))
+                and len(saved) == 2
+                and isinstance(saved[0], torch.Tensor)
+                and saved[0].numel() == 1
+                and isinstance(saved[1], int)
+                and saved[1] > 0
+            ):
+                raise CheckpointError(
+                    f"{self._name}: the checkpoint's 'lightkit_train_loss_sum' is malformed: "
+                    f"expected [scalar tensor, positive int], got {_short(saved)}"
+                )
+            self._resumed_loss_sum = list(saved)
         meta = checkpoint.get("lightkit") or {}
-        if meta.get("input_shape") is not None:
-            self.input_shape = tuple(meta["input_shape"])
-        self._inference_spec = meta.get("inference")
+        if not isinstance(meta, Mapping):
+            raise CheckpointError(
+                f"{self._name}: the checkpoint's 'lightkit' section is a {type(meta).__name__}, "
+                "expected a dict"
+            )
+        shape = meta.get("input_shape")
+        if shape is not None:
+            if not (
+                isinstance(shape, (list, tuple))
+                and 0 < len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+            ):
+                raise CheckpointError(
+                    f"{self._name}: the checkpoint records input_shape {_short(shape)}; expected "
+                    "a list of 1 to 8 positive integers"
+                )
+            self.input_shape = tuple(shape)
+        inference = meta.get("inference")
+        self._inference_spec = inference if isinstance(inference, Mapping) else None
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -511,6 +540,11 @@ def _check_recorded_task(cls: type, checkpoint: Mapping[str, Any], path: str) ->
             "it), or load only its weights with "
             "module.load_state_dict(lk.checkpointing.load_checkpoint(path)['state_dict'])"
         )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _batch_size(x: Any) -> int:
