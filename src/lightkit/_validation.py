@@ -22,7 +22,8 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
     """
     if isinstance(value, bool):
         return value
-    if type(value).__name__ == "bool_" and type(value).__module__ == "numpy":
+    # numpy's bool scalar type is named bool_ before numpy 2 and bool since
+    if type(value).__name__ in ("bool_", "bool") and type(value).__module__ == "numpy":
         return bool(value)
     raise TypeError(
         f"{owner}: {name} must be True or False, got {value!r} ({type(value).__name__})"
