@@ -29,10 +29,13 @@ def test_mlp_flattens_and_checks_features():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: lk.models.MLP(0, 3), "in_features must be a positive integer, got 0"),
-        (lambda: lk.models.MLP(4, 3, hidden=(8, -1)), r"hidden\[1\] must be a positive integer"),
-        (lambda: lk.models.MLP(4, 3, dropout=1.0), r"dropout must be in \[0, 1\)"),
-        (lambda: lk.models.ConvNet(3, 10, widths=()), "widths must name at least one block"),
+        (lambda: lk.models.MLP(0, 3), "in_features must be an integer >= 1, got 0"),
+        (lambda: lk.models.MLP(4, 3, hidden=(8, -1)), r"hidden\[1\] must be an integer >= 1"),
+        (lambda: lk.models.MLP(4, 3, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
+        (
+            lambda: lk.models.ConvNet(3, 10, widths=()),
+            "widths must be a list or tuple of at least 1 item, got \\(\\)",
+        ),
     ],
 )
 def test_bad_model_arguments(build, message):

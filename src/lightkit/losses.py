@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lightkit._validation import check_float, check_instance
+
+_IGNORE = "an integer target value to ignore, or None"
 
 
 class DiceLoss(nn.Module):
@@ -26,8 +32,9 @@ class DiceLoss(nn.Module):
 
     def __init__(self, ignore_index: int | None = None, smooth: float = 1.0) -> None:
         super().__init__()
-        if smooth < 0:
-            raise ValueError(f"DiceLoss: smooth must be >= 0, got {smooth!r}")
+        if ignore_index is not None:
+            check_instance("DiceLoss", "ignore_index", ignore_index, numbers.Integral, _IGNORE)
+        check_float("DiceLoss", "smooth", smooth, minimum=0.0)
         self.ignore_index = ignore_index
         self.smooth = smooth
 
@@ -62,6 +69,9 @@ class CEDiceLoss(nn.Module):
 
     def __init__(self, ignore_index: int | None = None, dice_weight: float = 1.0) -> None:
         super().__init__()
+        if ignore_index is not None:
+            check_instance("CEDiceLoss", "ignore_index", ignore_index, numbers.Integral, _IGNORE)
+        check_float("CEDiceLoss", "dice_weight", dice_weight, minimum=0.0)
         self.ignore_index = ignore_index
         self.dice_weight = dice_weight
         self.dice = DiceLoss(ignore_index=ignore_index)

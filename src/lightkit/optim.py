@@ -16,6 +16,7 @@ that need it, the total step count read from the trainer.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,6 +24,16 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from lightkit._validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+    check_sequence,
+    short_repr,
+)
 
 __all__ = [
     "OptimizerPreset",
@@ -50,6 +61,13 @@ class OptimizerPreset:
     """
 
     def __init__(self, name: str, optimizer_class: type[Optimizer], kwargs: dict[str, Any]) -> None:
+        check_instance("OptimizerPreset", "name", name, str, "the preset's name (str)")
+        if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
+            raise TypeError(
+                "OptimizerPreset: optimizer_class must be a torch.optim.Optimizer subclass, got "
+                f"{short_repr(optimizer_class)}"
+            )
+        check_instance("OptimizerPreset", "kwargs", kwargs, dict, "a dict of keyword arguments")
         self.name = name
         self.optimizer_class = optimizer_class
         self.kwargs = kwargs
@@ -103,6 +121,15 @@ class SchedulerPreset:
         needs_total_steps: bool = False,
         monitor: str | None = None,
     ) -> None:
+        owner = "SchedulerPreset"
+        check_instance(owner, "name", name, str, "the preset's name (str)")
+        if not callable(build):
+            raise TypeError(f"{owner}: build must be callable, got {short_repr(build)}")
+        check_instance(owner, "kwargs", kwargs, dict, "a dict of keyword arguments")
+        check_choice(owner, "interval", interval, ("epoch", "step"))
+        check_bool(owner, "needs_total_steps", needs_total_steps)
+        if monitor is not None:
+            check_instance(owner, "monitor", monitor, str, "a metric name (str) or None")
         self.name = name
         self.build = build
         self.kwargs = kwargs
@@ -131,21 +158,31 @@ class SchedulerPreset:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _positive(fn: str, **values: float) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"lk.optim.{fn}: {name} must be a number > 0, got {value!r}")
+def _owner(fn: str) -> str:
+    return f"lk.optim.{fn}"
 
 
-def _non_negative(fn: str, **values: float) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"lk.optim.{fn}: {name} must be a number >= 0, got {value!r}")
+def _lr(fn: str, name: str, value: Any) -> float:
+    """A learning rate: a finite number > 0."""
+    return check_float(_owner(fn), name, value, minimum=0.0, min_inclusive=False)
 
 
-def _check_ratio(fn: str, ratio: float) -> None:
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
-        raise ValueError(f"lk.optim.{fn}: min_lr_ratio must be in [0, 1], got {ratio!r}")
+def _non_negative(fn: str, name: str, value: Any) -> float:
+    return check_float(_owner(fn), name, value, minimum=0.0)
+
+
+def _unit(fn: str, name: str, value: Any) -> float:
+    """A decay coefficient or momentum in ``[0, 1)``: 1 or more never forgets, or diverges."""
+    return check_float(_owner(fn), name, value, 0.0, 1.0, max_inclusive=False)
+
+
+def _check_ratio(fn: str, ratio: float) -> float:
+    return check_float(_owner(fn), "min_lr_ratio", ratio, 0.0, 1.0)
+
+
+def _check_betas(fn: str, betas: Any) -> tuple[float, float]:
+    unit = functools.partial(check_float, minimum=0.0, maximum=1.0, max_inclusive=False)
+    return check_sequence(_owner(fn), "betas", betas, unit, length=2)  # type: ignore[return-value]
 
 
 # --- optimizers ---------------------------------------------------------------------------------
@@ -183,7 +220,10 @@ def _materialized(item: Any) -> Any:
 
 def _check_fused(fn: str, fused: bool | None) -> None:
     if fused is not None and not isinstance(fused, bool):
-        raise ValueError(f"lk.optim.{fn}: fused must be True, False or None (auto), got {fused!r}")
+        raise TypeError(
+            f"lk.optim.{fn}: fused must be True, False or None (auto), got {short_repr(fused)} "
+            f"({type(fused).__name__})"
+        )
 
 
 def adam(
@@ -207,10 +247,11 @@ def adam(
     Example:
         >>> opt = lk.optim.adam(lr=3e-4)(model.parameters())
     """
-    _positive("adam", lr=lr)
-    _non_negative("adam", weight_decay=weight_decay)
+    _lr("adam", "lr", lr)
+    _non_negative("adam", "weight_decay", weight_decay)
+    betas = _check_betas("adam", betas)
     _check_fused("adam", fused)
-    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas), "fused": fused}
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": betas, "fused": fused}
     return OptimizerPreset("adam", torch.optim.Adam, kwargs)
 
 
@@ -227,10 +268,11 @@ def adamw(
     Example:
         >>> opt = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(model.parameters())
     """
-    _positive("adamw", lr=lr)
-    _non_negative("adamw", weight_decay=weight_decay)
+    _lr("adamw", "lr", lr)
+    _non_negative("adamw", "weight_decay", weight_decay)
+    betas = _check_betas("adamw", betas)
     _check_fused("adamw", fused)
-    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": tuple(betas), "fused": fused}
+    kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": betas, "fused": fused}
     return OptimizerPreset("adamw", torch.optim.AdamW, kwargs)
 
 
@@ -248,8 +290,14 @@ def sgd(
     Example:
         >>> opt = lk.optim.sgd(lr=0.1, weight_decay=5e-4)(model.parameters())
     """
-    _positive("sgd", lr=lr)
-    _non_negative("sgd", momentum=momentum, weight_decay=weight_decay)
+    _lr("sgd", "lr", lr)
+    _unit("sgd", "momentum", momentum)
+    _non_negative("sgd", "weight_decay", weight_decay)
+    check_bool("lk.optim.sgd", "nesterov", nesterov)
+    if nesterov and momentum == 0:
+        raise ValueError(
+            f"lk.optim.sgd: nesterov=True needs a momentum > 0, got momentum={momentum!r}"
+        )
     _check_fused("sgd", fused)
     kwargs = {
         "lr": lr,
@@ -269,8 +317,12 @@ def rmsprop(
     Example:
         >>> opt = lk.optim.rmsprop(lr=1e-3)(model.parameters())
     """
-    _positive("rmsprop", lr=lr, alpha=alpha)
-    _non_negative("rmsprop", momentum=momentum, weight_decay=weight_decay)
+    _lr("rmsprop", "lr", lr)
+    check_float(
+        "lk.optim.rmsprop", "alpha", alpha, 0.0, 1.0, min_inclusive=False, max_inclusive=False
+    )
+    _unit("rmsprop", "momentum", momentum)
+    _non_negative("rmsprop", "weight_decay", weight_decay)
     kwargs = {"lr": lr, "alpha": alpha, "momentum": momentum, "weight_decay": weight_decay}
     return OptimizerPreset("rmsprop", torch.optim.RMSprop, kwargs)
 
@@ -286,13 +338,13 @@ def plateau(
     Example:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.plateau(patience=3))
     """
-    _non_negative("plateau", patience=patience)
-    if not isinstance(patience, int) or isinstance(patience, bool):
-        raise ValueError(f"lk.optim.plateau: patience must be an integer, got {patience!r}")
-    if not 0 < factor < 1:
-        raise ValueError(f"lk.optim.plateau: factor must be in (0, 1), got {factor!r}")
-    if mode not in ("min", "max"):
-        raise ValueError(f"lk.optim.plateau: mode must be 'min' or 'max', got {mode!r}")
+    owner = "lk.optim.plateau"
+    check_int(owner, "patience", patience, minimum=0)
+    check_float(owner, "factor", factor, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
+    check_instance(owner, "monitor", monitor, str, "the name of a logged metric (str)")
+    if not monitor:
+        raise ValueError(f"{owner}: monitor must name a logged metric such as 'val/loss', got ''")
+    check_choice(owner, "mode", mode, ("min", "max"))
 
     def build(optimizer: Optimizer, total_steps: int | None) -> Any:
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -309,9 +361,8 @@ def step(step_size: int = 30, gamma: float = 0.1) -> SchedulerPreset:
     Example:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.step(step_size=10, gamma=0.5))
     """
-    _positive("step", step_size=step_size, gamma=gamma)
-    if not isinstance(step_size, int) or isinstance(step_size, bool):
-        raise ValueError(f"lk.optim.step: step_size must be an integer, got {step_size!r}")
+    check_int("lk.optim.step", "step_size", step_size, minimum=1)
+    check_float("lk.optim.step", "gamma", gamma, minimum=0.0, min_inclusive=False)
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
@@ -348,7 +399,12 @@ def warmup_cosine(warmup: float = 0.05, min_lr_ratio: float = 0.0) -> SchedulerP
     Example:
         >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.warmup_cosine(warmup=0.1))
     """
-    _non_negative("warmup_cosine", warmup=warmup)
+    _non_negative("warmup_cosine", "warmup", warmup)
+    if warmup >= 1 and warmup != int(warmup):
+        raise ValueError(
+            f"lk.optim.warmup_cosine: warmup must be a fraction of the run (< 1) or a whole "
+            f"number of steps (>= 1), got {warmup!r}"
+        )
     _check_ratio("warmup_cosine", min_lr_ratio)
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
@@ -368,9 +424,16 @@ def onecycle(max_lr: float, pct_start: float = 0.3) -> SchedulerPreset:
     Example:
         >>> lk.ClassificationModule(net, 10, optimizer=lk.optim.sgd(), scheduler=lk.optim.onecycle(0.1))
     """
-    _positive("onecycle", max_lr=max_lr)
-    if not 0 < pct_start < 1:
-        raise ValueError(f"lk.optim.onecycle: pct_start must be in (0, 1), got {pct_start!r}")
+    _lr("onecycle", "max_lr", max_lr)
+    check_float(
+        "lk.optim.onecycle",
+        "pct_start",
+        pct_start,
+        0.0,
+        1.0,
+        min_inclusive=False,
+        max_inclusive=False,
+    )
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
         return torch.optim.lr_scheduler.OneCycleLR(

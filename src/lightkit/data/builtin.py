@@ -148,8 +148,8 @@ class ShapesDataModule(_BuiltinDataModule):
         seed: int = 0,
         num_workers: int | str = "auto",
     ) -> None:
-        check_int("ShapesDataModule", "num_samples", num_samples, minimum=3)
-        check_int("ShapesDataModule", "image_size", image_size, minimum=8)
+        num_samples = check_int("ShapesDataModule", "num_samples", num_samples, minimum=3)
+        image_size = check_int("ShapesDataModule", "image_size", image_size, minimum=8)
         super().__init__(batch_size, val_split, test_split, seed, num_workers)
         self.num_samples = num_samples
         self.image_size = image_size

@@ -101,7 +101,7 @@ class DataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        check_int(name, "batch_size", batch_size, minimum=1)
+        batch_size = check_int(name, "batch_size", batch_size, minimum=1)
         check_float(name, "val_split", val_split, 0.0, 1.0, max_inclusive=False)
         _check_num_workers(name, num_workers)
         for what, fn in (("train_transform", train_transform), ("eval_transform", eval_transform)):
@@ -110,7 +110,7 @@ class DataModule(L.LightningDataModule):
                     f"{name}: {what} must be callable or None, got {short_repr(fn)} "
                     f"({type(fn).__name__})"
                 )
-        check_seed(name, "seed", seed)
+        seed = check_seed(name, "seed", seed)
         for what, ds in (("train", train), ("val", val), ("test", test), ("predict", predict)):
             _check_dataset(name, what, ds)
         self.train = train

@@ -53,8 +53,8 @@ class KFoldDataModule(DataModule):
         _check_dataset(name, "dataset", dataset)
         if dataset is None:
             raise TypeError(f"{name}: dataset must be {_DATASET}, got None")
-        check_int(name, "k", k, minimum=2)
-        check_int(name, "fold", fold, minimum=0, maximum=k - 1)
+        k = check_int(name, "k", k, minimum=2)
+        fold = check_int(name, "fold", fold, minimum=0, maximum=k - 1)
         check_bool(name, "stratify", stratify)
         super().__init__(
             None,
@@ -72,7 +72,7 @@ class KFoldDataModule(DataModule):
         self.k = k
         self.fold = fold
         self.stratify = stratify
-        folds = fold_indices(n, k, seed, _labels(dataset) if stratify else None)
+        folds = fold_indices(n, k, self.seed, _labels(dataset) if stratify else None)
         self.val_indices = folds[fold]
         self.train_indices = sorted(i for j, f in enumerate(folds) if j != fold for i in f)
         self.train = Subset(dataset, self.train_indices)
@@ -123,9 +123,9 @@ def cross_validate(
     _check_dataset(owner, "dataset", dataset)
     if dataset is None:
         raise TypeError(f"{owner}: dataset must be {_DATASET}, got None")
-    check_int(owner, "k", k, minimum=2)
+    k = check_int(owner, "k", k, minimum=2)
     check_bool(owner, "stratify", stratify)
-    check_seed(owner, "seed", seed)
+    seed = check_seed(owner, "seed", seed)
     if trainer_kwargs is not None:
         check_instance(
             owner, "trainer_kwargs", trainer_kwargs, Mapping, "a dict of make_trainer keywords"

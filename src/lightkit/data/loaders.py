@@ -65,11 +65,11 @@ class InMemoryLoader:
                 "InMemoryLoader: all tensors must have the same first dimension, got shapes "
                 + ", ".join(str(tuple(t.shape)) for t in tensors)
             )
-        check_int(owner, "batch_size", batch_size, minimum=1)
+        batch_size = check_int(owner, "batch_size", batch_size, minimum=1)
         check_bool(owner, "shuffle", shuffle)
         check_bool(owner, "drop_last", drop_last)
         if seed is not None:
-            check_seed(owner, "seed", seed)
+            seed = check_seed(owner, "seed", seed)
         self.device = check_device(owner, "device", device)
         self.tensors = tuple(t.to(self.device) if self.device else t for t in tensors)
         self.batch_size = batch_size

@@ -11,10 +11,14 @@ neighbour interpolation and untouched values)::
 
 from __future__ import annotations
 
+import functools
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torchvision.transforms import v2
+
+from lightkit._validation import check_bool, check_float, check_sequence, short_repr
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +52,13 @@ def train_preset(
         >>> tf(PIL.Image.new("L", (80, 80))).shape
         torch.Size([1, 64, 64])
     """
-    _check_size(image_size)
+    owner = "train_preset"
+    image_size = _check_size(owner, image_size)
+    mean, std = _check_mean_std(owner, mean, std)
+    check_bool(owner, "hflip", hflip)
+    rotation = check_float(owner, "rotation", rotation, 0.0, 180.0)
+    color_jitter = check_float(owner, "color_jitter", color_jitter, minimum=0.0)
+    check_bool(owner, "random_resized_crop", random_resized_crop)
     ops: list[v2.Transform] = [v2.ToImage()]
     if random_resized_crop:
         ops.append(v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True))
@@ -76,7 +86,8 @@ def eval_preset(
     Example:
         >>> tf = lk.data.transforms.eval_preset(224)
     """
-    _check_size(image_size)
+    image_size = _check_size("eval_preset", image_size)
+    mean, std = _check_mean_std("eval_preset", mean, std)
     transform = v2.Compose(
         [
             v2.ToImage(),
@@ -98,11 +109,30 @@ def eval_preset(
     return transform
 
 
-def _check_size(image_size: object) -> None:
-    ok = isinstance(image_size, int) and not isinstance(image_size, bool) and image_size > 0
-    if isinstance(image_size, (tuple, list)):
-        ok = len(image_size) == 2 and all(isinstance(s, int) and s > 0 for s in image_size)
-    if not ok:
-        raise ValueError(
-            f"image_size must be a positive int or a (height, width) pair, got {image_size!r}"
+def _check_size(owner: str, image_size: object) -> int | tuple[int, int]:
+    expected = "a positive int or a (height, width) pair of them"
+    pair = isinstance(image_size, (tuple, list))
+    values = list(image_size) if pair else [image_size]  # type: ignore[arg-type]
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in values):
+        raise TypeError(
+            f"{owner}: image_size must be {expected}, got {short_repr(image_size)} "
+            f"({type(image_size).__name__})"
         )
+    if (pair and len(values) != 2) or any(v < 1 for v in values):
+        raise ValueError(f"{owner}: image_size must be {expected}, got {image_size!r}")
+    return (int(values[0]), int(values[1])) if pair else int(values[0])
+
+
+def _check_mean_std(
+    owner: str, mean: object, std: object
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel normalization statistics: finite means, finite positive stds, as many of each."""
+    mean = check_sequence(owner, "mean", mean, check_float, min_length=1)
+    positive = functools.partial(check_float, minimum=0.0, min_inclusive=False)
+    std = check_sequence(owner, "std", std, positive, min_length=1)
+    if len(mean) != len(std):
+        raise ValueError(
+            f"{owner}: mean and std need one value per channel each, got mean={mean!r} "
+            f"({len(mean)}) and std={std!r} ({len(std)})"
+        )
+    return mean, std

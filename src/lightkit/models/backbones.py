@@ -7,6 +7,9 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torchvision.models import WeightsEnum
+
+from lightkit._validation import check_instance, check_int
 
 
 def backbone(
@@ -35,15 +38,16 @@ def backbone(
         >>> net(torch.randn(2, 1, 64, 64)).shape
         torch.Size([2, 10])
     """
+    check_instance("backbone", "name", name, str, "a torchvision model name (str)")
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
         raise ValueError(
             f"backbone: unknown torchvision classifier {name!r}; expected one of "
             f"{', '.join(sorted(available))}"
         )
-    for arg, value in (("num_classes", num_classes), ("in_channels", in_channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"backbone: {arg} must be a positive integer, got {value!r}")
+    check_int("backbone", "num_classes", num_classes, minimum=1)
+    check_int("backbone", "in_channels", in_channels, minimum=1)
+    _check_weights(name, weights)
     model = torchvision.models.get_model(name, weights=weights)
 
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -81,6 +85,31 @@ def backbone(
         "init_args": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
     }
     return model
+
+
+def _check_weights(name: str, weights: object) -> None:
+    """``weights`` is None, or names weights of this model (checked before anything downloads).
+
+    torchvision's legacy interface reads any other truthy value (``True``, ``5``) as "download the
+    ImageNet weights", so those are refused here.
+    """
+    if weights is None:
+        return
+    check_instance(
+        "backbone",
+        "weights",
+        weights,
+        (str, WeightsEnum),
+        "a weights name such as 'DEFAULT', or None",
+    )
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        enum.verify(weights)
+    except (KeyError, ValueError, TypeError) as err:
+        names = ", ".join(dict.fromkeys(["DEFAULT", *enum.__members__]))
+        raise ValueError(
+            f"backbone: weights must be None or one of {names} for {name!r}, got {weights!r}"
+        ) from err
 
 
 def _set_submodule(model: nn.Module, dotted: str, module: nn.Module) -> None:

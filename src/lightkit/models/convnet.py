@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from lightkit._checkpointing import run_blocks
-from lightkit.models.mlp import _check_positive_int
+from lightkit._validation import check_float, check_int, check_sequence
+from lightkit.models.mlp import _positive_int
 
 
 class ConvNet(nn.Module):
@@ -36,13 +37,10 @@ class ConvNet(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        widths = tuple(widths)
-        _check_positive_int("ConvNet", in_channels=in_channels, num_classes=num_classes)
-        if not widths:
-            raise ValueError("ConvNet: widths must name at least one block, got ()")
-        _check_positive_int("ConvNet", **{f"widths[{i}]": w for i, w in enumerate(widths)})
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"ConvNet: dropout must be in [0, 1), got {dropout!r}")
+        check_int("ConvNet", "in_channels", in_channels, minimum=1)
+        check_int("ConvNet", "num_classes", num_classes, minimum=1)
+        widths = check_sequence("ConvNet", "widths", widths, _positive_int, min_length=1)
+        check_float("ConvNet", "dropout", dropout, 0.0, 1.0, max_inclusive=False)
         self.init_args = {
             "in_channels": in_channels,
             "num_classes": num_classes,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from lightkit._checkpointing import run_blocks
+from lightkit._validation import check_float, check_int, check_sequence
+
+_positive_int = functools.partial(check_int, minimum=1)
 
 
 class MLP(nn.Module):
@@ -37,11 +41,10 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_positive_int("MLP", in_features=in_features, out_features=out_features)
-        hidden = tuple(hidden)
-        _check_positive_int("MLP", **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MLP: dropout must be in [0, 1), got {dropout!r}")
+        check_int("MLP", "in_features", in_features, minimum=1)
+        check_int("MLP", "out_features", out_features, minimum=1)
+        hidden = check_sequence("MLP", "hidden", hidden, _positive_int)
+        check_float("MLP", "dropout", dropout, 0.0, 1.0, max_inclusive=False)
         self.init_args = {
             "in_features": in_features,
             "out_features": out_features,
@@ -69,9 +72,3 @@ class MLP(nn.Module):
                 f"{tuple(x.shape)} ({x.shape[1]} features after flattening)"
             )
         return run_blocks(self.layers, x, self.gradient_checkpointing and self.training)
-
-
-def _check_positive_int(owner: str, **values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from lightkit._checkpointing import checkpoint_block
-from lightkit.models.mlp import _check_positive_int
+from lightkit._validation import check_int
 
 
 def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -53,9 +53,13 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, base: int = 16, depth: int = 3) -> None:
         super().__init__()
-        _check_positive_int(
-            "UNet", in_channels=in_channels, num_classes=num_classes, base=base, depth=depth
-        )
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base", base),
+            ("depth", depth),
+        ):
+            check_int("UNet", name, value, minimum=1)
         self.init_args = {
             "in_channels": in_channels,
             "num_classes": num_classes,
