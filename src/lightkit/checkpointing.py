@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pickle
+import pickletools
+import re
+import shutil
+import stat
+import time
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +21,56 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+# A temporary file newer than this may still be being written (here, or by a process on another
+# machine that shares the folder, whose pid means nothing here): it is never removed.
+_TEMP_GRACE_S = 60.0
+# Every temporary file this process writes is newer than this (the import of lightkit).
+_STARTED = time.time()
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+# torch.save's legacy (pre-zip) format begins with a pickled magic number: protocol 2, LONG1.
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_SAFE_DATA = "plain data (tensors, numbers, strings, lists, dicts)"
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: damaged (truncated, corrupt) or unsafe to unpickle."""
+    """A checkpoint that cannot be used: damaged, unsafe to unpickle, or not writable."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint file whose bytes are not what ``torch.save`` wrote: truncated or corrupt."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """An intact checkpoint file that pickles Python objects other than plain data."""
+
+
+class CheckpointSaveError(OSError, CheckpointError):
+    """Writing a checkpoint failed (a full disk, no permission...); the previous file is intact.
+
+    It is an ``OSError`` too, with the ``errno`` of the failure (``errno.ENOSPC`` for a full disk)
+    and the checkpoint's path as ``filename``.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)``: tensors and plain data only.
 
-    Nothing in the file is executed: a checkpoint that pickles arbitrary objects (which could run
-    code when unpickled) is refused, and so is a truncated or corrupt file.
+    Nothing in the file is executed. The file is checked first: ``torch.save`` writes a zip
+    archive with a CRC-32 checksum per entry, and every entry must be complete and match its
+    checksum, so a truncated, bit-flipped or random file is reported as damaged rather than
+    loaded with wrong weights (``torch.load`` itself does not check them). An intact file that
+    pickles Python objects other than plain data (which could run code when unpickled) is
+    refused, naming the object.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: the file is damaged, or holds objects that are not plain data.
+        DamagedCheckpointError: the file is truncated or corrupt (a :class:`CheckpointError`).
+        UnsafeCheckpointError: the file holds objects that are not plain data (a
+            :class:`CheckpointError`).
+        CheckpointError: the file holds something other than a checkpoint dict.
 
     Example:
         >>> ckpt = lk.checkpointing.load_checkpoint("runs/version_0/checkpoints/last.ckpt")
@@ -34,21 +78,32 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+        what = "is a folder, not a checkpoint file" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"checkpoint {path!r} {what}")
+    layout = _check_intact(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise CheckpointError(
-                f"refusing to load checkpoint {path!r}: it contains pickled Python objects that are "
-                "not plain data (tensors, numbers, strings, lists, dicts), and unpickling them could "
-                "run arbitrary code. lightkit loads checkpoints with torch.load(weights_only=True); "
-                f"if you trust this file, load it yourself with weights_only=False. Details: "
-                f"{str(err).splitlines()[0]}"
-            ) from None
-        raise CheckpointError(_damaged(path, err)) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(_damaged(path, err)) from err
+        names = _globals_in(path) if layout == "zip" else []
+        found = _unsupported_global(err) or (names[0] if names else None)
+        if found is None and layout != "zip":
+            raise DamagedCheckpointError(_damaged(path, _torch_reason(err))) from None
+        if found is None:  # intact (checksums match): what torch.save wrote, not damage
+            what = f"objects that torch.load(weights_only=True) refuses ({_torch_reason(err)})"
+        else:
+            others = [name for name in names if name != found]
+            what = f"the Python object {found!r}"
+            what += f" (the file also names {', '.join(others)})" if others else ""
+        raise UnsafeCheckpointError(
+            f"refusing to load checkpoint {path!r}: it pickles {what}, which is not {_SAFE_DATA}, "
+            "and unpickling it could run arbitrary code. lightkit loads checkpoints with "
+            "torch.load(weights_only=True) only and will not load this file. If you wrote it, "
+            "store plain data in place of such objects (a string or a dict of numbers in "
+            "save_hyperparameters or on_save_checkpoint, a state_dict for a module) and save the "
+            "checkpoint again"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
+        raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from err
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"checkpoint {path!r} holds a {type(checkpoint).__name__}, not a Lightning checkpoint dict"
@@ -56,10 +111,131 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     return checkpoint
 
 
-def _damaged(path: str, err: BaseException) -> str:
+def _check_intact(path: str) -> str:
+    """``"zip"`` or ``"legacy"`` (torch.save's format); :class:`DamagedCheckpointError` unless the
+    file's structure and checksums are sound."""
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    if not head:
+        raise DamagedCheckpointError(_damaged(path, "the file is empty (0 bytes)"))
+    if head.startswith(_LEGACY_MAGIC):
+        return "legacy"  # no checksums in this format; torch.load reports what it finds
+    if not head.startswith(b"PK"):
+        raise DamagedCheckpointError(
+            _damaged(
+                path,
+                f"it is not a file torch.save writes (a zip archive): it starts with {head[:8]!r}",
+            )
+        )
+    size = os.path.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if not any(e.filename.rsplit("/", 1)[-1] == "data.pkl" for e in entries):
+                raise DamagedCheckpointError(
+                    _damaged(
+                        path,
+                        "the zip archive has no data.pkl entry, so torch.save did not write it",
+                    )
+                )
+            for entry in entries:
+                if entry.CRC == 0 and entry.file_size > 0:
+                    continue  # written with torch.serialization.set_crc32_options(False)
+                with archive.open(entry) as member:  # raises BadZipFile on a checksum mismatch
+                    while member.read(1 << 24):
+                        pass
+    except zipfile.BadZipFile as err:
+        detail = str(err)
+        if "Bad CRC-32" in detail:
+            detail += " (bytes changed on disk or in transfer)"
+        elif "not a zip file" in detail:
+            detail = f"the zip archive's directory is missing: the file ends early ({size} bytes)"
+        raise DamagedCheckpointError(_damaged(path, detail)) from None
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
+        raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from None
+    return "zip"
+
+
+def _unsupported_global(err: BaseException) -> str | None:
+    """The global that torch's weights-only unpickler refused, if that is what ``err`` says."""
+    text = str(err)
+    found = (
+        re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        or re.search(r"unsupported GLOBAL ([\w.]+)", text)
+        or re.search(r"Unsupported class ([\w.]+)", text)
+    )
+    if not found:
+        return None
+    name = found.group(1)
+    return name if "." in name else f"builtins.{name}"
+
+
+def _globals_in(path: str, limit: int = 64 << 20) -> list[str]:
+    """The importable names an intact archive's pickle refers to, other than torch's own.
+
+    Read with :mod:`pickletools`, which parses the opcodes and runs nothing.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = next(e for e in archive.infolist() if e.filename.endswith("data.pkl"))
+            if entry.file_size > limit:
+                return []
+            data = archive.read(entry)
+    except (OSError, StopIteration, zipfile.BadZipFile):
+        return []
+    names: list[str] = []
+    pushed: list[Any] = []  # recent stack pushes, enough to name STACK_GLOBAL's two strings
+    memo: dict[int, Any] = {}
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            op = opcode.name
+            if op in ("GLOBAL", "INST"):
+                name = str(arg).replace(" ", ".")
+            elif op == "STACK_GLOBAL" and len(pushed) >= 2:
+                module, attr = pushed[-2], pushed[-1]
+                name = f"{module}.{attr}" if isinstance(module, str) else "?"
+            elif op == "MEMOIZE":
+                memo[len(memo)] = pushed[-1] if pushed else None
+                continue
+            elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[int(arg)] = pushed[-1] if pushed else None
+                continue
+            elif op in ("GET", "BINGET", "LONG_BINGET"):
+                pushed.append(memo.get(int(arg)))
+                continue
+            else:
+                pushed.append(arg if isinstance(arg, str) else None)
+                continue
+            pushed.append(None)
+            name = name.replace("__builtin__.", "builtins.", 1)
+            safe = name.startswith("torch.") or name == "collections.OrderedDict"
+            if not safe and name not in names:
+                names.append(name)
+    except (ValueError, EOFError, KeyError, IndexError):
+        pass  # names found so far
+    return names
+
+
+def _torch_reason(err: BaseException) -> str:
+    """The line of a weights-only failure that says what was refused, without torch's advice."""
+    advice = ("weights_only", "Check the documentation", "Please file", "(1)", "(2)")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    reasons = [line for line in lines if not any(a in line for a in advice)]
+    reason = reasons[0] if reasons else ""
+    return reason.removeprefix("WeightsUnpickler error:").strip() or type(err).__name__
+
+
+def _first_detail(err: BaseException) -> str:
+    text = str(err).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+def _damaged(path: str, detail: str) -> str:
     return (
-        f"checkpoint {path!r} is damaged (truncated or corrupt) and cannot be loaded: "
-        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        f"checkpoint {path!r} is damaged (truncated or corrupt) and cannot be loaded: {detail}. "
+        "Use another checkpoint (best.ckpt, an earlier one) or copy the file again; lightkit "
+        "never loads a damaged file"
     )
 
 
@@ -78,13 +254,20 @@ def newest_good_checkpoint(paths: Iterable[str | os.PathLike[str]]) -> str | Non
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that never leaves a half-written checkpoint behind.
 
-    * Saving writes to a temporary file in the same folder, flushes and fsyncs it, then renames it
-      over the target with ``os.replace`` (atomic on POSIX and Windows); a process killed during a
-      save leaves the previous checkpoint intact.
-    * Loading uses :func:`load_checkpoint` (``weights_only=True``); a damaged file raises a
-      :class:`CheckpointError` naming it. When a damaged file is a ``last*.ckpt`` (as picked by
-      ``trainer.fit(ckpt_path="last")``), the newest good checkpoint in the same folder is loaded
-      instead, with a warning naming both files.
+    * Saving writes to a temporary file ``.<name>.<pid>.tmp`` in the same folder, flushes and
+      fsyncs it, then renames it over the target with ``os.replace`` (atomic on POSIX and
+      Windows); a process killed during a save leaves the previous checkpoint intact. A failed
+      write (a full disk, for one) raises :class:`CheckpointSaveError` naming the file, the folder
+      and its free space, and removes the temporary file.
+    * Temporary files left by killed processes are removed at the next save or load in their
+      folder: those whose process is gone, or that are older than the folder's newest complete
+      checkpoint. A temporary file modified in the last minute is never touched.
+    * Loading uses :func:`load_checkpoint` (``weights_only=True``, checksums verified); a damaged
+      file raises a :class:`CheckpointError` naming it. When a damaged file is a ``last*.ckpt``
+      (as picked by ``trainer.fit(ckpt_path="last")``), the newest good checkpoint in the same
+      folder is loaded instead, with a warning naming both files.
+    * Removing (Lightning deletes checkpoints that fall out of ``save_top_k``) deletes only a file
+      or link whose name ends in ``.ckpt``, never a folder; anything else is left with a warning.
 
     ``lk.make_trainer`` installs it; pass ``plugins=[lk.checkpointing.AtomicCheckpointIO()]`` to
     a plain ``Trainer`` to get the same behaviour.
@@ -99,7 +282,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "it writes local files only"
             )
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _save_error(target, err, checkpoint) from err
+        remove_stale_temp_files(target.parent)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -107,9 +294,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        except OSError as err:
+            raise _save_error(target, err, checkpoint) from err
+        except RuntimeError as err:
+            if "write" not in str(err).lower():  # torch's stream writer reporting an I/O failure
+                raise
+            raise _save_error(target, err, checkpoint) from err
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         _fsync_dir(target.parent)
 
     def load_checkpoint(
@@ -123,10 +316,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "lightkit loads checkpoints with weights_only=True only; got weights_only=False"
             )
         location = map_location if map_location is not None else "cpu"
+        if Path(path).parent.is_dir():
+            remove_stale_temp_files(Path(path).parent)
         try:
             return load_checkpoint(path, map_location=location)
-        except CheckpointError as err:
-            if "damaged" not in str(err) or not Path(path).name.startswith("last"):
+        except DamagedCheckpointError:
+            if not Path(path).name.startswith("last"):
                 raise
             folder = Path(path).parent
             others = [p for p in folder.glob("*.ckpt") if p.resolve() != Path(path).resolve()]
@@ -138,6 +333,159 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"the newest good checkpoint instead: {fallback!r}"
             )
             return load_checkpoint(fallback, map_location=location)
+
+    def remove_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Delete one checkpoint file (or a link named ``*.ckpt``); never a folder, never recursively."""
+        target = Path(path)
+        try:
+            info = os.lstat(target)
+        except FileNotFoundError:
+            return
+        is_file = stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)
+        if is_file and target.name.endswith(".ckpt"):
+            target.unlink()  # a link is removed, never what it points to
+            return
+        if stat.S_ISDIR(info.st_mode):
+            kind = "a folder"
+        elif is_file:
+            kind = "a file whose name does not end in .ckpt"
+        else:
+            kind = "not a regular file"
+        rank_zero_warn(
+            f"lightkit: not removing {os.fspath(path)!r}, which Lightning asked to delete as an old "
+            f"checkpoint: it is {kind}, and AtomicCheckpointIO deletes only files (or links) whose "
+            "name ends in .ckpt, never recursively. Remove it yourself if it should go"
+        )
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[str]:
+    """Remove the ``.<name>.<pid>.tmp`` files that killed saves left in ``folder``.
+
+    A temporary file is stale when it has not been modified for a minute and either the process
+    that wrote it is gone (or it predates this process, where the pid is this process's own) or it
+    is older than the newest complete ``*.ckpt`` in the folder. A temporary file that a live
+    process may still be writing is never removed. Failures to remove are ignored.
+
+    Returns:
+        The paths removed.
+
+    Example:
+        >>> lk.checkpointing.remove_stale_temp_files("runs/version_0/checkpoints")
+        []
+    """
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    temps = [(name, int(m["pid"])) for name in names if (m := _TEMP_NAME.match(name))]
+    if not temps:
+        return []
+    newest = _newest_checkpoint_mtime(folder, names)
+    now = time.time()
+    removed = []
+    for name, pid in temps:
+        tmp = folder / name
+        try:
+            info = os.lstat(tmp)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < _TEMP_GRACE_S:
+            continue
+        if pid == os.getpid():
+            stale = info.st_mtime < _STARTED  # a previous process with the same pid (containers)
+        else:
+            stale = not _pid_alive(pid) or (newest is not None and info.st_mtime < newest)
+        if stale:
+            try:
+                tmp.unlink()
+            except OSError:
+                continue
+            removed.append(os.fspath(tmp))
+    return removed
+
+
+def _newest_checkpoint_mtime(folder: Path, names: list[str]) -> float | None:
+    newest = None
+    for name in names:
+        if name.startswith(".") or not name.endswith(".ckpt"):
+            continue
+        try:
+            info = os.stat(folder / name)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
+    return newest
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (True when it cannot be told)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) is no probe on Windows; rely on the age rule
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _save_error(
+    target: Path, err: BaseException, checkpoint: Mapping[str, Any]
+) -> CheckpointSaveError:
+    folder = target.parent
+    try:
+        usage = shutil.disk_usage(folder if folder.is_dir() else folder.parent)
+        space = f"{_size(usage.free)} free of {_size(usage.total)}"
+    except OSError:
+        space = "free space unknown"
+    code = getattr(err, "errno", None)
+    needed = _size(_tensor_bytes(checkpoint))
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full" if code == errno.ENOSPC else "the disk quota is exceeded"
+        remedy = (
+            f"Free space there (the checkpoint needs about {needed}) or write checkpoints to a "
+            "disk with room (default_root_dir=...)"
+        )
+    else:
+        why = _first_detail(err)
+        remedy = "Check that the folder is writable and has room"
+    previous = (
+        "The previous checkpoint there is unchanged" if target.exists() else ("No file was written")
+    )
+    error = CheckpointSaveError(
+        f"cannot save checkpoint {os.fspath(target)!r}: {why} (folder {os.fspath(folder)!r}, "
+        f"{space}). {previous}, and the partial temporary file was removed. {remedy}"
+    )
+    error.errno = code if code is not None else errno.EIO
+    error.filename = os.fspath(target)
+    return error
+
+
+def _tensor_bytes(obj: Any, depth: int = 0) -> int:
+    """Roughly the bytes ``torch.save`` writes for ``obj``: the sum of its tensors' sizes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if depth > 20:
+        return 0
+    if isinstance(obj, Mapping):
+        return sum(_tensor_bytes(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v, depth + 1) for v in obj)
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -154,4 +502,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "load_checkpoint", "newest_good_checkpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "CheckpointSaveError",
+    "DamagedCheckpointError",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "newest_good_checkpoint",
+    "remove_stale_temp_files",
+]
