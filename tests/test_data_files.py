@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 import lightkit as lk
+from lightkit.data.datasets import load_image
 
 
 def _write_image(path, value: int, size=(20, 16), mode="RGB"):
@@ -184,3 +187,153 @@ def test_compute_mean_std():
         atol=1e-5,
         check_dtype=False,
     )
+
+
+# --- untrusted image files: decompression bombs, 16-bit and float images -------------------------
+
+
+@pytest.fixture
+def small_pixel_limit(monkeypatch):
+    """PIL's decompression-bomb limit lowered to 1000 pixels (restored after the test)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+
+
+def test_decompression_bomb_is_named_and_skipped(tmp_path, small_pixel_limit):
+    warned = _write_image(tmp_path / "warned.png", 1, size=(40, 30), mode="L")  # 1200 > limit
+    refused = _write_image(tmp_path / "refused.png", 2, size=(50, 50), mode="L")  # 2500 > 2×limit
+    good = _write_image(tmp_path / "good.png", 3, size=(20, 16), mode="L")  # 320 pixels
+    filters = list(warnings.filters)
+    for path, pixels in ((warned, "1,200"), (refused, "2,500")):
+        with pytest.raises(lk.data.BadImageError) as info:
+            load_image(path)
+        message = str(info.value)
+        assert f"image file {str(path)!r} is refused as a possible decompression bomb" in message
+        assert f"{pixels} pixels" in message and "limit of 1,000 pixels" in message
+        assert "PIL.Image.MAX_IMAGE_PIXELS = " in message
+    assert warnings.filters == filters  # the warning filter lightkit sets does not leak
+    ds = lk.data.ImageFileDataset([warned, refused, good], [0, 1, 2])
+    with pytest.raises(lk.data.BadImageError, match=r"warned\.png' is refused"):
+        ds[0]
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable.*warned\.png, .*refused\.png"):
+        kept = lk.data.ImageFileDataset([warned, refused, good], [0, 1, 2], on_bad_file="skip")
+    assert kept.labels == [2] and kept[0][0].shape == (3, 16, 20)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(mask)
+    with pytest.raises(lk.data.BadImageError, match=r"warned\.png' is refused"):
+        lk.data.SegmentationDataset([warned], [mask])  # the size check reads the header
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        lk.data.SegmentationDataset([warned], [mask], on_bad_file="skip")
+
+
+def test_raised_pixel_limit_loads_a_trusted_large_image(tmp_path, monkeypatch):
+    path = _write_image(tmp_path / "big.png", 1, size=(40, 30))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1200)
+    assert load_image(path).size == (40, 30)
+
+
+def _sixteen_bit(path, size=(12, 10)):
+    """A 16-bit grayscale PNG (PIL mode I;16): left half 65535, right half 32768."""
+    array = np.full((size[1], size[0]), 65535, np.uint16)
+    array[:, size[0] // 2 :] = 32768
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _identity_preset(image_size, channels):
+    return lk.data.transforms.eval_preset(image_size, mean=(0.0,) * channels, std=(1.0,) * channels)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_16bit_png_is_scaled_by_its_range_end_to_end(tmp_path, mode):
+    path = _sixteen_bit(tmp_path / "scan.png")
+    assert Image.open(path).mode == "I;16"
+    channels = 1 if mode == "L" else 3
+    expected = torch.ones(channels, 10, 12)
+    expected[:, :, 6:] = 32768 / 65535
+    ds = lk.data.ImageFileDataset([path], [0], mode=mode)  # no transform
+    torch.testing.assert_close(ds[0][0], expected)
+    eval_ds = lk.data.ImageFileDataset([path], [0], _identity_preset((10, 12), channels), mode)
+    torch.testing.assert_close(eval_ds[0][0], expected)  # ToImage + ToDtype(scale=True)
+    predictor = lk.Predictor(torch.nn.Identity(), device="cpu", image_mode=mode)
+    torch.testing.assert_close(predictor.predict([path])[0], expected)  # its default transform
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(mask)
+    image, _ = lk.data.SegmentationDataset([path], [mask], mode=mode)[0]
+    torch.testing.assert_close(image, expected)
+
+
+def test_float_tiff_in_unit_range_is_kept_and_others_refused(tmp_path):
+    ramp = np.linspace(0, 1, 40, dtype=np.float32).reshape(5, 8)
+    good = tmp_path / "ramp.tif"
+    Image.fromarray(ramp).save(good)
+    assert Image.open(good).mode == "F"
+    torch.testing.assert_close(
+        lk.data.ImageFileDataset([good], mode="L")[0][0], torch.from_numpy(ramp)
+    )
+    predictor = lk.Predictor(torch.nn.Identity(), device="cpu", image_mode="L")
+    torch.testing.assert_close(predictor.predict([good])[0, 0], torch.from_numpy(ramp))
+    bright = tmp_path / "bright.tif"
+    Image.fromarray(ramp * 1000).save(bright)
+    nan = tmp_path / "nan.tif"
+    Image.fromarray(np.where(ramp > 0.5, np.nan, ramp).astype(np.float32)).save(nan)
+    with pytest.raises(
+        lk.data.BadImageError,
+        match=r"bright\.tif' \(PIL mode 'F', float32\) has values in \[0\.0, 1000\.0\]",
+    ):
+        load_image(bright)
+    with pytest.raises(lk.data.BadImageError, match=r"nan\.tif' .* NaN or infinite"):
+        load_image(nan)
+    with pytest.warns(UserWarning, match=r"skipped 2 .*bright\.tif.*nan\.tif"):
+        kept = lk.data.ImageFileDataset([good, bright, nan], on_bad_file="skip")
+    assert len(kept) == 1
+
+
+def test_32bit_integer_images_are_read_as_16_bit_or_refused(tmp_path):
+    pgm = tmp_path / "scan.pgm"  # 16-bit PGM: PIL mode I, values 0..65535
+    Image.fromarray(np.array([[0, 65535], [32768, 65535]], np.uint16)).save(pgm)
+    assert Image.open(pgm).mode == "I"
+    x = lk.data.ImageFileDataset([pgm], mode="L")[0]
+    torch.testing.assert_close(x, torch.tensor([[[0.0, 1.0], [32768 / 65535, 1.0]]]))
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(np.array([[0, 70000]], np.int32)).save(wide)
+    with pytest.raises(
+        lk.data.BadImageError, match=r"wide\.tif' \(PIL mode 'I', int32\).*\[0, 70000\]"
+    ):
+        load_image(wide)
+
+
+def test_16bit_masks_stay_integer_class_indices(tmp_path):
+    image = _write_image(tmp_path / "img.png", 0, size=(12, 10))
+    labels = np.zeros((10, 12), np.uint16)
+    labels[:, 6:] = 300  # more classes than 8 bits hold
+    mask = tmp_path / "mask.png"
+    Image.fromarray(labels).save(mask)
+    _, m = lk.data.SegmentationDataset([image], [mask])[0]
+    assert m.dtype == torch.long and set(m.unique().tolist()) == {0, 300}
+    tf = lk.data.transforms.train_preset(8, color_jitter=0, rotation=0)
+    _, m = lk.data.SegmentationDataset([image], [mask], transform=tf)[0]
+    assert m.dtype == torch.long and set(m.unique().tolist()) <= {0, 300}
+    float_mask = tmp_path / "float_mask.tif"
+    Image.fromarray(labels.astype(np.float32)).save(float_mask)
+    ds = lk.data.SegmentationDataset([image], [float_mask])
+    with pytest.raises(lk.data.BadImageError, match=r"float_mask\.tif' is a PIL mode 'F' image"):
+        ds[0]
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable.*img\.png"):
+        lk.data.SegmentationDataset([image], [float_mask], on_bad_file="skip")
+
+
+def test_image_folder_reads_16_bit_png_and_float_tiff(tmp_path):
+    root = tmp_path / "scans"
+    for i in range(4):
+        (root / "a").mkdir(parents=True, exist_ok=True)
+        (root / "b").mkdir(parents=True, exist_ok=True)
+        _sixteen_bit(root / "a" / f"{i}.png", size=(8, 8))
+        Image.fromarray(np.full((8, 8), 0.25, np.float32)).save(root / "b" / f"{i}.tiff")
+    dm = lk.data.ImageFolderDataModule(
+        root, 8, val_split=0.5, mode="L", mean=(0.0,), std=(1.0,), num_workers=0
+    )
+    dm.setup("fit")
+    values = {}
+    for x, y in dm.val_dataset:
+        values.setdefault(y, set()).update(round(v, 4) for v in x.unique().tolist())
+    assert values == {0: {0.5, 1.0}, 1: {0.25}}

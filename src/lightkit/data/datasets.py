@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _MODES = ("RGB", "L")
 _BAD_FILE = ("error", "skip")
 
@@ -23,21 +25,162 @@ PathLike = str | os.PathLike[str]
 
 
 class BadImageError(ValueError):
-    """An image or mask file that cannot be decoded (truncated, corrupt or not an image)."""
+    """An image or mask file that cannot be used: missing, truncated, corrupt, not an image, a
+    possible decompression bomb, or pixel values outside the range lightkit can scale."""
 
 
-def load_image(path: PathLike, mode: str = "RGB") -> Image.Image:
-    """Open and fully decode an image file, converted to ``mode`` (``"RGB"`` or ``"L"``).
+# PIL modes that hold more than 8 bits per pixel. PIL has no multi-channel high-depth mode (16-bit
+# RGB files open as 8-bit "RGB"), so these are all single-channel.
+_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+_HIGH_DEPTH_MODES = (*_UINT16_MODES, "I", "F")
+_MASK_MODES = ("1", "L", "P", "I", *_UINT16_MODES)
+
+
+def load_image(path: PathLike, mode: str = "RGB") -> Image.Image | tv_tensors.Image:
+    """Open and fully decode an image file as ``mode`` (``"RGB"`` or ``"L"``), naming it on failure.
+
+    8-bit images (PNG, JPEG, ...) come back as a PIL image converted to ``mode``, which is what
+    torchvision transforms take. Images with more than 8 bits per pixel come back as a float32
+    ``tv_tensors.Image`` (``C×H×W``, 3 channels for ``"RGB"``, 1 for ``"L"``) in ``[0, 1]``,
+    because PIL's own conversion to 8 bits clips them (a 16-bit value of 1000 would become 255):
+
+    * 16-bit images (PIL mode ``"I;16"``: 16-bit PNG and TIFF) are divided by 65535;
+    * 32-bit integer images (mode ``"I"``: 16-bit PGM, integer TIFF) are divided by 65535 and
+      must lie in ``[0, 65535]``;
+    * float images (mode ``"F"``: float TIFF) must already lie in ``[0, 1]`` and are kept as they
+      are.
+
+    Values outside those ranges (and NaN or infinity) are refused rather than clipped or
+    rescaled per image. torchvision v2 transforms (``v2.ToImage()``, ``v2.ToDtype(torch.float32,
+    scale=True)``, the presets in :mod:`lightkit.data.transforms`) take both results.
+
+    Images larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (about 89 megapixels by default) are refused
+    before they are decoded: a small file can decode to gigabytes (a decompression bomb). If you
+    trust such a file, raise the limit explicitly, e.g. ``PIL.Image.MAX_IMAGE_PIXELS = 200_000_000``
+    at the top of your script.
+
+    Args:
+        path: The image file.
+        mode: ``"RGB"`` or ``"L"``; ``""`` returns the file's PIL image unconverted (for masks).
 
     Raises:
-        BadImageError: naming the file, when it is missing, truncated or not an image.
+        BadImageError: naming the file, when it is missing, truncated, not an image, a possible
+            decompression bomb, or has values outside the range above.
+
+    Example:
+        >>> from lightkit.data.datasets import load_image
+        >>> image = load_image("scan.png", mode="L")  # a 16-bit PNG: 1×H×W in [0, 1]
     """
-    try:
-        with Image.open(path) as img:
+    _check_choice("load_image", "mode", mode, (*_MODES, ""))
+    with _open(path) as img:
+        try:
             img.load()
-            return img.convert(mode) if mode and img.mode != mode else img.copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise BadImageError(f"cannot read image file {os.fspath(path)!r}: {err}") from err
+        except (OSError, SyntaxError, ValueError) as err:
+            raise BadImageError(f"cannot read image file {os.fspath(path)!r}: {err}") from err
+        if not mode:
+            return img.copy()
+        if img.mode in _HIGH_DEPTH_MODES:
+            return _high_depth_image(img, os.fspath(path), mode)
+        try:
+            return img.convert(mode) if img.mode != mode else img.copy()
+        except (OSError, ValueError) as err:
+            raise BadImageError(
+                f"cannot convert image file {os.fspath(path)!r} from PIL mode {img.mode!r} to "
+                f"{mode!r}: {err}"
+            ) from err
+
+
+def load_mask(path: PathLike) -> torch.Tensor:
+    """Decode a segmentation mask file into an ``H×W`` int64 tensor of class indices.
+
+    The pixel values are the class indices, never scaled: a one-channel image in PIL mode
+    ``"L"``, ``"P"`` (palette PNG), ``"1"``, ``"I"`` or ``"I;16"`` (16-bit PNG).
+
+    Raises:
+        BadImageError: naming the file, when it cannot be read or is not one channel of indices.
+
+    Example:
+        >>> from lightkit.data.datasets import load_mask
+        >>> mask = load_mask("masks/0001.png")  # torch.int64, H×W
+    """
+    img = load_image(path, "")
+    if img.mode not in _MASK_MODES:
+        raise BadImageError(
+            f"mask file {os.fspath(path)!r} is a PIL mode {img.mode!r} image; expected one channel "
+            f"of integer class indices (PIL mode {', '.join(_MASK_MODES)}). Convert colour-coded "
+            "or float masks to class indices first"
+        )
+    return torch.from_numpy(np.array(img, dtype=np.int64))
+
+
+@contextmanager
+def _open(path: PathLike) -> Iterator[Image.Image]:
+    """``Image.open`` that names the file on failure and refuses possible decompression bombs."""
+    name = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise BadImageError(_bomb_message(name, _pixels_in(err), None)) from None
+    except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError is an OSError
+        raise BadImageError(f"cannot read image file {name!r}: {err}") from err
+    with img:
+        limit = Image.MAX_IMAGE_PIXELS
+        width, height = img.size
+        if limit is not None and width * height > limit:  # whatever the warning filters say
+            raise BadImageError(_bomb_message(name, width * height, img.size))
+        yield img
+
+
+def _pixels_in(err: BaseException) -> int | None:
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    return int(found.group(1)) if found else None
+
+
+def _bomb_message(name: str, pixels: int | None, size: tuple[int, int] | None) -> str:
+    limit = Image.MAX_IMAGE_PIXELS
+    count = f"{pixels:,} pixels" if pixels is not None else "more pixels than allowed"
+    if size is not None:
+        count += f" ({size[0]}×{size[1]})"
+    suggestion = f"{pixels}" if pixels is not None else "<the pixel count>"
+    return (
+        f"image file {name!r} is refused as a possible decompression bomb: it would decode to "
+        f"{count}, over PIL's limit of {limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); a small "
+        "file can decode to gigabytes. If you trust this file, raise the limit explicitly at the "
+        "top of your script (DataLoader workers inherit it): "
+        f"`PIL.Image.MAX_IMAGE_PIXELS = {suggestion}` (or None to disable the check)"
+    )
+
+
+def _high_depth_image(img: Image.Image, name: str, mode: str) -> tv_tensors.Image:
+    """A single-channel 16-bit, 32-bit integer or float PIL image as a float32 image in [0, 1]."""
+    array = np.asarray(img)
+    if img.mode == "F":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise BadImageError(
+                f"image file {name!r} (a float image, PIL mode 'F') has {int((~finite).sum())} NaN "
+                "or infinite pixel(s); lightkit expects finite float images in [0, 1]"
+            )
+        scale, low, high, expected = 1.0, 0.0, 1.0, "float images in [0, 1]"
+    else:  # I;16 (uint16) or I (int32)
+        scale, low, high = 65535.0, 0, 65535
+        expected = "integer images in [0, 65535] (16 bits), which it scales by 1/65535"
+    lo, hi = (array.min(), array.max()) if array.size else (low, high)
+    if lo < low or hi > high:
+        raise BadImageError(
+            f"image file {name!r} (PIL mode {img.mode!r}, {array.dtype}) has values in "
+            f"[{lo}, {hi}]; lightkit reads {expected} and refuses to clip or rescale others "
+            "per image. Rescale the file to that range, or load it yourself and pass tensors"
+        )
+    tensor = torch.from_numpy(array.astype(np.float32))[None]
+    if scale != 1.0:
+        tensor = tensor.div_(scale)
+    if mode == "RGB":
+        tensor = tensor.expand(3, -1, -1).contiguous()
+    return tv_tensors.Image(tensor)
 
 
 def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> None:
@@ -47,16 +190,22 @@ def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> 
         )
 
 
-def _drop_bad_files(owner: str, columns: list[list[Any]], path_columns: Sequence[int], mode: str):
-    """Decode every file up front; drop the rows with a bad file and warn with the first paths."""
+def _drop_bad_files(
+    owner: str, columns: list[list[Any]], loaders: dict[int, Callable[[Any], Any]]
+) -> list[list[Any]]:
+    """Decode every file up front; drop the rows with a bad file and warn with the first paths.
+
+    ``loaders`` maps a column index to the function that decodes its files (and raises
+    :class:`BadImageError` for a bad one).
+    """
     bad: list[str] = []
     keep = []
     for row in zip(*columns, strict=True):
         try:
-            for c in path_columns:
-                load_image(row[c], mode if c == path_columns[0] else "")
+            for c, load in loaders.items():
+                load(row[c])
         except BadImageError:
-            bad.append(os.fspath(row[path_columns[0]]))
+            bad.append(os.fspath(row[next(iter(loaders))]))
             continue
         keep.append(row)
     if bad:
@@ -73,17 +222,19 @@ class ImageFileDataset(Dataset):
 
     A sample is ``(image, label)`` (or the image alone when ``labels`` is None). Without a
     ``transform`` the image is a float tensor ``C×H×W`` in ``[0, 1]``; with one, it is whatever
-    the transform returns for a PIL image (the presets in :mod:`lightkit.data.transforms` return
-    normalized tensors).
+    the transform returns for what :func:`load_image` gives it: a PIL image for 8-bit files, a
+    float32 ``tv_tensors.Image`` in ``[0, 1]`` for 16-bit and float files (the presets in
+    :mod:`lightkit.data.transforms` take both and return normalized tensors).
 
     Args:
         paths: Image file paths.
         labels: One integer label per path, or None.
-        transform: Applied to each PIL image.
+        transform: Applied to each loaded image (see above).
         mode: ``"RGB"`` (3 channels) or ``"L"`` (grayscale, 1 channel).
-        on_bad_file: ``"error"`` (default): reading a truncated or non-image file raises an error
-            naming it. ``"skip"``: every file is decoded once up front and unreadable ones are
-            dropped, with a warning giving their count and the first few paths.
+        on_bad_file: ``"error"`` (default): reading a bad file (truncated, not an image, a
+            possible decompression bomb, values out of range: see :func:`load_image`) raises a
+            :class:`BadImageError` naming it. ``"skip"``: every file is decoded once up front and
+            bad ones are dropped, with a warning giving their count and the first few paths.
 
     Example:
         >>> ds = lk.data.ImageFileDataset(["a.png", "b.jpg"], [0, 1], mode="L")
@@ -110,7 +261,7 @@ class ImageFileDataset(Dataset):
                 )
         if on_bad_file == "skip":
             columns = [paths, labels] if labels is not None else [paths]
-            kept = _drop_bad_files("ImageFileDataset", columns, [0], mode)
+            kept = _drop_bad_files("ImageFileDataset", columns, {0: lambda p: load_image(p, mode)})
             paths = kept[0]
             labels = kept[1] if labels is not None else None
         self.paths = paths
@@ -132,8 +283,8 @@ class ImageFileDataset(Dataset):
 class SegmentationDataset(Dataset):
     """Paired image and mask files for semantic segmentation.
 
-    Masks are single-channel images whose pixel values are class indices (PNG in mode ``"L"``
-    or ``"P"``). A sample is ``(image, mask)``: with no ``transform``, a float ``C×H×W`` tensor in
+    Masks are single-channel images whose pixel values are class indices, never scaled (PNG in
+    mode ``"L"``, ``"P"`` or 16-bit; see :func:`load_mask`). A sample is ``(image, mask)``: with no ``transform``, a float ``C×H×W`` tensor in
     ``[0, 1]`` and a long ``H×W`` tensor. A ``transform`` is called as ``transform(image, mask)``
     with a ``tv_tensors.Image`` and a ``tv_tensors.Mask``, so torchvision v2 applies the same
     geometric transform to both (masks with nearest-neighbour interpolation) and colour
@@ -170,7 +321,8 @@ class SegmentationDataset(Dataset):
                 "expected one mask per image"
             )
         if on_bad_file == "skip":
-            images, masks = _drop_bad_files("SegmentationDataset", [images, masks], [0, 1], mode)
+            loaders = {0: lambda p: load_image(p, mode), 1: load_mask}
+            images, masks = _drop_bad_files("SegmentationDataset", [images, masks], loaders)
         for image_path, mask_path in zip(images, masks, strict=True):
             image_size, mask_size = _header_size(image_path), _header_size(mask_path)
             if image_size != mask_size:
@@ -188,15 +340,8 @@ class SegmentationDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image = tv_tensors.Image(TF.pil_to_tensor(load_image(self.images[index], self.mode)))
-        mask_img = load_image(self.masks[index], "")
-        if mask_img.mode not in ("L", "P", "I", "I;16"):
-            raise BadImageError(
-                f"mask file {os.fspath(self.masks[index])!r} is a {mask_img.mode} image; expected "
-                "one channel of class indices (PNG mode L, P or I). Convert colour-coded masks to "
-                "class indices first"
-            )
-        mask = tv_tensors.Mask(torch.from_numpy(np.array(mask_img, dtype=np.int64)))
+        image = _to_image(load_image(self.images[index], self.mode))
+        mask = tv_tensors.Mask(load_mask(self.masks[index]))
         if self.transform is not None:
             image, mask = self.transform(image, mask)
         else:
@@ -205,7 +350,7 @@ class SegmentationDataset(Dataset):
 
 
 def find_image_folder(root: PathLike) -> tuple[list[str], list[Path], list[int]]:
-    """Scan ``root/<class_name>/*.{png,jpg,jpeg,bmp,webp}``.
+    """Scan ``root/<class_name>/*.{png,jpg,jpeg,bmp,webp,tif,tiff}``.
 
     Returns:
         ``(class_names, paths, labels)`` with classes sorted by name and labels indexing them.
@@ -284,15 +429,20 @@ def compute_mean_std(
 
 
 def _header_size(path: PathLike) -> tuple[int, int]:
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise BadImageError(f"cannot read image file {os.fspath(path)!r}: {err}") from err
+    with _open(path) as img:
+        return img.size
 
 
-def _to_float_tensor(image: Image.Image) -> torch.Tensor:
-    return TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True)
+def _to_image(image: Image.Image | tv_tensors.Image) -> tv_tensors.Image:
+    """What :func:`load_image` returned, as a ``tv_tensors.Image`` (uint8 or float32)."""
+    if isinstance(image, tv_tensors.Image):
+        return image
+    return tv_tensors.Image(TF.pil_to_tensor(image))
+
+
+def _to_float_tensor(image: Image.Image | tv_tensors.Image) -> torch.Tensor:
+    float_image = TF.to_dtype(_to_image(image), torch.float32, scale=True)
+    return float_image.as_subclass(torch.Tensor)
 
 
 __all__ = [
@@ -303,4 +453,5 @@ __all__ = [
     "compute_mean_std",
     "find_image_folder",
     "load_image",
+    "load_mask",
 ]

@@ -13,7 +13,7 @@ from lightkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_preset, t
 
 
 class ImageFolderDataModule(DataModule):
-    """Classification data from ``root/<class_name>/*.{png,jpg,jpeg,bmp,webp}``.
+    """Classification data from ``root/<class_name>/*.{png,jpg,jpeg,bmp,webp,tif,tiff}``.
 
     Classes are the sub-folders sorted by name (``class_names``; label ``i`` is
     ``class_names[i]``). Train, validation and test splits are stratified and seeded. Training
@@ -33,8 +33,10 @@ class ImageFolderDataModule(DataModule):
         mode: ``"RGB"`` or ``"L"`` (grayscale).
         num_workers: DataLoader workers, or ``"auto"``.
         seed: Seed of the splits, the shuffle order and the augmentation.
-        on_bad_file: ``"error"`` or ``"skip"`` unreadable images (see
-            :class:`~lightkit.data.ImageFileDataset`).
+        on_bad_file: ``"error"`` or ``"skip"`` bad images: unreadable, possible decompression
+            bombs, values out of range (see :class:`~lightkit.data.ImageFileDataset`). 16-bit
+            and float images are scaled by their range (see
+            :func:`lightkit.data.datasets.load_image`).
 
     Example:
         >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
