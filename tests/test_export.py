@@ -122,7 +122,7 @@ def test_mismatch_raises_with_the_difference_and_writes_nothing(tmp_path):
 
 def test_bad_inputs(tmp_path):
     module = _trained_module()
-    with pytest.raises(ValueError, match="method must be 'trace' or 'script', got 'jit'"):
+    with pytest.raises(ValueError, match="method must be one of 'trace', 'script', got 'jit'"):
         lk.export.to_torchscript(module, torch.randn(1, 1, 8, 8), tmp_path / "m.pt", method="jit")
     with pytest.raises(
         TypeError, match=r"example_input must be a batch tensor \(N, ...\), got list"
@@ -132,6 +132,118 @@ def test_bad_inputs(tmp_path):
         lk.export.to_exported_program(module, torch.randn(1, 3, 8, 8), tmp_path / "m.pt2")
     with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module, got str"):
         lk.export.to_onnx("model", torch.randn(1, 1, 8, 8), tmp_path / "m.onnx")
+
+
+def _tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(4, 2)
+
+
+def test_a_file_that_appears_during_the_export_is_never_replaced(tmp_path, monkeypatch):
+    from lightkit import export as export_module
+
+    path = tmp_path / "model.pt"
+    commit = export_module._commit
+
+    def someone_else_writes_first(owner, tmp, target, overwrite):
+        target.write_text("another process's file")  # after the checks, before the commit
+        return commit(owner, tmp, target, overwrite)
+
+    monkeypatch.setattr(export_module, "_commit", someone_else_writes_first)
+    with pytest.raises(FileExistsError, match=r"model\.pt' appeared while exporting"):
+        lk.export.to_torchscript(_tiny(), torch.randn(2, 4), path)
+    assert path.read_text() == "another process's file"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+    # With overwrite=True the same race replaces the file, as asked.
+    lk.export.to_torchscript(_tiny(), torch.randn(2, 4), path, overwrite=True)
+    assert torch.jit.load(str(path))(torch.ones(1, 4)).shape == (1, 2)
+
+
+def test_without_hard_links_the_commit_still_never_replaces(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from lightkit import export as export_module
+
+    def no_links(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "model.pt"
+    lk.export.to_torchscript(_tiny(), torch.randn(2, 4), path)  # copied into an O_EXCL file
+    torch.testing.assert_close(
+        torch.jit.load(str(path))(torch.ones(1, 4)), _tiny()(torch.ones(1, 4))
+    )
+    commit = export_module._commit
+
+    def someone_else_writes_first(owner, tmp, target, overwrite):
+        target.write_text("theirs")
+        return commit(owner, tmp, target, overwrite)
+
+    monkeypatch.setattr(export_module, "_commit", someone_else_writes_first)
+    other = tmp_path / "other.pt"
+    with pytest.raises(FileExistsError, match="appeared while exporting"):
+        lk.export.to_torchscript(_tiny(), torch.randn(2, 4), other)
+    assert other.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "other.pt"]
+
+
+def test_an_export_never_writes_onto_its_source(tmp_path):
+    source = tmp_path / "model.pt"
+    source.write_text("the checkpoint")
+    alias = tmp_path / "alias.pt"
+    alias.symlink_to(source)
+    hard = tmp_path / "hard.pt"
+    hard.hardlink_to(source)
+    for path in (source, alias, hard, tmp_path / "." / "model.pt"):
+        with pytest.raises(ValueError, match=r"is the file being exported \(source="):
+            lk.export.to_torchscript(
+                _tiny(), torch.randn(2, 4), path, overwrite=True, source=source
+            )
+    assert source.read_text() == "the checkpoint"
+    out = lk.export.to_torchscript(_tiny(), torch.randn(2, 4), tmp_path / "out.pt", source=source)
+    assert out.is_file()
+
+
+def test_exported_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = lk.export.to_torchscript(_tiny(), torch.randn(2, 4), tmp_path / "model.pt")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by a serving user, not 0600
+
+
+@pytest.mark.parametrize("batch_sizes", [[], (), [0], [1, -8], [2.0], "8", None])
+def test_every_export_is_verified(tmp_path, batch_sizes):
+    with pytest.raises((TypeError, ValueError), match="batch_sizes"):
+        lk.export.to_torchscript(
+            _tiny(), torch.randn(2, 4), tmp_path / "m.pt", batch_sizes=batch_sizes
+        )
+    assert not list(tmp_path.iterdir())
+
+
+@needs_onnx
+def test_onnx_opset_beyond_what_onnx_knows_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"opset must be an integer in \[7, \d+\], got 99"):
+        lk.export.to_onnx(_tiny(), torch.randn(2, 4), tmp_path / "m.onnx", opset=99)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@needs_onnx
+def test_onnx_opset_is_the_one_asked_for(tmp_path):
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    path = lk.export.to_onnx(_tiny(), torch.randn(2, 4), tmp_path / "m.onnx", opset=newest)
+    assert lk.export._onnx_opset(onnx.load(str(path))) == newest
+    # PyTorch's exporter writes its default opset for ones it cannot target: refused, unwritten.
+    with pytest.raises(ExportError, match=r"opset=7 was asked for, but .* wrote opset \d+"):
+        lk.export.to_onnx(_tiny(), torch.randn(2, 4), tmp_path / "old.onnx", opset=7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
 CPP = Path(__file__).resolve().parents[1] / "examples" / "cpp"

@@ -5,7 +5,10 @@ reloads that file with its own runtime (``torch.jit.load``, onnxruntime, ``torch
 runs it and the eager module on fresh random inputs at batch size 1 and a larger one, and only
 then moves the file to ``path``. Outputs that differ by more than ``atol`` raise
 :class:`ExportError` with the largest difference, and nothing is written. An existing file at
-``path`` is replaced only with ``overwrite=True``.
+``path`` is replaced only with ``overwrite=True``: without it the file is committed with
+``os.link``, which fails when ``path`` exists, so a file that appears while the export runs (another
+process writing the same name) is never replaced either. ``source=`` names the file the module
+came from (a checkpoint), which an export never writes onto, ``overwrite=True`` or not.
 
 Which route when:
     * ``to_exported_program`` (``torch.export``, ``.pt2``): PyTorch's current route; feeds
@@ -20,18 +23,23 @@ Which route when:
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import inspect
 import io
 import os
-import tempfile
+import secrets
+import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from lightkit._validation import check_bool, check_choice, check_float, check_int, check_sequence
 
 
 class ExportError(RuntimeError):
@@ -46,6 +54,7 @@ def to_torchscript(
     atol: float = 1e-4,
     batch_sizes: Sequence[int] = (1, 8),
     overwrite: bool = False,
+    source: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save ``module`` as TorchScript (``torch.jit.trace`` or ``torch.jit.script``), verified.
 
@@ -56,8 +65,11 @@ def to_torchscript(
         method: ``"trace"`` (records the operations run on ``example_input``; data-dependent
             control flow is frozen) or ``"script"`` (compiles the Python source).
         atol: Largest absolute difference allowed between eager and exported outputs.
-        batch_sizes: Batch sizes of the random check inputs.
+        batch_sizes: Batch sizes of the random check inputs (a non-empty list of positive
+            integers: every export is checked).
         overwrite: Replace an existing file at ``path``.
+        source: The file ``module`` was loaded from (a checkpoint), if any: ``path`` may not
+            be that file (or a link to it), even with ``overwrite=True``.
 
     Returns:
         ``path`` as a ``Path``.
@@ -65,19 +77,24 @@ def to_torchscript(
     Raises:
         ExportError: the export failed, or the reloaded model's outputs differ by more than
             ``atol`` (the message gives the largest difference).
+        FileExistsError: ``path`` exists (or appeared during the export) and ``overwrite`` is
+            False; that file is left untouched.
 
     Example:
         >>> lk.export.to_torchscript(module, torch.randn(1, 1, 8, 8), "model.pt")
     """
-    if method not in ("trace", "script"):
-        raise ValueError(f"to_torchscript: method must be 'trace' or 'script', got {method!r}")
-    module = _unwrap("to_torchscript", module)
+    owner = "to_torchscript"
+    check_choice(owner, "method", method, ("trace", "script"))
+    atol, batch_sizes = _check_common(owner, path, atol, batch_sizes, overwrite, source)
+    module = _unwrap(owner, module)
     with _eval_on_cpu(module):
-        return _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, method)
+        return _to_torchscript(
+            module, example_input, path, overwrite, atol, batch_sizes, method, source
+        )
 
 
-def _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, method):  # type: ignore[no-untyped-def]
-    target, example = _prepare("to_torchscript", module, example_input, path, overwrite)
+def _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, method, source):  # type: ignore[no-untyped-def]
+    target, example = _prepare("to_torchscript", module, example_input, path, overwrite, source)
 
     def export(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
         with torch.no_grad(), _quiet():
@@ -90,7 +107,16 @@ def _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, m
         return lambda x: loaded(x)
 
     return _export_verified(
-        "to_torchscript", module, example, target, ".pt", export, atol, batch_sizes
+        "to_torchscript",
+        module,
+        example,
+        target,
+        ".pt",
+        export,
+        atol,
+        batch_sizes,
+        overwrite,
+        source,
     )
 
 
@@ -103,6 +129,7 @@ def to_onnx(
     atol: float = 1e-4,
     batch_sizes: Sequence[int] = (1, 8),
     overwrite: bool = False,
+    source: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save ``module`` as ONNX (input ``"input"``, output ``"output"``), verified with onnxruntime.
 
@@ -114,10 +141,14 @@ def to_onnx(
         path: Where to write the ``.onnx`` file.
         dynamic_batch: Let the batch dimension vary (else only ``example_input``'s batch size
             runs, and the check uses that size only).
-        opset: ONNX opset version (None: the exporter's default).
+        opset: ONNX opset version (None: the exporter's default). The written file's opset is
+            checked: an exporter that writes another one (PyTorch's falls back to its default
+            for opsets it cannot target) is an :class:`ExportError`, and nothing is written.
         atol: Largest absolute difference allowed between eager and onnxruntime outputs.
-        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``).
+        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``; a
+            non-empty list of positive integers).
         overwrite: Replace an existing file at ``path``.
+        source: The file ``module`` was loaded from, which ``path`` may not be.
 
     Returns:
         ``path`` as a ``Path``.
@@ -133,20 +164,28 @@ def to_onnx(
             f"to_onnx needs {', '.join(missing)}, which is not installed: "
             'pip install "lightkit[export]"'
         )
-    if opset is not None and (not isinstance(opset, int) or isinstance(opset, bool) or opset < 7):
-        raise ValueError(f"to_onnx: opset must be an integer >= 7 or None, got {opset!r}")
-    module = _unwrap("to_onnx", module)
+    owner = "to_onnx"
+    check_bool(owner, "dynamic_batch", dynamic_batch)
+    if opset is not None:
+        import onnx
+
+        check_int(owner, "opset", opset, minimum=7, maximum=onnx.defs.onnx_opset_version())
+    atol, batch_sizes = _check_common(owner, path, atol, batch_sizes, overwrite, source)
+    module = _unwrap(owner, module)
     with _eval_on_cpu(module):
         return _to_onnx(
-            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset
+            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset, source
         )
 
 
-def _to_onnx(module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset):  # type: ignore[no-untyped-def]
-    target, example = _prepare("to_onnx", module, example_input, path, overwrite)
+def _to_onnx(
+    module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, opset, source
+):  # type: ignore[no-untyped-def]
+    target, example = _prepare("to_onnx", module, example_input, path, overwrite, source)
     if not dynamic_batch:
         batch_sizes = (example.shape[0],)
 
+    import onnx
     import onnxruntime as ort
 
     def export(tmp: Path) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -159,11 +198,27 @@ def _to_onnx(module, example_input, path, overwrite, atol, batch_sizes, dynamic_
             kwargs["external_data"] = False  # one self-contained file (models up to 2 GB)
         with torch.no_grad(), _quiet(), contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(module, (example,), str(tmp), **kwargs)
+        if opset is not None:
+            written = _onnx_opset(onnx.load(str(tmp), load_external_data=False))
+            if written != opset:
+                raise ExportError(
+                    f"to_onnx: opset={opset} was asked for, but torch {torch.__version__}'s "
+                    f"exporter wrote opset {written}; nothing was written to "
+                    f"{os.fspath(target)!r}. Use an opset this exporter supports (opset=None "
+                    "picks its default)"
+                )
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
 
-    return _export_verified("to_onnx", module, example, target, ".onnx", export, atol, batch_sizes)
+    return _export_verified(
+        "to_onnx", module, example, target, ".onnx", export, atol, batch_sizes, overwrite, source
+    )
+
+
+def _onnx_opset(model: Any) -> int | None:
+    """The default-domain (``ai.onnx``) opset an ONNX model declares."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def to_exported_program(
@@ -174,6 +229,7 @@ def to_exported_program(
     atol: float = 1e-4,
     batch_sizes: Sequence[int] = (1, 8),
     overwrite: bool = False,
+    source: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Save ``module`` with ``torch.export`` as a ``.pt2`` file, verified after ``torch.export.load``.
 
@@ -185,8 +241,10 @@ def to_exported_program(
         path: Where to write the ``.pt2`` file.
         dynamic_batch: Let the batch dimension vary.
         atol: Largest absolute difference allowed between eager and exported outputs.
-        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``).
+        batch_sizes: Batch sizes of the random check inputs (with ``dynamic_batch``; a
+            non-empty list of positive integers).
         overwrite: Replace an existing file at ``path``.
+        source: The file ``module`` was loaded from, which ``path`` may not be.
 
     Returns:
         ``path`` as a ``Path``.
@@ -194,15 +252,22 @@ def to_exported_program(
     Example:
         >>> lk.export.to_exported_program(module, torch.randn(1, 1, 8, 8), "model.pt2")
     """
-    module = _unwrap("to_exported_program", module)
+    owner = "to_exported_program"
+    check_bool(owner, "dynamic_batch", dynamic_batch)
+    atol, batch_sizes = _check_common(owner, path, atol, batch_sizes, overwrite, source)
+    module = _unwrap(owner, module)
     with _eval_on_cpu(module):
         return _to_exported_program(
-            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch
+            module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, source
         )
 
 
-def _to_exported_program(module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch):  # type: ignore[no-untyped-def]
-    target, example = _prepare("to_exported_program", module, example_input, path, overwrite)
+def _to_exported_program(
+    module, example_input, path, overwrite, atol, batch_sizes, dynamic_batch, source
+):  # type: ignore[no-untyped-def]
+    target, example = _prepare(
+        "to_exported_program", module, example_input, path, overwrite, source
+    )
     if not dynamic_batch:
         batch_sizes = (example.shape[0],)
     elif example.shape[0] == 1:
@@ -221,7 +286,16 @@ def _to_exported_program(module, example_input, path, overwrite, atol, batch_siz
         return lambda x: loaded(x)
 
     return _export_verified(
-        "to_exported_program", module, example, target, ".pt2", export, atol, batch_sizes
+        "to_exported_program",
+        module,
+        example,
+        target,
+        ".pt2",
+        export,
+        atol,
+        batch_sizes,
+        overwrite,
+        source,
     )
 
 
@@ -249,8 +323,30 @@ def _eval_on_cpu(module: nn.Module) -> Iterator[None]:
         module.train(training).to(device)
 
 
+def _check_common(
+    owner: str, path: Any, atol: Any, batch_sizes: Any, overwrite: Any, source: Any
+) -> tuple[float, tuple[int, ...]]:
+    """The arguments every route takes: a file path, a finite ``atol`` >= 0, batch sizes."""
+    for name, value in (("path", path), ("source", source)):
+        if value is None and name == "source":
+            continue
+        if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+            raise TypeError(
+                f"{owner}: {name} must be a file path (str or pathlib.Path), got {value!r} "
+                f"({type(value).__name__})"
+            )
+        if not os.fspath(value).strip():
+            raise ValueError(f"{owner}: {name} must be a file path, got {value!r}")
+    atol = check_float(owner, "atol", atol, minimum=0)
+    sizes = check_sequence(
+        owner, "batch_sizes", batch_sizes, item=partial(check_int, minimum=1), min_length=1
+    )
+    check_bool(owner, "overwrite", overwrite)
+    return atol, sizes
+
+
 def _prepare(
-    owner: str, module: nn.Module, example_input: Any, path: Any, overwrite: bool
+    owner: str, module: nn.Module, example_input: Any, path: Any, overwrite: bool, source: Any
 ) -> tuple[Path, torch.Tensor]:
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 1:
         raise TypeError(
@@ -262,12 +358,13 @@ def _prepare(
             )
         )
     target = Path(path)
-    if target.exists() and not overwrite:
+    _refuse_source(owner, target, source)
+    if target.is_dir():
+        raise IsADirectoryError(f"{owner}: {os.fspath(target)!r} is a folder, not a file path")
+    if os.path.lexists(target) and not overwrite:
         raise FileExistsError(
             f"{owner}: {os.fspath(target)!r} already exists; pass overwrite=True to replace it"
         )
-    if target.is_dir():
-        raise IsADirectoryError(f"{owner}: {os.fspath(target)!r} is a folder, not a file path")
     target.parent.mkdir(parents=True, exist_ok=True)
     example = example_input.detach().to("cpu")
     try:
@@ -281,6 +378,20 @@ def _prepare(
     return target, example
 
 
+def _refuse_source(owner: str, target: Path, source: Any) -> None:
+    """An export never writes onto the file its module came from (through any link to it)."""
+    if source is None:
+        return
+    same = Path(target).resolve() == Path(source).resolve()
+    with contextlib.suppress(OSError):  # one of them does not exist: only the names compare
+        same = same or os.path.samefile(target, source)
+    if same:
+        raise ValueError(
+            f"{owner}: path={os.fspath(target)!r} is the file being exported "
+            f"(source={os.fspath(source)!r}); choose another output file"
+        )
+
+
 def _export_verified(
     owner: str,
     module: nn.Module,
@@ -290,13 +401,17 @@ def _export_verified(
     export: Callable[[Path], Callable[[torch.Tensor], torch.Tensor]],
     atol: float,
     batch_sizes: Sequence[int],
+    overwrite: bool,
+    source: Any,
 ) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    if not batch_sizes:  # the public functions refuse it; an export is never unchecked
+        raise ValueError(f"{owner}: batch_sizes must not be empty")
+    tmp = _new_temporary(target, suffix)
     try:
         try:
             run = export(tmp)
+        except ExportError:
+            raise
         except Exception as err:
             raise ExportError(f"{owner}: export failed: {type(err).__name__}: {err}") from err
         for batch_size in batch_sizes:
@@ -316,10 +431,70 @@ def _export_verified(
                     f"(atol={atol:g}) at batch size {batch_size}; nothing was written to "
                     f"{os.fspath(target)!r}"
                 )
-        os.replace(tmp, target)
+        _refuse_source(owner, target, source)  # again: a link may have appeared meanwhile
+        _commit(owner, tmp, target, overwrite)
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def _new_temporary(target: Path, suffix: str) -> Path:
+    """A new empty hidden file next to ``target``, created with the usual (umask) permissions."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp{suffix}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+
+
+def _commit(owner: str, tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move the verified ``tmp`` to ``target``; without ``overwrite``, never replace a file.
+
+    ``os.link`` fails when ``target`` exists, however recently it appeared, so the check and the
+    write are one step. Where the file system has no hard links, the file is copied into a
+    ``target`` opened with ``O_EXCL`` (which fails the same way) instead.
+    """
+    if overwrite:
+        os.replace(tmp, target)
+        return
+    try:
+        try:
+            os.link(tmp, target)
+        except OSError as err:
+            if isinstance(err, FileExistsError) or err.errno not in _NO_HARD_LINKS:
+                raise
+            _copy_exclusive(tmp, target)  # no hard links on this file system
+    except FileExistsError:
+        raise FileExistsError(
+            f"{owner}: {os.fspath(target)!r} appeared while exporting (another process?); it "
+            "was left as it is and the export was not written. Pass overwrite=True to replace "
+            "it, or choose another path"
+        ) from None
+
+
+_NO_HARD_LINKS = {
+    code
+    for code in (
+        getattr(errno, name, None)
+        for name in ("EPERM", "EACCES", "ENOTSUP", "EOPNOTSUPP", "EXDEV", "EMLINK", "ENOSYS")
+    )
+    if code is not None
+}
+
+
+def _copy_exclusive(tmp: Path, target: Path) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out, open(tmp, "rb") as data:
+            shutil.copyfileobj(data, out)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        target.unlink(missing_ok=True)  # our own, half-written file
+        raise
 
 
 def _random_like(example: torch.Tensor, batch_size: int) -> torch.Tensor:
