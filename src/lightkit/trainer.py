@@ -777,7 +777,7 @@ def _resume_point(root: Path, version: int | str | None) -> tuple[Path | None, s
             where += f"{checkpoint.get('global_step', '?')}"
             if damaged:
                 rank_zero_warn(
-                    f"lightkit: {os.fspath(files[0])!r} is damaged (truncated or corrupt); "
+                    f"lightkit: {os.fspath(files[0])!r} is damaged or unsafe to load; "
                     f"resuming from the newest good checkpoint instead: {os.fspath(path)!r} "
                     f"({where}). Details: {'; '.join(damaged)}"
                 )
