@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import subprocess
 import sys
@@ -53,8 +54,6 @@ def _flip(data: bytes, offset: int, count: int = 8) -> bytes:
 
 def _pickle_offset(data: bytes) -> int:
     """Where the pickled dict (data.pkl) of a torch.save archive starts, inside the file."""
-    import io
-
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         info = next(e for e in archive.infolist() if e.filename.endswith("/data.pkl"))
     header = 30 + len(info.filename.encode()) + len(info.extra)
@@ -156,9 +155,24 @@ def _torch_writer_failure(obj, f, *args, **kwargs):
     )
 
 
+class _FillingDisk(io.FileIO):
+    """A file on a disk that fills up after 1000 bytes: the real torch.save then raises
+    RuntimeError('unexpected pos ...') while closing its archive, the OSError only in context."""
+
+    def write(self, data):
+        if self.tell() + len(data) > 1000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def _filling_disk_open(path, mode="r", *args, **kwargs):
+    return _FillingDisk(path, mode.replace("b", ""))
+
+
 @pytest.mark.parametrize(
     "where, replacement",
     [
+        ("lightkit.checkpointing.open", _filling_disk_open),
         ("lightkit.checkpointing.os.fsync", _enospc),
         ("lightkit.checkpointing.torch.save", _partial_write_then_enospc),
         ("lightkit.checkpointing.torch.save", _torch_writer_failure),
@@ -168,12 +182,12 @@ def _torch_writer_failure(obj, f, *args, **kwargs):
 def test_failed_save_keeps_the_previous_checkpoint_and_no_temp_file(
     tmp_path, monkeypatch, where, replacement
 ):
-    io = AtomicCheckpointIO()
+    checkpoint_io = AtomicCheckpointIO()
     target = tmp_path / "checkpoints" / "last.ckpt"
-    io.save_checkpoint({"step": 1, "w": torch.ones(1000)}, target)
-    monkeypatch.setattr(where, replacement)
+    checkpoint_io.save_checkpoint({"step": 1, "w": torch.ones(1000)}, target)
+    monkeypatch.setattr(where, replacement, raising=False)
     with pytest.raises(CheckpointSaveError) as info:
-        io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, target)
+        checkpoint_io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, target)
     monkeypatch.undo()
     err = info.value
     assert isinstance(err, OSError) and isinstance(err, CheckpointError)
@@ -218,8 +232,8 @@ def live_pid():
 
 def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path, live_pid):
     folder = tmp_path / "checkpoints"
-    io = AtomicCheckpointIO()
-    io.save_checkpoint({"step": 1}, folder / "last.ckpt")
+    checkpoint_io = AtomicCheckpointIO()
+    checkpoint_io.save_checkpoint({"step": 1}, folder / "last.ckpt")
     _age(folder / "last.ckpt", 600)
     dead = folder / f".last.ckpt.{_dead_pid()}.tmp"
     dead.write_bytes(b"partial")
@@ -236,7 +250,7 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path, live_pid):
     other.write_text("not a lightkit temporary file")
     _age(other, 3600)
 
-    io.save_checkpoint({"step": 2}, folder / "last.ckpt")
+    checkpoint_io.save_checkpoint({"step": 2}, folder / "last.ckpt")
     assert not dead.exists() and not mine_before_start.exists()
     assert fresh_dead.exists() and live.exists() and other.exists()
     assert load_checkpoint(folder / "last.ckpt")["step"] == 2
@@ -245,7 +259,7 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path, live_pid):
     # written after it, so that pid was reused and the file is stale.
     assert remove_stale_temp_files(folder) == [os.fspath(live)]
     _age(fresh_dead, 120)  # no longer written by anyone
-    io.load_checkpoint(folder / "last.ckpt")  # loading cleans up too
+    checkpoint_io.load_checkpoint(folder / "last.ckpt")  # loading cleans up too
     assert not fresh_dead.exists() and other.exists()
 
 
@@ -260,7 +274,7 @@ def test_a_temp_file_being_written_is_never_removed(tmp_path, live_pid):
 
 
 def test_remove_checkpoint_deletes_only_ckpt_files(tmp_path):
-    io = AtomicCheckpointIO()
+    checkpoint_io = AtomicCheckpointIO()
     ckpt = tmp_path / "epoch=1.ckpt"
     ckpt.write_bytes(b"x")
     folder = tmp_path / "precious.ckpt"
@@ -274,12 +288,12 @@ def test_remove_checkpoint_deletes_only_ckpt_files(tmp_path):
     link = tmp_path / "last.ckpt"
     link.symlink_to(target)
 
-    io.remove_checkpoint(ckpt)
-    io.remove_checkpoint(link)
-    io.remove_checkpoint(tmp_path / "missing.ckpt")  # nothing to do, no error
+    checkpoint_io.remove_checkpoint(ckpt)
+    checkpoint_io.remove_checkpoint(link)
+    checkpoint_io.remove_checkpoint(tmp_path / "missing.ckpt")  # nothing to do, no error
     assert not ckpt.exists() and not link.is_symlink() and target.read_text() == "keep me"
     with pytest.warns(UserWarning, match=r"not removing '.*precious\.ckpt'.*it is a folder"):
-        io.remove_checkpoint(folder)
+        checkpoint_io.remove_checkpoint(folder)
     with pytest.warns(UserWarning, match=r"not removing '.*notes\.txt'.*does not end in \.ckpt"):
-        io.remove_checkpoint(notes)
+        checkpoint_io.remove_checkpoint(notes)
     assert (folder / "inner" / "data.txt").read_text() == "keep me" and notes.exists()

@@ -29,6 +29,8 @@ _STARTED = time.time()
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 # torch.save's legacy (pre-zip) format begins with a pickled magic number: protocol 2, LONG1.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+# How torch's PyTorchStreamWriter reports a write that failed underneath it.
+_WRITER_FAILURE = re.compile(r"PytorchStreamWriter failed|unexpected pos|file write failed")
 _SAFE_DATA = "plain data (tensors, numbers, strings, lists, dicts)"
 
 
@@ -297,9 +299,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as err:
             raise _save_error(target, err, checkpoint) from err
         except RuntimeError as err:
-            if "write" not in str(err).lower():  # torch's stream writer reporting an I/O failure
+            # torch.save's zip writer turns a failed write into "unexpected pos ..." when it
+            # closes the archive, with the OSError (ENOSPC, for one) only in the context chain.
+            cause = _os_error_in(err)
+            if cause is None and not _WRITER_FAILURE.search(str(err)):
                 raise
-            raise _save_error(target, err, checkpoint) from err
+            raise _save_error(target, cause or err, checkpoint) from err
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -464,6 +469,18 @@ def _save_error(
     error.errno = code if code is not None else errno.EIO
     error.filename = os.fspath(target)
     return error
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The first ``OSError`` in ``err``'s cause and context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _tensor_bytes(obj: Any, depth: int = 0) -> int:
