@@ -27,7 +27,7 @@ from lightkit.serve import _loads, check_request, default_max_body_bytes, make_s
 
 pytest.importorskip("litserve", reason="needs the serve extra")
 
-READ_TIMEOUT = 1.0  # of the server without a recorded input shape
+READ_TIMEOUT = 2.0  # of the server without a recorded input shape
 LEARNING_MAX_BODY = 4_000_000
 
 
@@ -292,7 +292,7 @@ def test_slow_clients_are_answered_408_and_disconnected(learning_server):
         results = list(pool.map(run, [silent, byte_by_byte_headers, unfinished_body]))
     for data, elapsed in results:
         assert data.startswith(b"HTTP/1.1 408 "), data
-        assert b"read timeout of 1 seconds" in data
+        assert b"read timeout of 2 seconds" in data
         assert READ_TIMEOUT * 0.8 < elapsed < READ_TIMEOUT + 3
     # Idle time on a keep-alive connection between requests is not read time.
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -319,16 +319,20 @@ def test_oversized_headers_get_431(learning_server):
 
 @pytest.mark.slow
 def test_health_answers_while_large_bodies_are_parsed(learning_server):
-    """Six bodies of 3.5 MB (one flat list each: the worst case for a parser) sent at once."""
+    """Eight bodies of 3.9 MB (one flat list each: the worst case for a parser) sent at once.
+
+    Parsed on the event loop, they held /health for 2.6 s (median 0.7 s) on a 2-core machine;
+    parsed in threads a piece at a time, for at most a few tenths of a second.
+    """
     url, _, _, _ = learning_server
-    large = b'{"inputs": [' + b"0.123456789, " * (3_500_000 // 13) + b"0.5]}"
+    large = b'{"inputs": [' + b"0.123456789, " * (3_900_000 // 13) + b"0.5]}"
     assert len(large) < LEARNING_MAX_BODY
     results: list[tuple[int, dict]] = []
 
     def send() -> None:
         results.append(_post(url + "/predict", large))
 
-    senders = [threading.Thread(target=send) for _ in range(6)]
+    senders = [threading.Thread(target=send) for _ in range(8)]
     for thread in senders:
         thread.start()
     latencies = []
@@ -340,9 +344,10 @@ def test_health_answers_while_large_bodies_are_parsed(learning_server):
         time.sleep(0.02)
     for thread in senders:
         thread.join(timeout=120)
-    assert [status for status, _ in results] == [422] * 6  # the model takes 8 numbers
+    assert [status for status, _ in results] == [422] * 8  # the model takes 8 numbers
     assert len(latencies) >= 3
-    assert max(latencies) < 1.0, f"/health took up to {max(latencies):.2f} s"
+    slowest = sorted(latencies)[-5:]
+    assert max(latencies) < 1.5, f"/health took up to {max(latencies):.2f} s: {slowest}"
 
 
 def test_default_body_limit_follows_the_input_size():
