@@ -54,6 +54,11 @@ def _loader(**kwargs):
     return lk.data.InMemoryLoader((torch.randn(10, 3), torch.zeros(10)), **kwargs)
 
 
+def _resume(**changes):
+    loader = _loader(seed=0, shuffle=True)
+    loader.load_state_dict({**loader.state_dict(), **changes})
+
+
 def _kfold(**kwargs):
     return lk.data.KFoldDataModule(make_blobs(12), k=3, **kwargs)
 
@@ -254,6 +259,64 @@ BAD_INPUTS = [
     ("loader-seed-str", lambda: _loader(seed="abc"), TypeError, ["seed", "'abc'"]),
     ("loader-seed-float", lambda: _loader(seed=1.5), TypeError, ["seed", "1.5"]),
     ("loader-device-name", lambda: _loader(device="gpu"), ValueError, ["device", "'gpu'"]),
+    # --- state read back from a checkpoint (untrusted) ---------------------------------------
+    (
+        "loader-state-negative",
+        lambda: _resume(consumed=-3),
+        ValueError,
+        ["state['consumed']", "-3"],
+    ),
+    ("loader-state-str", lambda: _resume(consumed="x"), TypeError, ["state['consumed']", "'x'"]),
+    ("loader-state-nan", lambda: _resume(length=NAN), TypeError, ["state['length']", "nan"]),
+    ("loader-state-batch", lambda: _resume(batch_size=0), ValueError, ["state['batch_size']", "0"]),
+    (
+        "loader-state-generator",
+        lambda: _resume(epoch_start_generator=torch.zeros(3)),
+        ValueError,
+        ["state['epoch_start_generator']", "float32"],
+    ),
+    (
+        "loader-state-not-dict",
+        lambda: _loader(seed=0).load_state_dict("abc"),
+        TypeError,
+        ["state", "'abc'"],
+    ),
+    ("dm-state-not-dict", lambda: _dm().load_state_dict("abc"), TypeError, ["state_dict", "'abc'"]),
+    (
+        "dm-state-loader",
+        lambda: _dm().load_state_dict({"train_loader": 5}),
+        TypeError,
+        ["state_dict['train_loader']", "5"],
+    ),
+    (
+        "dm-state-generator",
+        lambda: _dm().load_state_dict({"train_loader": {"generator": "x"}}),
+        TypeError,
+        ["['generator']", "'x'"],
+    ),
+    # --- small public helpers --------------------------------------------------------------------
+    ("shapes-fn-bool", lambda: D.make_shapes(True, 32), TypeError, ["num_samples", "True"]),
+    ("shapes-fn-negative", lambda: D.make_shapes(-1, 8), ValueError, ["num_samples", "-1"]),
+    ("shapes-fn-seed", lambda: D.make_shapes(3, 8, seed=None), TypeError, ["seed", "None"]),
+    ("shapes-fn-size", lambda: D.make_shapes(3, 2.5), TypeError, ["image_size", "2.5"]),
+    (
+        "transformed-fn",
+        lambda: D.TransformedDataset(make_blobs(4), "abc"),
+        TypeError,
+        ["transform", "'abc'"],
+    ),
+    (
+        "transformed-paired",
+        lambda: D.TransformedDataset(make_blobs(4), abs, paired="no"),
+        TypeError,
+        ["paired", "'no'"],
+    ),
+    (
+        "transformed-dataset",
+        lambda: D.TransformedDataset(5, abs),
+        TypeError,
+        ["dataset", "5"],
+    ),
     # --- transforms ------------------------------------------------------------------------------
     ("tp-hflip-str", lambda: _tp(hflip="no"), TypeError, ["hflip", "'no'"]),
     (
@@ -438,7 +501,7 @@ def test_bad_input_is_refused_with_a_clear_message(call, error, fragments):
 
 
 def test_the_table_only_grows():
-    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 160
+    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 176
 
 
 GOOD_INPUTS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from lightkit._validation import check_choice, check_float, check_instance, check_int
+from lightkit._validation import check_choice, check_float, check_instance, check_int, check_seed
 from lightkit.data.datamodule import DataModule
 
 
@@ -163,6 +163,9 @@ def make_shapes(
     num_samples: int, image_size: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``num_samples`` images (``N×3×S×S`` float) and masks (``N×S×S`` long) of random shapes."""
+    num_samples = check_int("make_shapes", "num_samples", num_samples, minimum=1)
+    image_size = check_int("make_shapes", "image_size", image_size, minimum=8)
+    seed = check_seed("make_shapes", "seed", seed)
     g = torch.Generator().manual_seed(seed)
     n, size, slots = num_samples, image_size, 3
     low, high = max(2, size // 10), max(3, size // 4)

@@ -17,13 +17,19 @@ from torchvision import tv_tensors
 from lightkit._validation import (
     check_bool,
     check_float,
+    check_instance,
     check_int,
     check_seed,
     short_repr,
 )
 from lightkit.data._splits import split_indices
 from lightkit.data.datasets import SegmentationDataset
-from lightkit.data.loaders import InMemoryLoader, check_device, in_memory_tensors
+from lightkit.data.loaders import (
+    InMemoryLoader,
+    check_device,
+    check_generator_state,
+    in_memory_tensors,
+)
 
 Transform = Callable[[Any], Any]
 
@@ -38,6 +44,13 @@ class TransformedDataset(Dataset):
     """
 
     def __init__(self, dataset: Dataset, transform: Transform, paired: bool = False) -> None:
+        _check_dataset("TransformedDataset", "dataset", dataset)
+        if not callable(transform):
+            raise TypeError(
+                f"TransformedDataset: transform must be callable, got {short_repr(transform)} "
+                f"({type(transform).__name__})"
+            )
+        check_bool("TransformedDataset", "paired", paired)
         self.dataset = dataset
         self.transform = transform
         self.paired = paired
@@ -216,7 +229,20 @@ class DataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Applied when the train loader is built, which Lightning does after restoring this
         # (and before its first use, even when the scheduler asks for the step count early).
-        self._pending_loader_state = state_dict.get("train_loader")
+        # The state comes from a checkpoint file: its layout is checked before anything uses it.
+        owner = f"{type(self).__name__}.load_state_dict"
+        check_instance(owner, "state_dict", state_dict, Mapping, "the dict state_dict() returned")
+        pending = state_dict.get("train_loader")
+        if pending is not None:
+            name = "state_dict['train_loader']"
+            check_instance(owner, name, pending, Mapping, "a dict")
+            if pending.get("generator") is not None:
+                check_generator_state(owner, f"{name}['generator']", pending["generator"])
+            if pending.get("in_memory") is not None:
+                check_instance(
+                    owner, f"{name}['in_memory']", pending["in_memory"], Mapping, "a dict"
+                )
+        self._pending_loader_state = pending
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None and self.train_dataset is not None:

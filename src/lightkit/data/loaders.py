@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -130,8 +130,10 @@ class InMemoryLoader:
         ``on_rebatch`` when iteration starts, so whoever counts batches (the DataModule updates
         the trainer's count, after Lightning restored it) can follow.
         """
+        check_instance(_RESUME, "state", state, Mapping, "the dict that state_dict() returned")
         if not state:
             return
+        _check_state(state, needs_generator=self.generator is not None)
         num_samples = state.get("num_samples")
         old_batch = state.get("batch_size", self.batch_size)
         same_shape = state.get("length") == len(self) and old_batch == self.batch_size
@@ -188,6 +190,39 @@ class InMemoryLoader:
         if self.shuffle and self.generator is not None:
             # RandomSampler draws one more (empty) permutation when it is exhausted.
             torch.randperm(n, generator=self.generator)
+
+
+_RESUME = "InMemoryLoader.load_state_dict"
+
+
+def check_generator_state(owner: str, name: str, state: Any) -> torch.Tensor:
+    """A CPU ``torch.Generator`` state: a 1-D uint8 tensor of the size ``get_state()`` returns."""
+    check_instance(owner, name, state, torch.Tensor, "a torch.Generator state (uint8 tensor)")
+    size = torch.Generator().get_state().numel()
+    if state.dtype != torch.uint8 or state.shape != (size,):
+        raise ValueError(
+            f"{owner}: {name} must be a torch.Generator state (a uint8 tensor of shape ({size},)), "
+            f"got a {state.dtype} tensor of shape {tuple(state.shape)}"
+        )
+    return state
+
+
+def _check_state(state: Mapping[str, Any], needs_generator: bool) -> None:
+    """The fields of a loader state read from a checkpoint (untrusted): counts are non-negative
+    integers and the generator state is one, so a crafted file cannot make a resume skip to an
+    odd position or fail deep inside torch."""
+    for key, minimum, required in (
+        ("consumed", 0, True),
+        ("length", 0, True),
+        ("batch_size", 1, False),
+        ("num_samples", 0, False),
+    ):
+        if required or state.get(key) is not None:
+            check_int(_RESUME, f"state[{key!r}]", state.get(key), minimum=minimum)
+    if needs_generator:
+        check_generator_state(
+            _RESUME, "state['epoch_start_generator']", state.get("epoch_start_generator")
+        )
 
 
 def check_device(owner: str, name: str, device: Any) -> torch.device | None:
