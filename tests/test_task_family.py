@@ -196,7 +196,7 @@ def test_wrong_shapes_are_named(module, preds, target, message):
         ),
         (
             lambda: lk.BinaryClassificationModule(nn.Identity(), pos_weight=-1),
-            "pos_weight must be a number > 0",
+            r"pos_weight must be a number in \(0, inf\)",
         ),
         (
             lambda: lk.BinaryClassificationModule(nn.Identity(), threshold=1.5),
