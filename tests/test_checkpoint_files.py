@@ -297,3 +297,11 @@ def test_remove_checkpoint_deletes_only_ckpt_files(tmp_path):
     with pytest.warns(UserWarning, match=r"not removing '.*notes\.txt'.*does not end in \.ckpt"):
         checkpoint_io.remove_checkpoint(notes)
     assert (folder / "inner" / "data.txt").read_text() == "keep me" and notes.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_intact_file_that_cannot_load_here_is_not_called_damaged(tmp_path, real_checkpoint):
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(real_checkpoint)
+    with pytest.raises(CheckpointError, match=r"best\.ckpt' is intact but cannot be loaded here"):
+        load_checkpoint(path, map_location="cuda")

@@ -105,7 +105,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             "checkpoint again"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
-        raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from err
+        if layout != "zip":
+            raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from err
+        # The checksums matched, so these are the bytes torch.save wrote (a map_location this
+        # machine lacks, for one): not damage.
+        raise CheckpointError(
+            f"checkpoint {path!r} is intact but cannot be loaded here: {_first_detail(err)}"
+        ) from err
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
             f"checkpoint {path!r} holds a {type(checkpoint).__name__}, not a Lightning checkpoint dict"
