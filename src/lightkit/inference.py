@@ -35,8 +35,10 @@ class Predictor:
         module: A trained LightningModule (a lightkit task module, or any module whose
             ``predict_output`` maps raw outputs to predictions; without one, raw outputs).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        transform: Turns one loaded image (a PIL image for 8-bit files, a float32 ``tv_tensors.Image`` in [0, 1] for 16-bit and float files) into an input tensor, for image paths;
-            default: the eval transform recorded in the checkpoint, else scaling to [0, 1].
+        transform: Turns one loaded image into an input tensor, for image paths: it receives a
+            PIL image for 8-bit files and a float32 ``tv_tensors.Image`` in [0, 1] for 16-bit
+            and float files. Default: the eval transform recorded in the checkpoint, else
+            scaling to [0, 1].
         input_shape: The shape of one input sample, checked before predicting; default: the
             shape recorded by a lightkit task module during training.
 
