@@ -510,3 +510,16 @@ def test_a_monitor_validation_never_logs_is_reported(tmp_path):
         ValueError, match=r"monitor='val/accuracy' was not logged .* val/acc, val/f1"
     ):
         trainer.fit(module, datamodule=dm)
+
+
+@pytest.mark.slow
+def test_ddp_workers_share_rank_zeros_new_run_folder(tmp_path):
+    script = Path(__file__).parent / "scripts" / "ddp_run_folder.py"
+    (tmp_path / "runs" / "version_0").mkdir(parents=True)  # an earlier run
+    _run([sys.executable, str(script), str(tmp_path)])
+    reports = _reports(tmp_path, 2)
+    assert {r["run_dir"] for r in reports} == {str(tmp_path / "runs" / "version_1")}
+    assert {r["checkpoints"] for r in reports} == {
+        str(tmp_path / "runs" / "version_1" / "checkpoints")
+    }
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["version_0", "version_1"]
