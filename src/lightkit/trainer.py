@@ -909,7 +909,7 @@ def _check_version(owner: str, version: Any) -> None:
     )
 
 
-_DEVICES_TEXT = re.compile(r"\s*(auto|-1|\d+|\d+\s*(,\s*\d+\s*)+,?)\s*")
+_DEVICES_TEXT = re.compile(r"\s*(auto|-1|\d+(\s*,\s*\d+)*\s*,?)\s*")
 
 
 def _check_devices_type(devices: Any) -> None:
