@@ -578,11 +578,14 @@ def _claim_run_dir(root: Path) -> Path:
 
 def _checkpoint_files(run_dir: Path) -> list[Path]:
     """The run's ``.ckpt`` files, in the order a resume tries them: ``last.ckpt``, then newest."""
-    try:
-        files = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.is_file()]
-    except OSError:
-        return []
-    return sorted(files, key=lambda p: (p.name != "last.ckpt", -p.stat().st_mtime, p.name))
+    files = []
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        try:  # a file removed meanwhile is no candidate
+            if path.is_file():
+                files.append((path.name != "last.ckpt", -path.stat().st_mtime, path.name, path))
+        except OSError:
+            continue
+    return [entry[-1] for entry in sorted(files)]
 
 
 def _newest_run_with_checkpoint(root: Path) -> Path | None:
