@@ -269,7 +269,8 @@ def test_resume_skips_newer_folders_without_a_checkpoint(tmp_path):
     last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
     with pytest.warns(
         UserWarning,
-        match=r"continues .*version_0 from last\.ckpt \(epoch 1, global step 8\); the newer run "
+        match=r"continues .*version_0 from last\.ckpt \(saved at epoch 1, global step 8\); "
+        r"the newer run "
         r"folder\(s\) version_2, version_1 hold no checkpoint",
     ):
         resumed = _fit(tmp_path, resume=True)

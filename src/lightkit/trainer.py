@@ -776,7 +776,7 @@ def _resume_point(root: Path, version: int | str | None) -> tuple[Path | None, s
             except CheckpointError as err:
                 damaged.append(str(err))
                 continue
-            where = f"epoch {checkpoint.get('epoch', '?')}, global step "
+            where = f"saved at epoch {checkpoint.get('epoch', '?')}, global step "
             where += f"{checkpoint.get('global_step', '?')}"
             if damaged:
                 rank_zero_warn(
