@@ -253,6 +253,12 @@ BAD_INPUTS = [
         TypeError,
         ["tensors[1]", "'y'"],
     ),
+    (
+        "loader-devices",
+        lambda: D.InMemoryLoader((torch.zeros(3), torch.zeros(3, device="meta"))),
+        ValueError,
+        ["tensors[1]", "meta"],
+    ),
     ("loader-batch-bool", lambda: _loader(batch_size=True), TypeError, ["batch_size", "True"]),
     ("loader-shuffle-str", lambda: _loader(shuffle="no"), TypeError, ["shuffle", "'no'"]),
     ("loader-drop-str", lambda: _loader(drop_last="false"), TypeError, ["drop_last", "'false'"]),
@@ -501,7 +507,7 @@ def test_bad_input_is_refused_with_a_clear_message(call, error, fragments):
 
 
 def test_the_table_only_grows():
-    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 176
+    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 177
 
 
 GOOD_INPUTS = [

@@ -80,6 +80,10 @@ class DataModule(L.LightningDataModule):
     transform are served by :class:`~lightkit.data.InMemoryLoader`, which yields exactly the
     batches a DataLoader would, many times faster.
 
+    Every argument is checked when the DataModule is built (a list of samples sample by sample);
+    a dataset's first sample is checked in ``setup()``, so a dataset of numbers, strings or
+    ``None`` targets fails there with its name and index, not inside a DataLoader worker.
+
     Args:
         train: The training dataset (samples ``(input, target)``).
         val: A validation dataset; when None, ``val_split`` of ``train`` is held out.
@@ -90,9 +94,11 @@ class DataModule(L.LightningDataModule):
         batch_size: Samples per batch.
         num_workers: DataLoader worker processes, or ``"auto"``: none for in-memory tensors
             without a transform, else one per CPU core this process may use minus one (at most 8).
+            An explicit count may be 0 to 1024.
         train_transform: Applied to each training input.
         eval_transform: Applied to each validation, test and predict input.
-        seed: Seed of the train/val split and of the training shuffle order.
+        seed: Seed of the train/val split and of the training shuffle order, an integer in
+            ``[0, 2**32 - 1]`` (the range Lightning's ``seed_everything`` takes).
 
     Example:
         >>> dm = lk.data.DataModule(my_dataset, val_split=0.2, batch_size=64)

@@ -31,8 +31,10 @@ class InMemoryLoader:
         batch_size: Samples per batch.
         shuffle: Draw a new permutation each epoch.
         drop_last: Drop the last incomplete batch.
-        seed: Seed of the shuffling generator (``None``: the global torch RNG).
-        device: Where the tensors and batches live (``None``: leave them where they are).
+        seed: Seed of the shuffling generator, in ``[0, 2**32 - 1]`` (``None``: the global torch
+            RNG).
+        device: Where the tensors and batches live (``None``: leave them where they are, which
+            must then be one device for all of them).
 
     Example:
         >>> loader = lk.data.InMemoryLoader((x, y), batch_size=128, shuffle=True, seed=0)
@@ -64,6 +66,13 @@ class InMemoryLoader:
             raise ValueError(
                 "InMemoryLoader: all tensors must have the same first dimension, got shapes "
                 + ", ".join(str(tuple(t.shape)) for t in tensors)
+            )
+        devices = {t.device for t in tensors}
+        if device is None and len(devices) > 1:
+            raise ValueError(
+                f"{owner}: tensors are on different devices ("
+                + ", ".join(f"tensors[{i}] on {t.device}" for i, t in enumerate(tensors))
+                + "); move them to one device, or pass device= to move them all"
             )
         batch_size = check_int(owner, "batch_size", batch_size, minimum=1)
         check_bool(owner, "shuffle", shuffle)
