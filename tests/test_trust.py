@@ -391,3 +391,42 @@ def test_malformed_lightkit_sections_are_refused_by_name(trained, tmp_path, edit
     with pytest.raises((CheckpointError, ValueError)) as err:
         lk.ClassificationModule.load_from_checkpoint(path)
     assert fragment in str(err.value)
+
+
+def test_export_never_replaces_a_hard_link_to_its_checkpoint(trained, tmp_path, capsys):
+    import os
+
+    copy = tmp_path / "model.ckpt"
+    copy.write_bytes(trained.read_bytes())
+    os.link(copy, tmp_path / "alias.pt")
+    code = main(
+        [
+            "export",
+            str(copy),
+            "--format",
+            "torchscript",
+            "--output",
+            str(tmp_path / "alias.pt"),
+            "--overwrite",
+        ]
+    )
+    assert code == 1
+    assert copy.read_bytes() == trained.read_bytes()
+
+
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_export_batch_size_is_checked(trained, tmp_path, capsys, size):
+    code = main(
+        [
+            "export",
+            str(trained),
+            "--format",
+            "torchscript",
+            "--output",
+            str(tmp_path / "m.pt"),
+            "--batch-size",
+            size,
+        ]
+    )
+    assert code == 1 and "--batch-size" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()

@@ -107,8 +107,11 @@ def export(
     import torch
 
     from lightkit import export as lk_export
+    from lightkit._validation import check_choice, check_int
     from lightkit.inference import Predictor
 
+    check_choice("lightkit export", "--format", format, _FORMATS)
+    check_int("lightkit export", "--batch-size", batch_size, 1, 4096)
     target = output or str(Path(checkpoint).with_suffix(_FORMATS[format]))
     if Path(target).resolve() == Path(checkpoint).resolve():
         raise ValueError(
@@ -126,7 +129,7 @@ def export(
         "onnx": lk_export.to_onnx,
         "exported-program": lk_export.to_exported_program,
     }[format]
-    return str(route(predictor.module, example, target, overwrite=overwrite))
+    return str(route(predictor.module, example, target, overwrite=overwrite, source=checkpoint))
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
