@@ -44,7 +44,7 @@ class TransformedDataset(Dataset):
     """
 
     def __init__(self, dataset: Dataset, transform: Transform, paired: bool = False) -> None:
-        _check_dataset("TransformedDataset", "dataset", dataset)
+        _check_dataset("TransformedDataset", "dataset", dataset, scan=False)
         if not callable(transform):
             raise TypeError(
                 f"TransformedDataset: transform must be callable, got {short_repr(transform)} "
@@ -375,7 +375,7 @@ def _check_num_workers(owner: str, num_workers: Any) -> None:
 _DATASET = "a map-style Dataset of (input, target) samples"
 
 
-def _check_dataset(owner: str, name: str, dataset: Any) -> None:
+def _check_dataset(owner: str, name: str, dataset: Any, scan: bool = True) -> None:
     """``dataset`` is None or a map-style dataset; a plain list or tuple is checked sample by
     sample (cheap: nothing is loaded), other datasets by their first sample in ``setup()``."""
     if dataset is None:
@@ -402,9 +402,10 @@ def _check_dataset(owner: str, name: str, dataset: Any) -> None:
             f"{owner}: {name} must be a map-style Dataset with __len__ and __getitem__, got "
             f"{short_repr(dataset)} ({type(dataset).__name__})"
         )
-    if isinstance(dataset, (list, tuple)):
+    if scan and isinstance(dataset, (list, tuple)) and len(dataset):
+        first = dataset[0]
         for index, sample in enumerate(dataset):
-            _check_sample(owner, name, index, sample, dataset[0])
+            _check_sample(owner, name, index, sample, first)
 
 
 def _check_first_sample(owner: str, name: str, dataset: Any) -> None:
@@ -427,31 +428,39 @@ def _check_first_sample(owner: str, name: str, dataset: Any) -> None:
 def _check_sample(owner: str, name: str, index: int, sample: Any, first: Any) -> None:
     """A sample is an ``(input, target, ...)`` tuple or list, a dict, or an input alone (a tensor,
     array or image); not a number, a string or None, which no model step can unpack."""
+    is_seq = isinstance(sample, (tuple, list))
+    if is_seq:
+        if not any(item is None for item in sample) and (
+            isinstance(first, (tuple, list)) and len(sample) == len(first)
+        ):
+            return  # the common case, kept cheap: a list of a million samples takes about a second
+    elif not (sample is None or isinstance(sample, (str, bytes, numbers.Number))) and not (
+        isinstance(first, (tuple, list))
+    ):
+        return
     where = f"{owner}: {name} sample {index}"
     if sample is None or isinstance(sample, (str, bytes, numbers.Number)):
         raise TypeError(
             f"{where} is {short_repr(sample)} ({type(sample).__name__}); expected an (input, "
             "target) pair such as (tensor, label), or an input alone (a tensor, array or image)"
         )
-    if isinstance(sample, (tuple, list)):
+    if is_seq:
         for position, item in enumerate(sample):
             if item is None:
                 raise TypeError(
                     f"{where} has None at position {position}: {short_repr(sample)}; a "
                     "DataLoader cannot batch None"
                 )
-    is_seq, first_is_seq = isinstance(sample, (tuple, list)), isinstance(first, (tuple, list))
-    if is_seq != first_is_seq or (is_seq and len(sample) != len(first)):
 
-        def shape(s: Any) -> str:
-            if isinstance(s, (tuple, list)):
-                return f"{len(s)} item{'' if len(s) == 1 else 's'}"
-            return f"a {type(s).__name__}"
+    def layout(s: Any) -> str:
+        if isinstance(s, (tuple, list)):
+            return f"{len(s)} item{'' if len(s) == 1 else 's'}"
+        return f"a {type(s).__name__}"
 
-        raise ValueError(
-            f"{where} has {shape(sample)} but sample 0 has {shape(first)}: "
-            f"{short_repr(sample)}; every sample needs the same layout"
-        )
+    raise ValueError(
+        f"{where} has {layout(sample)} but sample 0 has {layout(first)}: "
+        f"{short_repr(sample)}; every sample needs the same layout"
+    )
 
 
 class TensorDataModule(DataModule):
