@@ -227,6 +227,12 @@ BAD_INPUTS = [
         ["dataset", "Tensor"],
     ),
     ("cv-make-module", lambda: _cv(make_module="mlp"), TypeError, ["make_module", "'mlp'"]),
+    (
+        "cv-make-module-returns",
+        lambda: _cv(make_module=lambda: "net"),
+        TypeError,
+        ["make_module()", "'net'"],
+    ),
     ("cv-k-zero", lambda: _cv(k=0), ValueError, ["k", "0"]),
     ("cv-k-bool", lambda: _cv(k=True), TypeError, ["k", "True"]),
     (
@@ -507,7 +513,7 @@ def test_bad_input_is_refused_with_a_clear_message(call, error, fragments):
 
 
 def test_the_table_only_grows():
-    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 177
+    assert len({name for name, *_ in BAD_INPUTS}) == len(BAD_INPUTS) >= 178
 
 
 GOOD_INPUTS = [

@@ -138,6 +138,11 @@ def cross_validate(
         )
         L.seed_everything(kwargs["seed"], verbose=False)  # the same initial weights in every fold
         module = make_module()
+        if not isinstance(module, L.LightningModule):
+            raise TypeError(
+                f"{owner}: make_module() must return a new LightningModule (a lightkit task such "
+                f"as lk.ClassificationModule), got {short_repr(module)} ({type(module).__name__})"
+            )
         trainer = make_trainer(**kwargs)
         trainer.fit(module, datamodule=datamodule)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
