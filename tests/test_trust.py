@@ -430,3 +430,24 @@ def test_export_batch_size_is_checked(trained, tmp_path, capsys, size):
     )
     assert code == 1 and "--batch-size" in capsys.readouterr().err
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_malformed_rng_state_in_a_checkpoint_is_named_on_resume(trained, tmp_path):
+    from lightkit.checkpointing import CheckpointError
+
+    def edit(c):
+        (key,) = [k for k in c["callbacks"] if "RNGState" in k]
+        c["callbacks"][key]["numpy"] = ["MT19937", [1, 2, 3], 0, 0, 0.0]
+
+    path = _tamper(trained, tmp_path / "rng.ckpt", edit)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    trainer = lk.make_trainer(
+        max_epochs=2,
+        default_root_dir=tmp_path / "runs",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    with pytest.raises(CheckpointError, match="RNG state 'numpy' is malformed"):
+        trainer.fit(module, datamodule=dm, ckpt_path=path)
