@@ -16,6 +16,10 @@ def _net() -> nn.Module:
     return nn.Linear(4, 3)
 
 
+def _dm():
+    return lk.data.TensorDataModule(torch.randn(16, 4), torch.randint(0, 3, (16,)))
+
+
 def _predictor(**kwargs):
     module = lk.ClassificationModule(_net(), num_classes=3)
     return lk.Predictor(module, **{"device": "cpu", **kwargs})
@@ -30,12 +34,12 @@ REG, SEG = lk.RegressionModule, lk.SegmentationModule
 
 # (id, call, exception type, fragments the message must contain)
 CASES = [
-    ("num_classes str", lambda: CLS(_net(), num_classes="3"), ValueError, ["num_classes", "'3'"]),
-    ("num_classes float", lambda: CLS(_net(), num_classes=3.0), ValueError, ["num_classes", "3.0"]),
+    ("num_classes str", lambda: CLS(_net(), num_classes="3"), TypeError, ["num_classes", "'3'"]),
+    ("num_classes float", lambda: CLS(_net(), num_classes=3.0), TypeError, ["num_classes", "3.0"]),
     (
         "num_classes bool",
         lambda: CLS(_net(), num_classes=True),
-        ValueError,
+        TypeError,
         ["num_classes", "True"],
     ),
     ("num_classes 1", lambda: CLS(_net(), num_classes=1), ValueError, ["num_classes", "Binary"]),
@@ -123,13 +127,13 @@ CASES = [
     (
         "ignore_index bool",
         lambda: SEG(_net(), 3, ignore_index=True),
-        ValueError,
+        TypeError,
         ["ignore_index", "True"],
     ),
     (
         "ignore_index str",
         lambda: SEG(_net(), 3, ignore_index="255"),
-        ValueError,
+        TypeError,
         ["ignore_index", "'255'"],
     ),
     (
@@ -180,7 +184,7 @@ CASES = [
     (
         "predict batch_size bool",
         lambda: _predictor().predict(torch.randn(2, 4), batch_size=True),
-        ValueError,
+        TypeError,
         ["batch_size", "True"],
     ),
     (
@@ -219,6 +223,57 @@ CASES = [
         lambda: lk.Predictor.from_checkpoint("no/such.ckpt"),
         FileNotFoundError,
         ["no/such.ckpt"],
+    ),
+    (
+        "from_checkpoint path int",
+        lambda: lk.Predictor.from_checkpoint(123),
+        TypeError,
+        ["path", "123"],
+    ),
+    (
+        "load_from_checkpoint path None",
+        lambda: CLS.load_from_checkpoint(None),
+        TypeError,
+        ["checkpoint_path", "None"],
+    ),
+    ("num_labels float", lambda: ML(_net(), num_labels=2.0), TypeError, ["num_labels", "2.0"]),
+    ("regression loss None", lambda: REG(_net(), loss=None), ValueError, ["loss", "None"]),
+    (
+        "ignore_index float",
+        lambda: SEG(_net(), 3, ignore_index=1.5),
+        TypeError,
+        ["ignore_index", "1.5"],
+    ),
+    (
+        "diagnose overfit_steps",
+        lambda: lk.diagnose(CLS(_net(), 3), _dm(), overfit_steps=-1),
+        ValueError,
+        ["overfit_steps", "-1"],
+    ),
+    (
+        "diagnose lr_test",
+        lambda: lk.diagnose(CLS(_net(), 3), _dm(), lr_test="no"),
+        TypeError,
+        ["lr_test", "'no'"],
+    ),
+    (
+        "diagnose seed",
+        lambda: lk.diagnose(CLS(_net(), 3), _dm(), seed=None),
+        TypeError,
+        ["seed", "None"],
+    ),
+    (
+        "diagnose data_batches",
+        lambda: lk.diagnose(CLS(_net(), 3), _dm(), data_batches=0),
+        ValueError,
+        ["data_batches", "0"],
+    ),
+    ("diagnose module", lambda: lk.diagnose(_net(), _dm()), TypeError, ["module", "Linear"]),
+    (
+        "diagnose datamodule",
+        lambda: lk.diagnose(CLS(_net(), 3), [1, 2]),
+        TypeError,
+        ["datamodule", "list"],
     ),
     (
         "load_from_checkpoint missing file",

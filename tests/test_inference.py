@@ -69,7 +69,7 @@ def test_predict_errors_name_what_is_wrong(classifier):
         predictor.predict([["a"] * 8])
     with pytest.raises(ValueError, match="sample 2 contains NaN or Inf"):
         predictor.predict([torch.randn(8), torch.randn(8), torch.full((8,), float("nan"))])
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         predictor.predict(torch.randn(2, 8), batch_size=0)
     with pytest.raises(TypeError, match="inputs must be a tensor, a numpy array"):
         predictor.predict(3.5)

@@ -106,13 +106,17 @@ def test_datamodule_transforms_move_image_and_mask_together(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "error", "message"),
     [
-        (lambda: lk.optim.cosine(min_lr_ratio=2), r"min_lr_ratio must be in \[0, 1\], got 2"),
-        (lambda: lk.optim.plateau(patience=2.5), "patience must be an integer, got 2.5"),
-        (lambda: lk.optim.step(step_size=2.5), "step_size must be an integer, got 2.5"),
+        (
+            lambda: lk.optim.cosine(min_lr_ratio=2),
+            ValueError,
+            r"min_lr_ratio must be a number in \[0, 1\], got 2",
+        ),
+        (lambda: lk.optim.plateau(patience=2.5), TypeError, r"patience must be an integer >= 0"),
+        (lambda: lk.optim.step(step_size=2.5), TypeError, r"step_size must be an integer >= 1"),
     ],
 )
-def test_more_bad_preset_arguments(call, message):
-    with pytest.raises(ValueError, match=message):
+def test_more_bad_preset_arguments(call, error, message):
+    with pytest.raises(error, match=message):
         call()

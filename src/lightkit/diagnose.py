@@ -11,6 +11,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from lightkit._validation import check_bool, check_int, check_seed
+
 SEVERITIES = ("ok", "warning", "error")
 
 
@@ -99,6 +101,25 @@ def diagnose(
         >>> report = lk.diagnose(module, dm)
         >>> print(report)
     """
+    if not isinstance(module, L.LightningModule):
+        raise TypeError(
+            f"diagnose: module must be a LightningModule (a lightkit task module), got "
+            f"{type(module).__name__}"
+        )
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise TypeError(
+            f"diagnose: datamodule must be a LightningDataModule (for example "
+            f"lk.data.DataModule(dataset)), got {type(datamodule).__name__}"
+        )
+    overfit_steps = check_int("diagnose", "overfit_steps", overfit_steps, 1)
+    data_batches = check_int("diagnose", "data_batches", data_batches, 1)
+    lr_test = check_bool("diagnose", "lr_test", lr_test)
+    seed = check_seed("diagnose", "seed", seed)
+    if not isinstance(default_root_dir, (str, Path)):
+        raise TypeError(
+            f"diagnose: default_root_dir must be a path (str or pathlib.Path), got "
+            f"{default_root_dir!r}"
+        )
     for name in ("unpack_batch", "compute_loss"):
         if not callable(getattr(module, name, None)):
             raise TypeError(

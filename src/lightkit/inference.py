@@ -120,6 +120,11 @@ class Predictor:
             >>> predictor = lk.Predictor.from_checkpoint("best.ckpt", trust=["mypkg.nets"])
         """
         trusted = check_trust(trust, "Predictor.from_checkpoint")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"Predictor.from_checkpoint: path must be a checkpoint file path (str or "
+                f"pathlib.Path), got {path!r} ({type(path).__name__})"
+            )
         checkpoint = load_checkpoint(path)
         meta = checkpoint.get("lightkit") or {}
         if not isinstance(meta, dict):
@@ -187,10 +192,7 @@ class Predictor:
         Returns:
             The task's natural output for each sample, stacked (``N×...``), on the CPU.
         """
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(
-                f"Predictor.predict: batch_size must be a positive integer, got {batch_size!r}"
-            )
+        batch_size = check_int("Predictor.predict", "batch_size", batch_size, 1)
         outputs = [self._forward(batch) for batch in self._batches(inputs, batch_size)]
         if not outputs:
             raise ValueError("Predictor.predict: inputs is empty")

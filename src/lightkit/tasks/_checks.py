@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from lightkit._validation import check_float
+from lightkit._validation import check_float, check_int
 
 
 def first_bad_value(
@@ -26,7 +26,8 @@ def first_bad_value(
 
 
 def check_num_classes(owner: str, value: Any, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+    check_int(owner, name, value)  # a TypeError for a non-integer (a str, a float, a bool)
+    if value < 2:
         hint = (
             " (use BinaryClassificationModule for a single logit)" if name == "num_classes" else ""
         )

@@ -452,6 +452,11 @@ class TaskModule(L.LightningModule):
             >>> module = MyTask.load_from_checkpoint(path, trust=["mypkg.nets"])
         """
         trusted = check_trust(trust, f"{cls.__name__}.load_from_checkpoint")
+        if not isinstance(checkpoint_path, (str, os.PathLike)):
+            raise TypeError(
+                f"{cls.__name__}.load_from_checkpoint: checkpoint_path must be a file path (str "
+                f"or pathlib.Path), got {checkpoint_path!r} ({type(checkpoint_path).__name__})"
+            )
         checkpoint = load_checkpoint(checkpoint_path)  # CheckpointError names a damaged file
         _check_recorded_task(cls, checkpoint, os.fspath(checkpoint_path))
         weights = checkpoint.get("state_dict")

@@ -11,7 +11,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
-from lightkit._validation import check_choice
+from lightkit._validation import check_choice, check_int
 from lightkit.losses import CEDiceLoss, DiceLoss
 from lightkit.tasks._checks import check_class_labels, check_num_classes
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
@@ -58,11 +58,9 @@ class SegmentationModule(TaskModule):
         name = type(self).__name__
         check_num_classes(name, num_classes, "num_classes")
         check_choice(name, "loss", loss, _LOSSES)
-        if ignore_index is not None and (
-            not isinstance(ignore_index, int)
-            or isinstance(ignore_index, bool)
-            or 0 <= ignore_index < num_classes
-        ):
+        if ignore_index is not None:
+            check_int(name, "ignore_index", ignore_index)  # TypeError for "255", 1.5, True
+        if ignore_index is not None and 0 <= ignore_index < num_classes:
             raise ValueError(
                 f"{name}: ignore_index must be None or an integer outside [0, {num_classes}), "
                 f"got {ignore_index!r}"
