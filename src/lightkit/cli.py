@@ -133,6 +133,16 @@ def export(
 
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _body_bytes(megabytes: float) -> int:
+    from lightkit._validation import check_float
+
+    return int(
+        check_float("lightkit serve", "--max-body-mb", megabytes, 0.0, min_inclusive=False) * 2**20
+    )
+
+
 _TRUST_HELP = (
     "module prefixes or class paths the checkpoint may name (your own nets: mypkg.nets); "
     "see 'What lightkit trusts' in the README"
@@ -329,7 +339,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-batch-size", type=int, default=32)
     srv.add_argument("--batch-timeout", type=float, default=0.01, help="seconds")
-    srv.add_argument("--max-body-mb", type=float, default=10.0, help="larger requests get 413")
+    srv.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=None,
+        help="larger requests get 413 (default: 4x one sample of the model's input as JSON, "
+        "at least 64 KiB)",
+    )
+    srv.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="the shape of one sample (default: recorded in the checkpoint, else learned from "
+        "the first request the model accepts)",
+    )
+    srv.add_argument(
+        "--read-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a client has to send a whole request; slower ones get 408",
+    )
     srv.add_argument("--accelerator", choices=["auto", "cpu", "cuda"], default="auto")
     srv.add_argument("--verbose", action="store_true", help="print the size of every batch")
     srv.add_argument("--trust", nargs="+", metavar="MODULE", help=_TRUST_HELP)
@@ -361,7 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 max_batch_size=args.max_batch_size,
                 batch_timeout=args.batch_timeout,
-                max_body_bytes=int(args.max_body_mb * 2**20),
+                max_body_bytes=(
+                    None if args.max_body_mb is None else _body_bytes(args.max_body_mb)
+                ),
+                input_shape=args.input_shape,
+                read_timeout=args.read_timeout,
                 accelerator=args.accelerator,
                 verbose=args.verbose,
                 **({"trust": args.trust} if args.trust else {}),
