@@ -103,3 +103,34 @@ def test_diagnose_from_a_config(tmp_path, capsys):
     assert code == 0, out
     assert "lightkit diagnose: no errors" in out and "overfit: one batch overfits" in out
     assert (tmp_path / "version_0" / "lr_find.png").exists()
+
+
+def test_serve_flags_reach_serve(tmp_path, monkeypatch, capsys):
+    import lightkit.serve
+
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"not read: serve is replaced below")
+    seen = {}
+    monkeypatch.setattr(lightkit.serve, "serve", lambda path, **kwargs: seen.update(kwargs))
+    assert (
+        main(
+            [
+                "serve",
+                str(ckpt),
+                "--input-shape",
+                "1",
+                "28",
+                "28",
+                "--read-timeout",
+                "5",
+                "--trust",
+                "mypkg.nets",
+            ]
+        )
+        == 0
+    )
+    assert seen["input_shape"] == [1, 28, 28] and seen["read_timeout"] == 5.0
+    assert seen["max_body_bytes"] is None  # derived from the input size by serve()
+    assert seen["trust"] == ["mypkg.nets"]
+    assert main(["serve", str(ckpt), "--max-body-mb", "0"]) == 1
+    assert "--max-body-mb" in capsys.readouterr().err
