@@ -12,6 +12,7 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
 """
 
 from lightkit import callbacks, checkpointing, data, export, losses, models, optim
+from lightkit._spec import UntrustedSpecError
 from lightkit.data.kfold import cross_validate
 from lightkit.diagnose import diagnose
 from lightkit.inference import Predictor
@@ -36,6 +37,7 @@ __all__ = [
     "RegressionModule",
     "SegmentationModule",
     "TaskModule",
+    "UntrustedSpecError",
     "__version__",
     "callbacks",
     "checkpointing",
