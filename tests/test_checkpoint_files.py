@@ -235,15 +235,21 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path, live_pid):
     checkpoint_io = AtomicCheckpointIO()
     checkpoint_io.save_checkpoint({"step": 1}, folder / "last.ckpt")
     _age(folder / "last.ckpt", 600)
-    dead = folder / f".last.ckpt.{_dead_pid()}.tmp"
+    dead = folder / f".last.ckpt.lightkit-{_dead_pid()}.tmp"
     dead.write_bytes(b"partial")
     _age(dead, 300)
-    fresh_dead = folder / f".epoch=1.ckpt.{_dead_pid()}.tmp"  # may still be written elsewhere
+    fresh_dead = (
+        folder / f".epoch=1.ckpt.lightkit-{_dead_pid()}.tmp"
+    )  # may still be written elsewhere
     fresh_dead.write_bytes(b"partial")
-    live = folder / f".best.ckpt.{live_pid}.tmp"  # a live process, newer than any checkpoint
+    live = (
+        folder / f".best.ckpt.lightkit-{live_pid}.tmp"
+    )  # a live process, newer than any checkpoint
     live.write_bytes(b"partial")
     _age(live, 300)
-    mine_before_start = folder / f".last.ckpt.{os.getpid()}.tmp"  # a past process with my pid
+    mine_before_start = (
+        folder / f".last.ckpt.lightkit-{os.getpid()}.tmp"
+    )  # a past process with my pid
     mine_before_start.write_bytes(b"partial")
     _age(mine_before_start, 3600 * 24)
     other = folder / ".notes.tmp"
@@ -259,14 +265,18 @@ def test_stale_temp_files_are_removed_and_live_ones_kept(tmp_path, live_pid):
     # written after it, so that pid was reused and the file is stale.
     assert remove_stale_temp_files(folder) == [os.fspath(live)]
     _age(fresh_dead, 120)  # no longer written by anyone
-    checkpoint_io.load_checkpoint(folder / "last.ckpt")  # loading cleans up too
+    checkpoint_io.load_checkpoint(folder / "last.ckpt")  # a load cleans nothing
+    assert fresh_dead.exists()
+    checkpoint_io.save_checkpoint({"step": 3}, folder / "last.ckpt")  # the next save does
     assert not fresh_dead.exists() and other.exists()
 
 
 def test_a_temp_file_being_written_is_never_removed(tmp_path, live_pid):
     folder = tmp_path / "checkpoints"
     AtomicCheckpointIO().save_checkpoint({"step": 1}, folder / "last.ckpt")
-    writing = [folder / f".last.ckpt.{pid}.tmp" for pid in (live_pid, os.getpid(), _dead_pid())]
+    writing = [
+        folder / f".last.ckpt.lightkit-{pid}.tmp" for pid in (live_pid, os.getpid(), _dead_pid())
+    ]
     for path in writing:
         path.write_bytes(b"partial")  # just modified: may be written from another machine
     assert remove_stale_temp_files(folder) == []
@@ -305,3 +315,25 @@ def test_intact_file_that_cannot_load_here_is_not_called_damaged(tmp_path, real_
     path.write_bytes(real_checkpoint)
     with pytest.raises(CheckpointError, match=r"best\.ckpt' is intact but cannot be loaded here"):
         load_checkpoint(path, map_location="cuda")
+
+
+def test_another_programs_temp_files_are_never_removed(tmp_path):
+    """Only lightkit's own `.X.ckpt.lightkit-<pid>.tmp` names are cleaned, and only on a save."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    foreign = [
+        folder / f".thesis.docx.{_dead_pid()}.tmp",
+        folder / f".model.ckpt.{_dead_pid()}.tmp",
+    ]
+    for path in foreign:
+        path.write_text("someone else's work")
+        _age(path, 3600)
+    ours = folder / f".last.ckpt.lightkit-{_dead_pid()}.tmp"
+    ours.write_text("a killed save")
+    _age(ours, 3600)
+    ckpt = folder / "model.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    AtomicCheckpointIO().load_checkpoint(ckpt)  # a load cleans nothing
+    assert ours.exists() and all(p.exists() for p in foreign)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, folder / "last.ckpt")
+    assert not ours.exists() and all(p.exists() for p in foreign)

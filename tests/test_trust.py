@@ -230,16 +230,41 @@ def test_trusted_module_is_imported_and_an_untrusted_one_names_how_to_trust(tmp_
     assert main(["export", path, "--format", "torchscript", "--trust", "lk_user_nets"]) == 0
 
 
-def test_net_larger_than_the_checkpoint_weights_is_refused_before_allocating(trained, tmp_path):
-    # 10^6 × 10^6 floats would be 4 TB: built on the meta device first and refused.
-    bomb = {
-        "class_path": "torch.nn.Linear",
-        "init_args": {"in_features": 10**6, "out_features": 10**6},
+@pytest.mark.parametrize(
+    ("net", "edit_weights", "message"),
+    [
+        # 10^6 × 10^6 floats would be 4 TB: an integer larger than the file's weights
+        ({"in_features": 10**6, "out_features": 10**6}, None, "has an argument 1,000,000"),
+        # 100 × 100 floats: small integers, but more bytes than the file holds (meta-device probe)
+        ({"in_features": 100, "out_features": 100}, None, "would hold 40,400 bytes"),
+        # a zero-stride tensor declares 10^8 numbers but stores 4 bytes: counted by storage
+        (
+            {"in_features": 10**4, "out_features": 10**4},
+            lambda sd: sd.update(big=torch.zeros(1).expand(10**4, 10**4)),
+            "has an argument 10,000",
+        ),
+    ],
+)
+def test_net_larger_than_the_checkpoint_weights_is_refused_before_allocating(
+    trained, tmp_path, net, edit_weights, message
+):
+    def edit(c):
+        c["hyper_parameters"].update(net={"class_path": "torch.nn.Linear", "init_args": net})
+        if edit_weights:
+            edit_weights(c["state_dict"])
+
+    path = _tamper(trained, tmp_path / "bomb.ckpt", edit)
+    with pytest.raises(ValueError, match=message):
+        lk.ClassificationModule.load_from_checkpoint(path)
+
+
+def test_a_huge_layer_count_is_refused_before_the_meta_probe(trained, tmp_path):
+    rnn = {
+        "class_path": "torch.nn.RNN",
+        "init_args": {"input_size": 8, "hidden_size": 3, "num_layers": 10**9},
     }
-    path = _tamper(
-        trained, tmp_path / "bomb.ckpt", lambda c: c["hyper_parameters"].update(net=bomb)
-    )
-    with pytest.raises(ValueError, match=r"more than the .* the checkpoint.s weights hold"):
+    path = _tamper(trained, tmp_path / "rnn.ckpt", lambda c: c["hyper_parameters"].update(net=rnn))
+    with pytest.raises(ValueError, match="has an argument 1,000,000,000"):
         lk.ClassificationModule.load_from_checkpoint(path)
 
 

@@ -7,19 +7,20 @@ format is the one LightningCLI and jsonargparse use.
 A spec names something to import and call, so a spec read from a file is code: this module is the
 one place where a spec is turned into an object, and it does so only under the trust policy.
 
-* The allow-list, by kind: a ``net`` is a ``torch.nn.Module`` subclass from ``torch.nn`` or
-  ``torchvision.models``, or a lightkit model (``MLP``, ``ConvNet``, ``UNet``, ``backbone``); an
+* The allow-list, by kind: a ``net`` is a ``torch.nn.Module`` layer class from ``torch.nn``
+  (``torch.nn.modules``), or a lightkit model (``MLP``, ``ConvNet``, ``UNet``, ``backbone``); an
   ``optimizer`` is a ``torch.optim.Optimizer`` subclass or a ``lightkit.optim`` optimizer preset;
   a ``scheduler`` is a ``torch.optim.lr_scheduler`` scheduler or a ``lightkit.optim`` scheduler
   preset; a ``transform`` is ``lightkit.data.transforms.eval_preset`` with bounded arguments; a
   ``task`` is one of lightkit's task modules.
 * The class path is checked *before* anything is imported (only modules under ``lightkit``,
-  ``torch.nn``, ``torch.optim``, ``torchvision.models`` and ``torchvision.transforms`` are imported)
-  and the object's kind *before* it is called.
+  ``torch.nn`` and ``torch.optim`` are imported) and the object's kind *before* it is called.
 * What the user trusts explicitly (``trust=["mypkg.nets"]``: module prefixes or exact class paths)
-  is imported and called as named, and its result is type-checked afterwards.
-* A net built from a checkpoint's spec is first built on the ``meta`` device: one that would hold
-  more numbers than the checkpoint's ``state_dict`` is refused before it allocates any memory.
+  is imported and called as named when it is a class or function defined there, and its result
+  is type-checked afterwards.
+* A net built from a checkpoint's spec takes no integer argument larger than the checkpoint's
+  weights (in bytes) and is first built on the ``meta`` device: one that would hold more bytes
+  than the checkpoint's ``state_dict`` really stores is refused before it allocates any memory.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import inspect
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -42,8 +44,6 @@ _IMPORTABLE_PREFIXES = (
     "lightkit",
     "torch.nn",
     "torch.optim",
-    "torchvision.models",
-    "torchvision.transforms",
 )
 
 # Bounds on the arguments of a recorded transform, which is built when an image is predicted.
@@ -53,8 +53,8 @@ _MAX_CHANNELS = 16
 _TRUST: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
     "lightkit_trust", default=()
 )
-_MAX_NUMEL: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "lightkit_max_numel", default=None
+_MAX_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "lightkit_max_bytes", default=None
 )
 
 
@@ -83,21 +83,40 @@ def check_trust(value: Any, owner: str) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def trusting(trust: Iterable[str] = (), max_numel: int | None = None) -> Iterator[None]:
+def trusting(trust: Iterable[str] = (), max_bytes: int | None = None) -> Iterator[None]:
     """Within this block, specs may also name what ``trust`` lists; nets are bounded in size.
 
     Args:
         trust: Module prefixes or class paths the user trusts (added to those already trusted).
-        max_numel: The most numbers (parameters and buffers) a net built from a spec may hold;
-            None: no bound.
+        max_bytes: The most bytes of parameters and buffers a net built from an untrusted spec
+            may hold, and the largest integer argument it may take (the size of the checkpoint's
+            weights); None: no bound.
     """
     token = _TRUST.set((*_TRUST.get(), *trust))
-    numel_token = _MAX_NUMEL.set(max_numel)
+    bytes_token = _MAX_BYTES.set(max_bytes)
     try:
         yield
     finally:
-        _MAX_NUMEL.reset(numel_token)
+        _MAX_BYTES.reset(bytes_token)
         _TRUST.reset(token)
+
+
+def stored_bytes(tensors: Iterable[Any]) -> int:
+    """Bytes the distinct storages of ``tensors`` really hold (an expanded tensor counts once)."""
+    seen: set[int] = set()
+    total = 0
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() in seen and storage.data_ptr() != 0:
+            continue
+        seen.add(storage.data_ptr())
+        total += storage.nbytes()
+    return total
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def is_plain(value: Any) -> bool:
@@ -198,14 +217,26 @@ def resolve(spec: Any, what: str, kind: str | None = None) -> Any:
     if kind is not None and kind not in KINDS:
         raise ValueError(f"from_spec: kind must be one of {KINDS} or None, got {kind!r}")
     path = spec["class_path"]
+    if (
+        len(path) > 300
+        or path.count(".") > 30
+        or not all(p.isidentifier() for p in path.split("."))
+    ):
+        raise TypeError(f"{what}: class_path must be a dotted Python name, got {_short(path)}")
     trusted = _user_trusted(path)
     if not trusted and not _within(path, _IMPORTABLE_PREFIXES):
         raise _untrusted(path, what, kind)
     target = import_object(path, what)
     if trusted:
-        if not callable(target):
-            raise TypeError(f"{what}: {path!r} is not callable")
+        # What is called must be defined in the trusted module, not merely reachable through it
+        # (`mypkg.nets.os.system` is os.system).
+        if not (isinstance(target, type) or inspect.isfunction(target)) or not _user_trusted(
+            qualified_name(target)
+        ):
+            raise _untrusted(path, what, kind)
         return target
+    if _MAX_BYTES.get() is not None:
+        _check_integer_args(spec.get("init_args") or {}, _MAX_BYTES.get(), path, what)
     kinds = KINDS if kind is None else (kind,)
     if not any(_allowed(target, k, bool(spec.get("partial"))) for k in kinds):
         raise _untrusted(path, what, kind)
@@ -262,7 +293,7 @@ def _user_trusted(path: str) -> bool:
 def _untrusted(path: str, what: str, kind: str | None) -> UntrustedSpecError:
     expected = {
         None: "a lightkit model, optimizer or scheduler preset, or a torch.nn / torch.optim class",
-        "net": "a torch.nn.Module class from torch.nn or torchvision.models, or a lightkit model",
+        "net": "a torch.nn layer class or a lightkit model (torchvision nets: lk.models.backbone)",
         "optimizer": "a torch.optim.Optimizer class or a lightkit.optim optimizer preset",
         "scheduler": "a torch.optim.lr_scheduler class or a lightkit.optim scheduler preset",
         "transform": "lightkit.data.transforms.eval_preset",
@@ -313,7 +344,7 @@ def _allowed(target: Any, kind: str, partial: bool) -> bool:
         return (
             not partial
             and issubclass(target, torch.nn.Module)
-            and _within(module, ("torch.nn", "torchvision.models"))
+            and _within(module, ("torch.nn.modules",))
         )
     if kind == "optimizer":
         return (
@@ -332,7 +363,7 @@ def _allowed(target: Any, kind: str, partial: bool) -> bool:
 
 def _check_net_size(target: Any, args: dict[str, Any], path: str, what: str) -> None:
     """Build the net on the meta device first and refuse one larger than the checkpoint allows."""
-    limit = _MAX_NUMEL.get()
+    limit = _MAX_BYTES.get()
     if limit is None:
         return
     import torch
@@ -344,13 +375,31 @@ def _check_net_size(target: Any, args: dict[str, Any], path: str, what: str) -> 
         return
     if not isinstance(probe, torch.nn.Module):
         return
-    numel = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
-    if numel > limit:
+    size = sum(t.numel() * t.element_size() for t in (*probe.parameters(), *probe.buffers()))
+    if size > limit:
         raise ValueError(
-            f"{what}: the net described as {path} with init_args {args!r} would hold {numel:,} "
-            f"numbers, more than the {limit:,} the checkpoint's weights hold; the file's "
-            "hyperparameters do not match its weights (damaged or crafted), refusing to build it"
+            f"{what}: the net described as {path} with init_args {_short(args)} would hold "
+            f"{size:,} bytes of weights, more than the {limit:,} the checkpoint's weights hold; "
+            "the file's hyperparameters do not match its weights (damaged or crafted), refusing "
+            "to build it"
         )
+
+
+def _check_integer_args(args: Any, limit: int, path: str, what: str) -> None:
+    """No integer argument of a spec read from a file may exceed the size of its weights in bytes.
+
+    A layer ``n`` wide holds at least ``n`` numbers, so a larger integer (``num_layers=10**9``) can
+    only make building the net slow or huge; refused before anything is built, even on ``meta``.
+    """
+    values = args.values() if isinstance(args, Mapping) else args
+    for value in values:
+        if isinstance(value, (list, tuple, Mapping)):
+            _check_integer_args(value, limit, path, what)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > max(limit, 64):
+            raise ValueError(
+                f"{what}: {path} has an argument {value:,}, larger than the checkpoint's "
+                f"{limit:,} bytes of weights (damaged or crafted), refusing to build it"
+            )
 
 
 def _check_transform_args(args: dict[str, Any], what: str) -> None:

@@ -26,7 +26,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 _TEMP_GRACE_S = 60.0
 # Every temporary file this process writes is newer than this (the import of lightkit).
 _STARTED = time.time()
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+# Only lightkit's own temporary checkpoint files match (another program's `.x.123.tmp` never does).
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+\.ckpt)\.lightkit-(?P<pid>\d+)\.tmp$")
 # torch.save's legacy (pre-zip) format begins with a pickled magic number: protocol 2, LONG1.
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 # How torch's PyTorchStreamWriter reports a write that failed underneath it.
@@ -295,7 +296,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as err:
             raise _save_error(target, err, checkpoint) from err
         remove_stale_temp_files(target.parent)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = target.with_name(f".{target.name}.lightkit-{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)
@@ -327,8 +328,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "lightkit loads checkpoints with weights_only=True only; got weights_only=False"
             )
         location = map_location if map_location is not None else "cpu"
-        if Path(path).parent.is_dir():
-            remove_stale_temp_files(Path(path).parent)
         try:
             return load_checkpoint(path, map_location=location)
         except DamagedCheckpointError:
@@ -370,7 +369,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[str]:
-    """Remove the ``.<name>.<pid>.tmp`` files that killed saves left in ``folder``.
+    """Remove the ``.<name>.ckpt.lightkit-<pid>.tmp`` files that killed saves left in ``folder``.
+
+    Called before each save into a run's checkpoint folder (never on a load: a checkpoint may be
+    read from a folder that is not lightkit's). Files of any other name are never touched.
 
     A temporary file is stale when it has not been modified for a minute and either the process
     that wrote it is gone (or it predates this process, where the pid is this process's own) or it

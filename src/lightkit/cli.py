@@ -206,13 +206,17 @@ def _cli_trainer_signature() -> Any:
 
 
 def _checked_cli_class() -> type:
-    """LightningCLI whose ``--ckpt_path`` hyperparameters pass lightkit's trust policy first.
+    """LightningCLI whose ``--ckpt_path`` hyperparameters pass lightkit's trust policy.
 
     LightningCLI merges a checkpoint's hyperparameters into the config (``_parse_ckpt_path``),
-    and jsonargparse then imports and instantiates every ``class_path`` in them. This is the one
-    place where lightkit reaches into a private LightningCLI method: it checks the checkpoint
-    (weights-only loading, the recorded task against the configured model, every class path
-    against the allow-list and ``--trust``) before Lightning reads it.
+    and jsonargparse then imports and instantiates whatever they name: a ``class_path``, and
+    also a plain string or a file path given where a class is expected. lightkit replaces that
+    one private method (the only place it reaches into LightningCLI): it reads the checkpoint
+    once (weights-only), checks the recorded task against the configured model, and merges only
+    values that cannot name code: numbers, booleans, None and lists of them, strings where the
+    signature says ``str``, and net / optimizer / scheduler specs that pass the allow-list
+    (``--trust`` widens it) with arguments of those kinds. Other keys are left to the config,
+    with a warning naming them.
     ``tests/test_trust.py::test_lightning_cli_private_hook_exists`` fails by name if it moves.
     """
     from lightning.pytorch.cli import LightningCLI
@@ -229,18 +233,28 @@ def _checked_cli_class() -> type:
 
         def _parse_ckpt_path(self) -> None:
             subcommand = self.config.get("subcommand")
-            if subcommand:
-                section = self.config[subcommand]
-                ckpt_path = section.get("ckpt_path")
-                if ckpt_path and Path(ckpt_path).is_file():
-                    _check_cli_checkpoint(ckpt_path, section)
-            super()._parse_ckpt_path()
+            if not subcommand:
+                return
+            section = self.config[subcommand]
+            ckpt_path = section.get("ckpt_path")
+            if not ckpt_path or not Path(ckpt_path).is_file():
+                return
+            hparams = _checked_cli_hparams(ckpt_path, section)
+            model = section.get("model")
+            class_path = getattr(model, "class_path", None)
+            if hparams and class_path:  # the config's own model class, with the checked values
+                update = {"model": {"class_path": class_path, "init_args": hparams}}
+                self.config = self.parser.parse_object({subcommand: update}, self.config)
 
     return _LightkitCLI
 
 
-def _check_cli_checkpoint(ckpt_path: str, section: Any) -> None:
-    from lightkit._spec import check_specs, check_trust, trusting
+def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
+    """The checkpoint's hyperparameters that are safe to merge into the config (see above)."""
+    import inspect
+    import warnings
+
+    from lightkit._spec import check_trust, import_object, resolve, stored_bytes, trusting
     from lightkit.checkpointing import load_checkpoint
 
     trust = check_trust(section.get("trust"), "lightkit --trust")
@@ -255,11 +269,64 @@ def _check_cli_checkpoint(ckpt_path: str, section: Any) -> None:
             f"lightkit: --ckpt_path {ckpt_path!r} was written by {recorded}, but the config's "
             f"model is {configured}; use the config the checkpoint was trained with"
         )
-    with trusting(trust):
+    if not isinstance(hparams, dict):
+        raise SystemExit(
+            f"lightkit: --ckpt_path {ckpt_path!r}: its hyperparameters are a "
+            f"{type(hparams).__name__}, expected a dict"
+        )
+    task_class = import_object(configured, "model") if configured else None
+    signature = inspect.signature(task_class.__init__) if isinstance(task_class, type) else None
+    weights = checkpoint.get("state_dict") or {}
+    limit = stored_bytes(v for v in weights.values() if hasattr(v, "untyped_storage"))
+    merged: dict[str, Any] = {}
+    dropped: list[str] = []
+    with trusting(trust, max_bytes=limit):
+        for key, value in hparams.items():
+            if not isinstance(key, str) or key.startswith("_"):
+                continue  # LightningCLI's `_instantiator` / `_class_path`: never from a file
+            if key in ("net", "optimizer", "scheduler") and isinstance(value, dict):
+                try:
+                    target = resolve(value, f"--ckpt_path {ckpt_path!r}: {key}", key)
+                except (ImportError, TypeError, ValueError) as err:
+                    raise SystemExit(f"lightkit: {err}") from None
+                args = value.get("init_args") or {}
+                if all(_plain_arg(target, k, v) for k, v in args.items()):
+                    merged[key] = dict(value)
+                    continue
+            elif value is None or _plain_arg(task_class, key, value, signature):
+                merged[key] = value
+                continue
+            dropped.append(key)
+    if dropped:
+        warnings.warn(
+            f"lightkit: --ckpt_path {ckpt_path!r}: hyperparameters {sorted(dropped)} are not "
+            "merged into the config (they could name code to run); the config's values are used",
+            stacklevel=2,
+        )
+    return merged
+
+
+def _plain_arg(target: Any, name: str, value: Any, signature: Any = None) -> bool:
+    """Whether ``value`` can be handed to jsonargparse for ``target``'s argument without it
+    importing anything: numbers, booleans, None and lists of them, and strings only where the
+    signature declares a plain ``str``."""
+    import inspect
+
+    if isinstance(value, (bool, int, float)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return len(value) <= 10_000 and all(
+            isinstance(v, (bool, int, float)) or v is None for v in value
+        )
+    if isinstance(value, str) and len(value) <= 200:
         try:
-            check_specs(hparams, f"--ckpt_path {ckpt_path!r}: hyperparameters")
-        except (ImportError, TypeError, ValueError) as err:
-            raise SystemExit(f"lightkit: {err}") from None
+            sig = signature or inspect.signature(target)
+        except (TypeError, ValueError):
+            return False
+        param = sig.parameters.get(name)
+        annotation = param.annotation if param is not None else None
+        return annotation in (str, "str", "str | None", "None | str")
+    return False
 
 
 def _same_task(configured: str, recorded: str) -> bool:

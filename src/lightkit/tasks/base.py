@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,7 +15,15 @@ from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
 from lightkit._checkpointing import run_blocks
-from lightkit._spec import check_trust, from_spec, is_spec, qualified_name, to_spec, trusting
+from lightkit._spec import (
+    check_trust,
+    from_spec,
+    is_spec,
+    qualified_name,
+    stored_bytes,
+    to_spec,
+    trusting,
+)
 from lightkit._validation import check_bool
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer import _has_no_validation
@@ -457,30 +463,43 @@ class TaskModule(L.LightningModule):
                 f"{cls.__name__}.load_from_checkpoint: checkpoint_path must be a file path (str "
                 f"or pathlib.Path), got {checkpoint_path!r} ({type(checkpoint_path).__name__})"
             )
-        checkpoint = load_checkpoint(checkpoint_path)  # CheckpointError names a damaged file
-        _check_recorded_task(cls, checkpoint, os.fspath(checkpoint_path))
-        weights = checkpoint.get("state_dict")
-        limit = (
-            sum(t.numel() for t in weights.values() if isinstance(t, torch.Tensor))
-            if isinstance(weights, Mapping)
-            else None
-        )
-        del checkpoint
-        try:
-            with trusting(trusted, max_numel=limit):
-                return super().load_from_checkpoint(
-                    checkpoint_path,
-                    map_location=map_location,
-                    hparams_file=hparams_file,
-                    strict=strict,
-                    weights_only=True,
-                    **kwargs,
-                )
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError) as err:
-            # The file changed between the two reads (replaced while loading).
+        path = os.fspath(checkpoint_path)
+        if map_location is None:
+            map_location = None if torch.cuda.is_available() else "cpu"
+        # Read once: what is checked is what is built (no second read that a swapped file could
+        # change), and the module is built by lightkit, never by an instantiator the file names.
+        checkpoint = load_checkpoint(path, map_location=map_location)
+        _check_recorded_task(cls, checkpoint, path)
+        hparams = _read_hparams(hparams_file) if hparams_file is not None else None
+        if hparams is None:
+            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
+        if not isinstance(hparams, Mapping) or not all(isinstance(k, str) for k in hparams):
             raise CheckpointError(
-                f"checkpoint {os.fspath(checkpoint_path)!r} could not be read: {err}"
-            ) from err
+                f"{cls.__name__}.load_from_checkpoint: the hyperparameters in {path!r} are "
+                f"{_short(hparams)}, expected a dict of argument names to values"
+            )
+        state_dict = checkpoint.get("state_dict")
+        if not isinstance(state_dict, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+        ):
+            raise CheckpointError(
+                f"{cls.__name__}.load_from_checkpoint: {path!r} has no valid 'state_dict' (a dict "
+                "of names to tensors)"
+            )
+        # Keys starting with "_" are LightningCLI's instructions (`_instantiator`, `_class_path`),
+        # not arguments: lightkit never lets a file choose how the module is built.
+        init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+        init_args.update(kwargs)
+        params = inspect.signature(cls.__init__).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            init_args = {k: v for k, v in init_args.items() if k in params and k != "self"}
+        with trusting(trusted, max_bytes=stored_bytes(state_dict.values())):
+            module = cls(**init_args)
+        module.on_load_checkpoint(checkpoint)
+        strict = module.strict_loading if strict is None else strict
+        module.load_state_dict(state_dict, strict=strict)
+        first = next(iter(state_dict.values()), None)
+        return module.to(first.device) if first is not None else module
 
     # --- optimizers ------------------------------------------------------------------------------
 
@@ -545,6 +564,25 @@ def _check_recorded_task(cls: type, checkpoint: Mapping[str, Any], path: str) ->
             "it), or load only its weights with "
             "module.load_state_dict(lk.checkpointing.load_checkpoint(path)['state_dict'])"
         )
+
+
+def _read_hparams(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """Hyperparameters from a YAML file, read as plain data (``yaml.safe_load``)."""
+    import yaml
+
+    name = os.fspath(path)
+    if not name.lower().endswith((".yaml", ".yml")):
+        raise ValueError(f"load_from_checkpoint: hparams_file must be a .yaml file, got {name!r}")
+    with open(name, encoding="utf-8") as f:
+        try:
+            values = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            raise ValueError(f"load_from_checkpoint: {name!r} is not valid YAML: {err}") from None
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"load_from_checkpoint: {name!r} must hold a mapping, got {_short(values)}"
+        )
+    return values
 
 
 def _short(value: Any) -> str:
