@@ -89,6 +89,13 @@ def _payloads(marker: Path) -> dict:
         ),
         "task=module that runs on import": lambda c: c["lightkit"].update(task="lk_evil.Net"),
         "task=os.system": lambda c: c["lightkit"].update(task="os.system"),
+        # What every `lightkit fit` checkpoint records: LightningCLI's instantiator, which would
+        # have jsonargparse import and build the net itself, past lightkit's checks.
+        "net via LightningCLI's _instantiator": lambda c: c["hyper_parameters"].update(
+            _instantiator="lightning.pytorch.cli.instantiate_module",
+            _class_path="lightkit.tasks.classification.ClassificationModule",
+            net={"class_path": "lk_evil.Net", "init_args": {}},
+        ),
     }
 
 
@@ -480,3 +487,59 @@ def test_malformed_rng_state_in_a_checkpoint_is_named_on_resume(trained, tmp_pat
     dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
     with pytest.raises(CheckpointError, match="RNG state 'numpy' is malformed"):
         trainer.fit(module, datamodule=dm, ckpt_path=path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "lk_evil.Net",  # jsonargparse turns a bare class path string into the class
+        "{class_path: lk_evil.Net}",  # ... a YAML string into a spec
+        "EVIL_YAML",  # ... and a path into the file's contents
+    ],
+)
+@pytest.mark.slow
+def test_cli_ckpt_path_strings_that_name_code_are_not_merged(
+    digits_checkpoint, tmp_path, evil_module, value
+):
+    if value == "EVIL_YAML":
+        (tmp_path / "evil_net.yaml").write_text("class_path: lk_evil.Net\n")
+        value = str(tmp_path / "evil_net.yaml")
+
+    def edit(c):
+        c["hyper_parameters"].update(net=value, scheduler="lk_evil.Net")
+        c["hyper_parameters"]["class_path"] = "torch.nn.Linear"
+        c["hyper_parameters"]["_class_path"] = "lk_evil.Net"
+
+    path = _tamper(digits_checkpoint, tmp_path / "strings.ckpt", edit)
+    args = [
+        "validate",
+        "--config",
+        str(CONFIG),
+        f"--ckpt_path={path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.limit_val_batches=1",
+    ]
+    with pytest.warns(UserWarning, match=r"are not merged into the config"):
+        assert main(args) == 0  # validated with the config's own net
+    assert not evil_module.exists()
+    assert "lk_evil" not in sys.modules
+
+
+def test_trust_covers_what_a_module_defines_not_what_it_imports(tmp_path, monkeypatch, trained):
+    (tmp_path / "lk_user_mod.py").write_text("import os\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    marker = tmp_path / "RAN"
+    shell = {"class_path": "lk_user_mod.os.system", "init_args": {"command": f"touch {marker}"}}
+    path = _tamper(trained, tmp_path / "t.ckpt", lambda c: c["hyper_parameters"].update(net=shell))
+    with pytest.raises(lk.UntrustedSpecError, match=r"lk_user_mod\.os\.system"):
+        lk.Predictor.from_checkpoint(path, device="cpu", trust=["lk_user_mod"])
+    assert not marker.exists()
+
+
+def test_a_checkpoint_is_read_once(trained, monkeypatch):
+    """What lightkit checks is what it builds: there is no second read a swapped file could feed."""
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a) or real(*a, **k))
+    lk.ClassificationModule.load_from_checkpoint(trained)
+    assert len(reads) == 1
