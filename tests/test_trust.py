@@ -543,3 +543,23 @@ def test_a_checkpoint_is_read_once(trained, monkeypatch):
     monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a) or real(*a, **k))
     lk.ClassificationModule.load_from_checkpoint(trained)
     assert len(reads) == 1
+
+
+def test_a_long_thin_image_does_not_blow_up_the_resize(tmp_path):
+    """A 50000×1 PNG (a few hundred bytes) resized by its shorter side would need gigabytes."""
+    from PIL import Image
+
+    from lightkit.data.datasets import BadImageError, ImageFileDataset
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (50000, 1)).save(path)
+    preset = lk.data.transforms.eval_preset(224)
+    with pytest.raises(BadImageError, match=r"strip\.png.*sample 0.*50000×1"):
+        ImageFileDataset([path], transform=preset)[0]
+    module = lk.ClassificationModule(torch.nn.Flatten(), num_classes=3)
+    predictor = lk.Predictor(module, device="cpu", transform=preset)
+    with pytest.raises(ValueError, match=r"strip\.png"):
+        predictor.predict([path])
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (3000, 200)).save(wide)  # 15:1: the longer side is bounded, still 224×224
+    assert ImageFileDataset([wide], transform=preset)[0].shape == (3, 224, 224)

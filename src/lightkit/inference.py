@@ -264,7 +264,13 @@ class Predictor:
         transform = self.transform or v2.Compose(
             [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
         )
-        tensor = transform(image)
+        try:
+            tensor = transform(image)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"Predictor.predict: image {os.fspath(path)!r} (sample {index}): the transform "
+                f"failed on it: {err}"
+            ) from err
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(
                 f"Predictor.predict: the transform turned {os.fspath(path)!r} into "

@@ -68,10 +68,14 @@ _CHUNK_NUMBERS = 2**15  # numbers converted to float32 per numpy call
 _CHECKED = "lightkit_checked"  # the key of the compact body the guard hands on to LitServe
 
 
+_MAX_DEFAULT_BODY_BYTES = 256 * 2**20
+
+
 def default_max_body_bytes(input_shape: Sequence[int] | None) -> int:
     """The default body limit: ``4×`` one sample of ``input_shape`` as JSON, at least 64 KiB.
 
-    Without a known shape: 10 MiB.
+    Without a known shape: 10 MiB; at most 256 MiB whatever the shape (pass ``max_body_bytes=``
+    for more).
 
     Example:
         >>> default_max_body_bytes((1, 28, 28))
@@ -80,7 +84,8 @@ def default_max_body_bytes(input_shape: Sequence[int] | None) -> int:
     if input_shape is None:
         return _UNKNOWN_SHAPE_BODY_BYTES
     one_sample = _JSON_BYTES_PER_NUMBER * math.prod(input_shape) + 16  # + '{"inputs": }'
-    return max(_MIN_BODY_BYTES, _BODY_MULTIPLE * one_sample)
+    # Capped: a shape read from a checkpoint must not let one request take gigabytes.
+    return min(_MAX_DEFAULT_BODY_BYTES, max(_MIN_BODY_BYTES, _BODY_MULTIPLE * one_sample))
 
 
 def check_request(body: bytes, input_shape: Sequence[int] | None) -> tuple[int, str] | None:

@@ -91,6 +91,8 @@ def _check_state(state: Any) -> None:
         and all(isinstance(k, int) and 0 <= k < 2**32 for k in numpy_state[1])
         and isinstance(numpy_state[2], int)
         and 0 <= numpy_state[2] <= 624
+        and isinstance(numpy_state[3], int)
+        and isinstance(numpy_state[4], float)
     ):
         raise bad("numpy", "numpy.random.get_state() as a list")
     python_state = state.get("python")

@@ -274,7 +274,16 @@ class ImageFileDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         image = load_image(self.paths[index], self.mode)
-        sample = self.transform(image) if self.transform else _to_float_tensor(image)
+        if self.transform is None:
+            sample = _to_float_tensor(image)
+        else:
+            try:
+                sample = self.transform(image)
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise BadImageError(
+                    f"{os.fspath(self.paths[index])!r} (sample {index}): the transform failed on "
+                    f"this image ({image_size_text(image)}): {err}"
+                ) from err
         if self.labels is None:
             return sample
         return sample, self.labels[index]
@@ -343,7 +352,13 @@ class SegmentationDataset(Dataset):
         image = _to_image(load_image(self.images[index], self.mode))
         mask = tv_tensors.Mask(load_mask(self.masks[index]))
         if self.transform is not None:
-            image, mask = self.transform(image, mask)
+            try:
+                image, mask = self.transform(image, mask)
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise BadImageError(
+                    f"{os.fspath(self.images[index])!r} (sample {index}): the transform failed on "
+                    f"this image and its mask: {err}"
+                ) from err
         else:
             image = TF.to_dtype(image, torch.float32, scale=True)
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
@@ -455,3 +470,11 @@ __all__ = [
     "load_image",
     "load_mask",
 ]
+
+
+def image_size_text(image: Any) -> str:
+    """``"W×H"`` of a PIL image or tensor image, for error messages."""
+    if isinstance(image, Image.Image):
+        return f"{image.width}×{image.height}"
+    shape = getattr(image, "shape", None)
+    return f"{shape[-1]}×{shape[-2]}" if shape is not None and len(shape) >= 2 else "unknown size"

@@ -63,7 +63,10 @@ def train_preset(
     if random_resized_crop:
         ops.append(v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True))
     else:
-        ops += [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+        ops += [
+            v2.Resize(image_size, antialias=True, max_size=_max_side(image_size)),
+            v2.CenterCrop(image_size),
+        ]
     if hflip:
         ops.append(v2.RandomHorizontalFlip())
     if rotation:
@@ -91,7 +94,7 @@ def eval_preset(
     transform = v2.Compose(
         [
             v2.ToImage(),
-            v2.Resize(image_size, antialias=True),
+            v2.Resize(image_size, antialias=True, max_size=_max_side(image_size)),
             v2.CenterCrop(image_size),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(list(mean), list(std)),
@@ -136,3 +139,9 @@ def _check_mean_std(
             f"({len(mean)}) and std={std!r} ({len(std)})"
         )
     return mean, std
+
+
+def _max_side(image_size: int | Sequence[int]) -> int | None:
+    """Resizing the shorter side of a very long image (a 50000×1 strip) must not blow up its
+    longer side: past 8× the target, the longer side is bounded (``Resize(max_size=...)``)."""
+    return 8 * image_size if isinstance(image_size, int) else None
