@@ -213,3 +213,23 @@ def _count(length: int | None, min_length: int) -> str:
     if min_length:
         return f" of at least {min_length} item{'' if min_length == 1 else 's'}"
     return ""
+
+
+def check_path(owner: str, name: str, value: Any, what: str = "a file path") -> Any:
+    """``value`` if it is a non-empty ``str`` or ``os.PathLike`` (not bytes).
+
+    Example:
+        >>> check_path("fit", "default_root_dir", 123, "a folder path")
+        Traceback (most recent call last):
+        TypeError: fit: default_root_dir must be a folder path (str or pathlib.Path), got 123 (int)
+    """
+    import os
+
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(
+            f"{owner}: {name} must be {what} (str or pathlib.Path), got {short_repr(value)} "
+            f"({type(value).__name__})"
+        )
+    if not os.fspath(value).strip():
+        raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
+    return value

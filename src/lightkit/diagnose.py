@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightkit._validation import check_bool, check_int, check_seed
+from lightkit._validation import check_bool, check_int, check_path, check_seed
 
 SEVERITIES = ("ok", "warning", "error")
 
@@ -115,11 +115,7 @@ def diagnose(
     data_batches = check_int("diagnose", "data_batches", data_batches, 1)
     lr_test = check_bool("diagnose", "lr_test", lr_test)
     seed = check_seed("diagnose", "seed", seed)
-    if not isinstance(default_root_dir, (str, Path)):
-        raise TypeError(
-            f"diagnose: default_root_dir must be a path (str or pathlib.Path), got "
-            f"{default_root_dir!r}"
-        )
+    check_path("diagnose", "default_root_dir", default_root_dir, "a folder path")
     for name in ("unpack_batch", "compute_loss"):
         if not callable(getattr(module, name, None)):
             raise TypeError(

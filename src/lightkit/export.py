@@ -39,7 +39,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightkit._validation import check_bool, check_choice, check_float, check_int, check_sequence
+from lightkit._validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_sequence,
+)
 
 
 class ExportError(RuntimeError):
@@ -330,13 +337,7 @@ def _check_common(
     for name, value in (("path", path), ("source", source)):
         if value is None and name == "source":
             continue
-        if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
-            raise TypeError(
-                f"{owner}: {name} must be a file path (str or pathlib.Path), got {value!r} "
-                f"({type(value).__name__})"
-            )
-        if not os.fspath(value).strip():
-            raise ValueError(f"{owner}: {name} must be a file path, got {value!r}")
+        check_path(owner, name, value)
     atol = check_float(owner, "atol", atol, minimum=0)
     sizes = check_sequence(
         owner, "batch_sizes", batch_sizes, item=partial(check_int, minimum=1), min_length=1

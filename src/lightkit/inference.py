@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lightkit._spec import check_trust, from_spec, resolve, trusting
-from lightkit._validation import check_choice, check_int
+from lightkit._validation import check_choice, check_int, check_path
 from lightkit.checkpointing import load_checkpoint
 
 # One sample may hold at most this many numbers (a 3×4096×4096 image is 50M): a recorded input
@@ -120,11 +120,7 @@ class Predictor:
             >>> predictor = lk.Predictor.from_checkpoint("best.ckpt", trust=["mypkg.nets"])
         """
         trusted = check_trust(trust, "Predictor.from_checkpoint")
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(
-                f"Predictor.from_checkpoint: path must be a checkpoint file path (str or "
-                f"pathlib.Path), got {path!r} ({type(path).__name__})"
-            )
+        check_path("Predictor.from_checkpoint", "path", path, "a checkpoint file path")
         checkpoint = load_checkpoint(path)
         meta = checkpoint.get("lightkit") or {}
         if not isinstance(meta, dict):

@@ -34,7 +34,14 @@ from lightning.pytorch.strategies import Strategy, StrategyRegistry
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from lightning.pytorch.utilities.memory import is_oom_error
 
-from lightkit._validation import check_bool, check_choice, check_float, check_int, check_seed
+from lightkit._validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_seed,
+)
 from lightkit.callbacks import (
     GPUMemoryMonitor,
     GradientNormMonitor,
@@ -892,13 +899,7 @@ def _check_arguments(
 
 
 def _check_root_dir(owner: str, value: Any) -> None:
-    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
-        raise TypeError(
-            f"{owner}: default_root_dir must be a folder path (str or pathlib.Path), got "
-            f"{value!r} ({type(value).__name__})"
-        )
-    if not os.fspath(value).strip():
-        raise ValueError(f"{owner}: default_root_dir must be a folder path, got {value!r}")
+    check_path(owner, "default_root_dir", value, "a folder path")
 
 
 def _check_version(owner: str, version: Any) -> None:

@@ -24,7 +24,7 @@ from lightkit._spec import (
     to_spec,
     trusting,
 )
-from lightkit._validation import check_bool
+from lightkit._validation import check_bool, check_path
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer import _has_no_validation
 
@@ -458,11 +458,7 @@ class TaskModule(L.LightningModule):
             >>> module = MyTask.load_from_checkpoint(path, trust=["mypkg.nets"])
         """
         trusted = check_trust(trust, f"{cls.__name__}.load_from_checkpoint")
-        if not isinstance(checkpoint_path, (str, os.PathLike)):
-            raise TypeError(
-                f"{cls.__name__}.load_from_checkpoint: checkpoint_path must be a file path (str "
-                f"or pathlib.Path), got {checkpoint_path!r} ({type(checkpoint_path).__name__})"
-            )
+        check_path(f"{cls.__name__}.load_from_checkpoint", "checkpoint_path", checkpoint_path)
         path = os.fspath(checkpoint_path)
         if map_location is None:
             map_location = None if torch.cuda.is_available() else "cpu"
