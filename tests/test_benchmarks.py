@@ -62,3 +62,13 @@ def test_lightkit_adds_few_python_calls_per_step_over_bare_lightning():
     lightkit = step_overhead.calls_per_step("lightkit")
     assert step_overhead.calls_per_step("plain") < lightning
     assert lightkit < 1.25 * lightning, (lightkit, lightning)
+
+
+def test_checkpoint_load_benchmark_tiny():
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "checkpoint_load.py"), "--mb", "4", "--rounds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    ratios = [line.split()[-1] for line in out.stdout.splitlines() if line.endswith("x")]
+    assert len(ratios) == 4 and ratios[0] == ratios[2] == "1.00x"
