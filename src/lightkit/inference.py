@@ -101,7 +101,7 @@ class Predictor:
         The checkpoint is untrusted input. It is loaded with ``weights_only=True`` (nothing in
         it is unpickled), and the task class, net, optimizer and transform it names are imported
         and built only when they are on lightkit's allow-list (lightkit's tasks, models and
-        presets; ``torch.nn``, ``torch.optim`` and ``torchvision.models`` classes) or in
+        presets; ``torch.nn`` layer and ``torch.optim`` classes) or in
         ``trust``. lightkit task modules record their class, and lightkit models their
         constructor, so no code is needed; for your own net either trust its module or pass
         ``net=`` (an instance of the trained architecture) and, for task classes defined in a

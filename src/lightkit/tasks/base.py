@@ -441,7 +441,7 @@ class TaskModule(L.LightningModule):
         refused (nothing in it runs), a damaged file raises
         :class:`lightkit.checkpointing.CheckpointError` naming it, and the net, optimizer and
         scheduler it describes are built only when they are on lightkit's allow-list (lightkit
-        models and presets, ``torch.nn`` / ``torch.optim`` / ``torchvision.models`` classes) or
+        models and presets, ``torch.nn`` layer and ``torch.optim`` classes) or
         named in ``trust``. A checkpoint written by another task class is refused.
 
         Args:
