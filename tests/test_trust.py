@@ -563,3 +563,45 @@ def test_a_long_thin_image_does_not_blow_up_the_resize(tmp_path):
     wide = tmp_path / "wide.png"
     Image.new("RGB", (3000, 200)).save(wide)  # 15:1: the longer side is bounded, still 224×224
     assert ImageFileDataset([wide], transform=preset)[0].shape == (3, 224, 224)
+
+
+def _first_key(mapping, prefix):
+    return next(k for k in mapping if k.startswith(prefix))
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda c: c.update(global_step="abc"), "global_step is malformed"),
+        (lambda c: c["optimizer_states"][0].update(param_groups=[]), "param_groups"),
+        (lambda c: c["optimizer_states"][0]["param_groups"][0].update(lr="abc"), "['lr']"),
+        (lambda c: c.update(optimizer_states="adam"), "optimizer_states is malformed"),
+        (
+            lambda c: c["callbacks"][_first_key(c["callbacks"], "EarlyStopping")].update(
+                best_score="abc"
+            ),
+            "best_score",
+        ),
+        (
+            lambda c: c["loops"]["fit_loop"]["epoch_progress"]["total"].update(completed="2"),
+            "['completed']",
+        ),
+        (lambda c: c.update(callbacks=["x"]), "callbacks is malformed"),
+    ],
+)
+def test_malformed_training_state_is_named_on_resume(trained, tmp_path, edit, fragment):
+    from lightkit.checkpointing import CheckpointError
+
+    path = _tamper(trained, tmp_path / "state.ckpt", edit)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    trainer = lk.make_trainer(
+        max_epochs=2,
+        default_root_dir=tmp_path / "runs",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    with pytest.raises(CheckpointError) as err:
+        trainer.fit(module, datamodule=dm, ckpt_path=path)
+    assert fragment in str(err.value) and "state.ckpt" in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import pickle
 import pickletools
@@ -329,7 +330,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         location = map_location if map_location is not None else "cpu"
         try:
-            return load_checkpoint(path, map_location=location)
+            return check_training_state(load_checkpoint(path, map_location=location), path)
         except DamagedCheckpointError:
             if not Path(path).name.startswith("last"):
                 raise
@@ -342,7 +343,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"lightkit: {os.fspath(path)!r} is damaged (truncated or corrupt); resuming from "
                 f"the newest good checkpoint instead: {fallback!r}"
             )
-            return load_checkpoint(fallback, map_location=location)
+            return check_training_state(load_checkpoint(fallback, map_location=location), fallback)
 
     def remove_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Delete one checkpoint file (or a link named ``*.ckpt``); never a folder, never recursively."""
@@ -366,6 +367,94 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             f"checkpoint: it is {kind}, and AtomicCheckpointIO deletes only files (or links) whose "
             "name ends in .ckpt, never recursively. Remove it yourself if it should go"
         )
+
+
+def check_training_state(
+    checkpoint: dict[str, Any], path: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Check the sections a resume hands to Lightning, so a malformed one is named up front.
+
+    A checkpoint is untrusted input: without this, a string where Lightning expects a count, or
+    an optimizer state without its parameter groups, fails deep inside torch or Lightning (or is
+    silently accepted). Checked: ``epoch`` and ``global_step``, the loops' progress counters,
+    ``optimizer_states``, ``lr_schedulers``, ``callbacks`` and EarlyStopping's state.
+
+    Raises:
+        CheckpointError: naming the file and the malformed entry.
+    """
+    where = os.fspath(path)
+
+    def bad(key: str, expected: str, value: Any) -> CheckpointError:
+        text = repr(value)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        return CheckpointError(
+            f"checkpoint {where!r} cannot be resumed: {key} is malformed: expected {expected}, "
+            f"got {text}"
+        )
+
+    for key in ("epoch", "global_step"):
+        value = checkpoint.get(key, 0)
+        if not _is_count(value):
+            raise bad(key, "an integer >= 0", value)
+    loops = checkpoint.get("loops", {})
+    if not isinstance(loops, dict):
+        raise bad("loops", "a dict", loops)
+    _check_progress(loops, "loops", bad)
+    optimizers = checkpoint.get("optimizer_states", [])
+    if not isinstance(optimizers, list):
+        raise bad("optimizer_states", "a list of optimizer state dicts", optimizers)
+    for i, state in enumerate(optimizers):
+        key = f"optimizer_states[{i}]"
+        if not isinstance(state, dict) or not isinstance(state.get("state", {}), dict):
+            raise bad(key, "a dict with 'state' and 'param_groups'", state)
+        groups = state.get("param_groups")
+        if not isinstance(groups, list) or not groups:
+            raise bad(f"{key}['param_groups']", "a non-empty list of dicts", groups)
+        for j, group in enumerate(groups):
+            if not isinstance(group, dict) or not (
+                isinstance(group.get("params"), list) and all(_is_count(p) for p in group["params"])
+            ):
+                raise bad(
+                    f"{key}['param_groups'][{j}]", "a dict with a list of 'params' ids", group
+                )
+            lr = group.get("lr", 0.0)
+            if isinstance(lr, torch.Tensor):
+                lr = lr.item() if lr.numel() == 1 else None
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+                raise bad(f"{key}['param_groups'][{j}]['lr']", "a finite number", group.get("lr"))
+    schedulers = checkpoint.get("lr_schedulers", [])
+    if not isinstance(schedulers, list) or not all(isinstance(s, dict) for s in schedulers):
+        raise bad("lr_schedulers", "a list of scheduler state dicts", schedulers)
+    callbacks = checkpoint.get("callbacks", {})
+    if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):
+        raise bad("callbacks", "a dict of callback state dicts", callbacks)
+    for name, state in callbacks.items():
+        if str(name).startswith("EarlyStopping"):
+            for field in ("wait_count", "stopped_epoch", "patience"):
+                if field in state and not _is_count(state[field]):
+                    raise bad(f"callbacks[{name!r}][{field!r}]", "an integer >= 0", state[field])
+            score = state.get("best_score")
+            if score is not None and not (isinstance(score, torch.Tensor) and score.numel() == 1):
+                raise bad(f"callbacks[{name!r}]['best_score']", "a scalar tensor", score)
+    return checkpoint
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_progress(value: Any, key: str, bad: Any, depth: int = 0) -> None:
+    """Lightning's progress counters (``ready``/``started``/``processed``/``completed``)."""
+    if depth > 12:
+        raise bad(key, "Lightning's loop state (nested at most 12 deep)", "...")
+    if not isinstance(value, dict):
+        return
+    if "completed" in value and "ready" in value:
+        for name in ("ready", "started", "processed", "completed"):
+            if name in value and not _is_count(value[name]):
+                raise bad(f"{key}[{name!r}]", "an integer >= 0", value[name])
+    for name, item in value.items():
+        _check_progress(item, f"{key}[{name!r}]", bad, depth + 1)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[str]:
@@ -533,6 +622,7 @@ __all__ = [
     "CheckpointSaveError",
     "DamagedCheckpointError",
     "UnsafeCheckpointError",
+    "check_training_state",
     "load_checkpoint",
     "newest_good_checkpoint",
     "remove_stale_temp_files",
