@@ -587,6 +587,7 @@ def _first_key(mapping, prefix):
             "['completed']",
         ),
         (lambda c: c.update(callbacks=["x"]), "callbacks is malformed"),
+        (lambda c: c.update({"pytorch-lightning_version": "0.9.0"}), "pytorch-lightning_version"),
     ],
 )
 def test_malformed_training_state_is_named_on_resume(trained, tmp_path, edit, fragment):
@@ -605,3 +606,23 @@ def test_malformed_training_state_is_named_on_resume(trained, tmp_path, edit, fr
     with pytest.raises(CheckpointError) as err:
         trainer.fit(module, datamodule=dm, ckpt_path=path)
     assert fragment in str(err.value) and "state.ckpt" in str(err.value)
+
+
+def test_deeply_nested_arguments_and_mismatched_weights_are_named(trained, tmp_path):
+    from lightkit.checkpointing import CheckpointError
+
+    deep: list = [8]
+    for _ in range(100):
+        deep = [deep]
+    path = _tamper(
+        trained,
+        tmp_path / "deep.ckpt",
+        lambda c: c["hyper_parameters"]["net"]["init_args"].update(hidden=deep),
+    )
+    with pytest.raises(ValueError, match="nested more than 8 deep"):
+        lk.ClassificationModule.load_from_checkpoint(path)
+    extra = _tamper(
+        trained, tmp_path / "extra.ckpt", lambda c: c["state_dict"].update(pad=torch.ones(2))
+    )
+    with pytest.raises(CheckpointError, match=r"extra\.ckpt.*do not fit.*pad"):
+        lk.ClassificationModule.load_from_checkpoint(extra)

@@ -245,6 +245,18 @@ def resolve(spec: Any, what: str, kind: str | None = None) -> Any:
     return target
 
 
+def check_net_spec(spec: Any, what: str) -> Any:
+    """``resolve(spec, what, "net")`` plus, under ``trusting(max_bytes=...)``, the size probe.
+
+    For callers that hand an untrusted net spec to something else to build (the CLI gives it to
+    jsonargparse): nothing is built but the ``meta``-device probe.
+    """
+    target = resolve(spec, what, "net")
+    if not _user_trusted(spec["class_path"]):
+        _check_net_size(target, dict(spec.get("init_args") or {}), spec["class_path"], what)
+    return target
+
+
 def check_specs(value: Any, what: str) -> None:
     """Check every spec nested anywhere in ``value`` (hyperparameters read from a file).
 
@@ -385,16 +397,18 @@ def _check_net_size(target: Any, args: dict[str, Any], path: str, what: str) -> 
         )
 
 
-def _check_integer_args(args: Any, limit: int, path: str, what: str) -> None:
+def _check_integer_args(args: Any, limit: int, path: str, what: str, depth: int = 0) -> None:
     """No integer argument of a spec read from a file may exceed the size of its weights in bytes.
 
     A layer ``n`` wide holds at least ``n`` numbers, so a larger integer (``num_layers=10**9``) can
     only make building the net slow or huge; refused before anything is built, even on ``meta``.
     """
+    if depth > 8:
+        raise ValueError(f"{what}: {path} has arguments nested more than 8 deep (crafted?)")
     values = args.values() if isinstance(args, Mapping) else args
     for value in values:
         if isinstance(value, (list, tuple, Mapping)):
-            _check_integer_args(value, limit, path, what)
+            _check_integer_args(value, limit, path, what, depth + 1)
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > max(limit, 64):
             raise ValueError(
                 f"{what}: {path} has an argument {value:,}, larger than the checkpoint's "

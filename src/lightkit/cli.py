@@ -254,7 +254,14 @@ def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
     import inspect
     import warnings
 
-    from lightkit._spec import check_trust, import_object, resolve, stored_bytes, trusting
+    from lightkit._spec import (
+        check_net_spec,
+        check_trust,
+        import_object,
+        resolve,
+        stored_bytes,
+        trusting,
+    )
     from lightkit.checkpointing import load_checkpoint
 
     trust = check_trust(section.get("trust"), "lightkit --trust")
@@ -286,7 +293,10 @@ def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
                 continue  # LightningCLI's `_instantiator` / `_class_path`: never from a file
             if key in ("net", "optimizer", "scheduler") and isinstance(value, dict):
                 try:
-                    target = resolve(value, f"--ckpt_path {ckpt_path!r}: {key}", key)
+                    where = f"--ckpt_path {ckpt_path!r}: {key}"
+                    target = (
+                        check_net_spec(value, where) if key == "net" else resolve(value, where, key)
+                    )
                 except (ImportError, TypeError, ValueError) as err:
                     raise SystemExit(f"lightkit: {err}") from None
                 args = value.get("init_args") or {}

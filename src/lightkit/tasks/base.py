@@ -493,7 +493,13 @@ class TaskModule(L.LightningModule):
             module = cls(**init_args)
         module.on_load_checkpoint(checkpoint)
         strict = module.strict_loading if strict is None else strict
-        module.load_state_dict(state_dict, strict=strict)
+        try:
+            module.load_state_dict(state_dict, strict=strict)
+        except RuntimeError as err:  # missing, unexpected or mis-shaped weights
+            raise CheckpointError(
+                f"{cls.__name__}.load_from_checkpoint: the weights in {path!r} do not fit the "
+                f"module built from its hyperparameters: {err}"
+            ) from None
         first = next(iter(state_dict.values()), None)
         return module.to(first.device) if first is not None else module
 
