@@ -80,7 +80,9 @@ def test_colour_mask_is_named(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
     Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "mask.png")
     ds = lk.data.SegmentationDataset([tmp_path / "img.png"], [tmp_path / "mask.png"])
-    with pytest.raises(lk.data.BadImageError, match=r"mask file '.*mask\.png' is a PIL mode 'RGB' image"):
+    with pytest.raises(
+        lk.data.BadImageError, match=r"mask file '.*mask\.png' is a PIL mode 'RGB' image"
+    ):
         ds[0]
 
 

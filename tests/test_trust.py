@@ -20,6 +20,23 @@ from lightkit._spec import from_spec, trusting
 from lightkit.cli import main
 
 
+def _quiet_trainer(root, max_epochs: int):
+    return lk.make_trainer(
+        max_epochs=max_epochs,
+        default_root_dir=root,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+
+
+def _resume_from(path, tmp_path):
+    """Resume a fresh module from ``path`` for one more epoch."""
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    _quiet_trainer(tmp_path / "runs", max_epochs=2).fit(module, datamodule=dm, ckpt_path=path)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A real checkpoint of a ClassificationModule around a lightkit MLP."""
@@ -27,13 +44,7 @@ def trained(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
     dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
-    trainer = lk.make_trainer(
-        max_epochs=1,
-        default_root_dir=root,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
+    trainer = _quiet_trainer(root, max_epochs=1)
     trainer.fit(module, datamodule=dm)
     return Path(trainer.checkpoint_callback.best_model_path)
 
@@ -210,13 +221,7 @@ def test_trusted_module_is_imported_and_an_untrusted_one_names_how_to_trust(tmp_
     torch.manual_seed(0)
     module = lk.ClassificationModule(lk_user_nets.Net(width=12), num_classes=3)
     assert module.hparams.net["class_path"] == "lk_user_nets.Net"
-    trainer = lk.make_trainer(
-        max_epochs=1,
-        default_root_dir=tmp_path / "runs",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
+    trainer = _quiet_trainer(tmp_path / "runs", max_epochs=1)
     trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(64), batch_size=32))
     path = trainer.checkpoint_callback.last_model_path
     with pytest.raises(lk.UntrustedSpecError) as err:
@@ -476,17 +481,8 @@ def test_malformed_rng_state_in_a_checkpoint_is_named_on_resume(trained, tmp_pat
         c["callbacks"][key]["numpy"] = ["MT19937", [1, 2, 3], 0, 0, 0.0]
 
     path = _tamper(trained, tmp_path / "rng.ckpt", edit)
-    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
-    trainer = lk.make_trainer(
-        max_epochs=2,
-        default_root_dir=tmp_path / "runs",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
-    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
     with pytest.raises(CheckpointError, match="RNG state 'numpy' is malformed"):
-        trainer.fit(module, datamodule=dm, ckpt_path=path)
+        _resume_from(path, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -594,17 +590,8 @@ def test_malformed_training_state_is_named_on_resume(trained, tmp_path, edit, fr
     from lightkit.checkpointing import CheckpointError
 
     path = _tamper(trained, tmp_path / "state.ckpt", edit)
-    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
-    trainer = lk.make_trainer(
-        max_epochs=2,
-        default_root_dir=tmp_path / "runs",
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
-    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
     with pytest.raises(CheckpointError) as err:
-        trainer.fit(module, datamodule=dm, ckpt_path=path)
+        _resume_from(path, tmp_path)
     assert fragment in str(err.value) and "state.ckpt" in str(err.value)
 
 

@@ -394,7 +394,9 @@ def check_training_state(
 
     version = checkpoint.get("pytorch-lightning_version", "2.0.0")
     major = re.match(r"(\d+)\.\d+", version) if isinstance(version, str) else None
-    if major is None or int(major.group(1)) < 2:  # Lightning would run its legacy migrations on the file's contents
+    if (
+        major is None or int(major.group(1)) < 2
+    ):  # Lightning would run its legacy migrations on the file's contents
         raise bad("pytorch-lightning_version", "a Lightning 2.x version string", version)
     for key in ("epoch", "global_step"):
         value = checkpoint.get(key, 0)
