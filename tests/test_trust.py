@@ -613,3 +613,22 @@ def test_deeply_nested_arguments_and_mismatched_weights_are_named(trained, tmp_p
     )
     with pytest.raises(CheckpointError, match=r"(?s)extra\.ckpt.*do not fit.*pad"):
         lk.ClassificationModule.load_from_checkpoint(extra)
+
+
+def test_hparams_file_is_untrusted_input_too(trained, tmp_path, evil_module):
+    import yaml
+
+    hparams = dict(torch.load(trained, weights_only=True)["hyper_parameters"])
+    good = tmp_path / "hparams.yaml"
+    good.write_text(yaml.safe_dump(hparams))
+    module = lk.ClassificationModule.load_from_checkpoint(trained, hparams_file=good)
+    assert module.hparams.num_classes == 3
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(yaml.safe_dump({**hparams, "net": {"class_path": "lk_evil.Net"}}))
+    with pytest.raises(lk.UntrustedSpecError, match="lk_evil"):
+        lk.ClassificationModule.load_from_checkpoint(trained, hparams_file=evil)
+    python_tag = tmp_path / "tag.yaml"
+    python_tag.write_text("net: !!python/object/apply:os.system ['touch x']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        lk.ClassificationModule.load_from_checkpoint(trained, hparams_file=python_tag)
+    assert not evil_module.exists()
