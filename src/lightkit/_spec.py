@@ -34,6 +34,8 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from lightkit._validation import short_repr
+
 _PLAIN_SCALARS = (bool, int, float, str, type(None))
 
 KINDS = ("net", "optimizer", "scheduler", "transform", "task")
@@ -112,11 +114,6 @@ def stored_bytes(tensors: Iterable[Any]) -> int:
         seen.add(storage.data_ptr())
         total += storage.nbytes()
     return total
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 100 else text[:97] + "..."
 
 
 def is_plain(value: Any) -> bool:
@@ -222,7 +219,7 @@ def resolve(spec: Any, what: str, kind: str | None = None) -> Any:
         or path.count(".") > 30
         or not all(p.isidentifier() for p in path.split("."))
     ):
-        raise TypeError(f"{what}: class_path must be a dotted Python name, got {_short(path)}")
+        raise TypeError(f"{what}: class_path must be a dotted Python name, got {short_repr(path)}")
     trusted = _user_trusted(path)
     if not trusted and not _within(path, _IMPORTABLE_PREFIXES):
         raise _untrusted(path, what, kind)
@@ -255,22 +252,6 @@ def check_net_spec(spec: Any, what: str) -> Any:
     if not _user_trusted(spec["class_path"]):
         _check_net_size(target, dict(spec.get("init_args") or {}), spec["class_path"], what)
     return target
-
-
-def check_specs(value: Any, what: str) -> None:
-    """Check every spec nested anywhere in ``value`` (hyperparameters read from a file).
-
-    Specs under the keys ``net``, ``optimizer`` and ``scheduler`` are checked for that kind, a
-    ``_class_path`` (LightningCLI's record of the model class) as a task, and any other
-    ``class_path`` must be allow-listed for some kind or trusted. Nothing is imported outside the
-    policy and nothing is called.
-    """
-    for where, spec in _nested_specs(value, ()):
-        key = where[-1] if where else ""
-        kind = key if key in ("net", "optimizer", "scheduler") else None
-        if "_class_path" in spec and "class_path" not in spec:
-            spec, kind = {"class_path": spec["_class_path"]}, "task"
-        resolve(spec, f"{what} ({'.'.join(where) or 'top level'})", kind)
 
 
 def import_object(path: str, what: str) -> Any:
@@ -390,7 +371,7 @@ def _check_net_size(target: Any, args: dict[str, Any], path: str, what: str) -> 
     size = sum(t.numel() * t.element_size() for t in (*probe.parameters(), *probe.buffers()))
     if size > limit:
         raise ValueError(
-            f"{what}: the net described as {path} with init_args {_short(args)} would hold "
+            f"{what}: the net described as {path} with init_args {short_repr(args)} would hold "
             f"{size:,} bytes of weights, more than the {limit:,} the checkpoint's weights hold; "
             "the file's hyperparameters do not match its weights (damaged or crafted), refusing "
             "to build it"
@@ -454,18 +435,6 @@ def _check_transform_args(args: dict[str, Any], what: str) -> None:
     unknown = set(args) - {"image_size", "mean", "std"}
     if unknown:
         raise ValueError(f"{what}: eval_preset takes no argument(s) {sorted(unknown)}")
-
-
-def _nested_specs(value: Any, where: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-    if isinstance(value, Mapping):
-        if "class_path" in value or "_class_path" in value:
-            yield where, value
-        for key, item in value.items():
-            if key not in ("class_path", "_class_path"):
-                yield from _nested_specs(item, (*where, str(key)))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from _nested_specs(item, (*where, str(index)))
 
 
 def _importable(obj: Any) -> bool:

@@ -22,6 +22,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightkit._validation import short_repr
+
 # A temporary file newer than this may still be being written (here, or by a process on another
 # machine that shares the folder, whose pid means nothing here): it is never removed.
 _TEMP_GRACE_S = 60.0
@@ -385,11 +387,9 @@ def check_training_state(
     where = os.fspath(path)
 
     def bad(key: str, expected: str, value: Any) -> CheckpointError:
-        text = repr(value)
-        text = text if len(text) <= 80 else text[:77] + "..."
         return CheckpointError(
             f"checkpoint {where!r} cannot be resumed: {key} is malformed: expected {expected}, "
-            f"got {text}"
+            f"got {short_repr(value)}"
         )
 
     version = checkpoint.get("pytorch-lightning_version", "2.0.0")

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightkit._validation import check_bool, check_int, check_path, check_seed
+from lightkit._validation import check_bool, check_instance, check_int, check_path, check_seed
 
 SEVERITIES = ("ok", "warning", "error")
 
@@ -101,16 +101,16 @@ def diagnose(
         >>> report = lk.diagnose(module, dm)
         >>> print(report)
     """
-    if not isinstance(module, L.LightningModule):
-        raise TypeError(
-            f"diagnose: module must be a LightningModule (a lightkit task module), got "
-            f"{type(module).__name__}"
-        )
-    if not isinstance(datamodule, L.LightningDataModule):
-        raise TypeError(
-            f"diagnose: datamodule must be a LightningDataModule (for example "
-            f"lk.data.DataModule(dataset)), got {type(datamodule).__name__}"
-        )
+    check_instance(
+        "diagnose", "module", module, L.LightningModule, "a LightningModule (a lightkit task)"
+    )
+    check_instance(
+        "diagnose",
+        "datamodule",
+        datamodule,
+        L.LightningDataModule,
+        "a LightningDataModule (for example lk.data.DataModule(dataset))",
+    )
     overfit_steps = check_int("diagnose", "overfit_steps", overfit_steps, 1)
     data_batches = check_int("diagnose", "data_batches", data_batches, 1)
     lr_test = check_bool("diagnose", "lr_test", lr_test)

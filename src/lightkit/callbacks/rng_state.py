@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightkit._validation import short_repr
 from lightkit.checkpointing import CheckpointError
 
 
@@ -58,10 +59,9 @@ class RNGState(Callback):
 def _check_state(state: Any) -> None:
     def bad(key: str, expected: str) -> CheckpointError:
         value = state.get(key) if isinstance(state, dict) else state
-        text = repr(value)
         return CheckpointError(
             f"RNGState: the checkpoint's RNG state {key!r} is malformed: expected {expected}, got "
-            f"{text if len(text) <= 60 else text[:57] + '...'}"
+            f"{short_repr(value, 60)}"
         )
 
     if not isinstance(state, dict):

@@ -24,7 +24,7 @@ from lightkit._spec import (
     to_spec,
     trusting,
 )
-from lightkit._validation import check_bool, check_path
+from lightkit._validation import check_bool, check_path, short_repr
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer import _has_no_validation
 
@@ -401,7 +401,7 @@ class TaskModule(L.LightningModule):
             ):
                 raise CheckpointError(
                     f"{self._name}: the checkpoint's 'lightkit_train_loss_sum' is malformed: "
-                    f"expected [scalar tensor, positive int], got {_short(saved)}"
+                    f"expected [scalar tensor, positive int], got {short_repr(saved)}"
                 )
             self._resumed_loss_sum = list(saved)
         meta = checkpoint.get("lightkit") or {}
@@ -418,7 +418,7 @@ class TaskModule(L.LightningModule):
                 and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
             ):
                 raise CheckpointError(
-                    f"{self._name}: the checkpoint records input_shape {_short(shape)}; expected "
+                    f"{self._name}: the checkpoint records input_shape {short_repr(shape)}; expected "
                     "a list of 1 to 8 positive integers"
                 )
             self.input_shape = tuple(shape)
@@ -472,7 +472,7 @@ class TaskModule(L.LightningModule):
         if not isinstance(hparams, Mapping) or not all(isinstance(k, str) for k in hparams):
             raise CheckpointError(
                 f"{cls.__name__}.load_from_checkpoint: the hyperparameters in {path!r} are "
-                f"{_short(hparams)}, expected a dict of argument names to values"
+                f"{short_repr(hparams)}, expected a dict of argument names to values"
             )
         state_dict = checkpoint.get("state_dict")
         if not isinstance(state_dict, Mapping) or not all(
@@ -582,14 +582,9 @@ def _read_hparams(path: str | os.PathLike[str]) -> Mapping[str, Any]:
             raise ValueError(f"load_from_checkpoint: {name!r} is not valid YAML: {err}") from None
     if not isinstance(values, Mapping):
         raise ValueError(
-            f"load_from_checkpoint: {name!r} must hold a mapping, got {_short(values)}"
+            f"load_from_checkpoint: {name!r} must hold a mapping, got {short_repr(values)}"
         )
     return values
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _batch_size(x: Any) -> int:
