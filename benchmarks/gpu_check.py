@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torchvision
 
 import lightkit as lk
-from lightkit.trainer import _resolve_precision, native_bf16
+from lightkit.trainer._hardware import native_bf16, resolve_precision
 
 
 class Timer(L.Callback):
@@ -137,7 +137,7 @@ def main() -> None:
         print(f" ({torch.cuda.get_device_name()}, native bf16: {native_bf16()})")
     else:
         print()
-    print(f'precision="auto" picks: {_resolve_precision("auto", device)}')
+    print(f'precision="auto" picks: {resolve_precision("auto", device)}')
     x, y = _data(n, size, device)
     variants = [
         ("plain", None),

@@ -117,7 +117,7 @@ def test_gpu_memory_monitor_only_when_training_on_cuda(tmp_path, monkeypatch):
 
     cpu = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     assert monitors(cpu) == []  # on the CPU it would only cost hook calls
-    monkeypatch.setattr(lk.trainer, "_hardware", lambda accelerator: "cuda")
+    monkeypatch.setattr("lightkit.trainer.presets.resolve_hardware", lambda accelerator: "cuda")
     gpu = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False,
                           precision="32-true")  # fmt: skip
     assert len(monitors(gpu)) == 1
@@ -140,7 +140,7 @@ def test_oom_message_gets_advice(tmp_path):
 def test_rich_progress_bar_on_a_terminal(monkeypatch):
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from lightkit.trainer import _progress_bar
+    from lightkit.trainer.presets import progress_bar as _progress_bar
 
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     assert isinstance(_progress_bar(), RichProgressBar)

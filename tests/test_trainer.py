@@ -139,7 +139,7 @@ def test_without_validation_data_a_val_metric_monitor_is_an_error(tmp_path, blob
 
 
 def _claim_many(root, barrier, queue, count):
-    from lightkit.trainer import _claim_run_dir
+    from lightkit.trainer._run_dir import claim_run_dir as _claim_run_dir
 
     barrier.wait()
     queue.put([str(_claim_run_dir(root)) for _ in range(count)])
@@ -183,12 +183,12 @@ def test_runs_started_at_the_same_moment_never_share_a_folder(tmp_path, target):
 
 def test_a_stale_listing_still_claims_a_free_folder(tmp_path, monkeypatch):
     # Another run created version_0 and version_1 after this one listed the root.
-    from lightkit import trainer as trainer_module
+    from lightkit.trainer import _run_dir as trainer_module
 
     (tmp_path / "version_0").mkdir()
     (tmp_path / "version_1").mkdir()
     (tmp_path / "version_1" / "mine").write_text("theirs")
-    monkeypatch.setattr(trainer_module, "_versions", lambda root: [])
+    monkeypatch.setattr(trainer_module, "versions", lambda root: [])
     trainer = lk.make_trainer(default_root_dir=tmp_path, logger=False)
     assert trainer.default_root_dir == str(tmp_path / "version_2")
     assert (tmp_path / "version_1" / "mine").read_text() == "theirs"

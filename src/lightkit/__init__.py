@@ -13,8 +13,9 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
 
 from lightkit import callbacks, checkpointing, data, export, losses, models, optim
 from lightkit._spec import UntrustedSpecError
-from lightkit.data.kfold import cross_validate
+from lightkit.cross_validation import cross_validate
 from lightkit.diagnose import diagnose
+from lightkit.fitting import fit
 from lightkit.inference import Predictor
 from lightkit.tasks import (
     BinaryClassificationModule,
@@ -24,7 +25,7 @@ from lightkit.tasks import (
     SegmentationModule,
     TaskModule,
 )
-from lightkit.trainer import fit, make_trainer
+from lightkit.trainer import make_trainer
 from lightkit.tuning import find_batch_size, find_lr
 
 __version__ = "0.1.0"

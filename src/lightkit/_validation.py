@@ -54,6 +54,11 @@ def check_int(
     return value
 
 
+def check_positive_int(owner: str, name: str, value: Any) -> int:
+    """``value`` if it is an integer >= 1 (for ``check_sequence`` items such as layer widths)."""
+    return check_int(owner, name, value, minimum=1)
+
+
 def check_float(
     owner: str,
     name: str,

@@ -31,7 +31,7 @@ def doctor() -> str:
     import lightning
     import torch
 
-    from lightkit.trainer import _hardware, _resolve_precision, native_bf16
+    from lightkit.trainer._hardware import native_bf16, resolve_hardware, resolve_precision
 
     cuda = torch.cuda.is_available()
     lines = [
@@ -46,7 +46,7 @@ def doctor() -> str:
             lines.append(f"  cuda:{i}   {torch.cuda.get_device_name(i)}")
         lines.append(f"bf16       {'supported' if native_bf16() else 'not supported'}")
     lines.append(
-        f"precision  {_resolve_precision('auto', _hardware('auto'))} (what precision='auto' picks here)"
+        f"precision  {resolve_precision('auto', resolve_hardware('auto'))} (what precision='auto' picks here)"
     )
     for extra, modules in _EXTRAS.items():
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -91,7 +91,7 @@ def _config_command(argv: list[str]) -> int:
 _FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "exported-program": ".pt2"}
 
 
-def export(
+def export_command(
     checkpoint: str,
     format: str,
     output: str | None = None,
@@ -449,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{args.command}: checkpoint {args.checkpoint!r} does not exist")
     try:
         if args.command == "export":
-            path = export(
+            path = export_command(
                 args.checkpoint,
                 args.format,
                 args.output,

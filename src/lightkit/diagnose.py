@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from lightkit._validation import check_bool, check_instance, check_int, check_path, check_seed
+from lightkit.tuning import lr_range_test
 
 SEVERITIES = ("ok", "warning", "error")
 
@@ -410,17 +411,23 @@ def _lowest_loss_lr(lrs: list[float], losses: list[float], beta: float = 0.98) -
 
 
 def _check_lr(module: Any, datamodule: Any, report: Report, root: Any, seed: int) -> list[Finding]:
-    from lightkit.tuning import _find_lr
-
     kwargs = {"default_root_dir": root, "seed": seed}
     try:
-        lr, results, plot = _find_lr(copy.deepcopy(module), datamodule, 1e-6, 10.0, 80, kwargs)
+        found = lr_range_test(
+            copy.deepcopy(module),
+            datamodule,
+            min_lr=1e-6,
+            max_lr=10.0,
+            num_training=80,
+            trainer_kwargs=kwargs,
+        )
     except ValueError as err:
         return [Finding("learning rate", "warning", f"no range test: {err}")]
+    lr, plot = found.suggestion, found.plot
     report.suggested_lr, report.lr_plot = lr, plot
     # Beyond the learning rate of the lowest (smoothed) loss, the loss climbs: training there
     # is unstable. The steepest-descent suggestion itself is often conservative.
-    lowest = _lowest_loss_lr(results["lr"], results["loss"]) or lr
+    lowest = _lowest_loss_lr(found.lrs, found.losses) or lr
     configured = _configured_lr(module)
     seen = f"suggested {lr:.2g}, lowest loss at {lowest:.2g} (plot: {plot})"
     if configured is None:

@@ -47,6 +47,7 @@ from lightkit._validation import (
     check_path,
     check_sequence,
 )
+from lightkit.tasks import TaskModule
 
 
 class ExportError(RuntimeError):
@@ -311,8 +312,6 @@ def _to_exported_program(
 
 def _unwrap(owner: str, module: Any) -> nn.Module:
     """The net inside a lightkit task module (its forward is the net's), else the module."""
-    from lightkit.tasks.base import TaskModule
-
     if not isinstance(module, nn.Module):
         raise TypeError(f"{owner}: module must be a torch.nn.Module, got {type(module).__name__}")
     return module.net if isinstance(module, TaskModule) else module

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+from torchvision.transforms import v2
 
 from lightkit._spec import check_trust, from_spec, resolve, trusting
 from lightkit._validation import check_choice, check_int, check_path
 from lightkit.checkpointing import load_checkpoint
+from lightkit.data.datasets import load_image
 
 # One sample may hold at most this many numbers (a 3×4096×4096 image is 50M): a recorded input
 # shape sizes example inputs (export) and request limits (serve).
@@ -252,10 +254,6 @@ class Predictor:
         return self._check(tensor, index=index)
 
     def _image(self, path: Path, index: int) -> torch.Tensor:
-        from torchvision.transforms import v2
-
-        from lightkit.data.datasets import load_image
-
         image = load_image(path, self.image_mode)  # BadImageError names the file
         transform = self.transform or v2.Compose(
             [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import lightning as L
 from lightning.pytorch.tuner import Tuner
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightkit.data import DataModule
 from lightkit.trainer import make_trainer
 
 
@@ -58,19 +60,37 @@ def find_lr(
     if not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 13:
         # Lightning's suggestion skips the first 10 and the last point and needs 2 more.
         raise ValueError(f"find_lr: num_training must be an integer >= 13, got {num_training!r}")
-    return _find_lr(module, datamodule, min_lr, max_lr, num_training, make_trainer_kwargs)[0]
+    return lr_range_test(
+        module,
+        datamodule,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        num_training=num_training,
+        trainer_kwargs=make_trainer_kwargs,
+    ).suggestion
 
 
-def _find_lr(
+@dataclass(frozen=True)
+class RangeTest:
+    """What a learning-rate range test found: the suggestion, the curve and the plot's path."""
+
+    suggestion: float
+    lrs: list[float]
+    losses: list[float]
+    plot: Path
+
+
+def lr_range_test(
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
+    *,
     min_lr: float,
     max_lr: float,
     num_training: int,
-    make_trainer_kwargs: dict[str, Any],
-) -> tuple[float, dict[str, list[float]], Path]:
-    """find_lr's work: (suggestion, the finder's {"lr": [...], "loss": [...]}, plot path)."""
-    trainer = _tuning_trainer(make_trainer_kwargs)
+    trainer_kwargs: dict[str, Any],
+) -> RangeTest:
+    """find_lr's work, for lightkit's workflows (``lk.diagnose``); arguments are not re-checked."""
+    trainer = _tuning_trainer(trainer_kwargs)
     finder = Tuner(trainer).lr_find(
         module,
         datamodule=datamodule,
@@ -93,7 +113,7 @@ def _find_lr(
         figure.savefig(path, dpi=100)
         _close(figure)
         print(f"lightkit: suggested learning rate {lr:.3g}; plot saved to {path}")
-    return float(lr), finder.results, path
+    return RangeTest(float(lr), list(finder.results["lr"]), list(finder.results["loss"]), path)
 
 
 def find_batch_size(
@@ -163,8 +183,6 @@ def find_batch_size(
 
 
 def _train_size(datamodule: L.LightningDataModule) -> int | None:
-    from lightkit.data import DataModule
-
     if not isinstance(datamodule, DataModule):
         return None
     datamodule.setup("fit")

@@ -1,5 +1,8 @@
 """Data modules and datasets: your own Datasets with splits and transforms, and built-in data."""
 
+import warnings
+from typing import Any
+
 from lightkit.data import transforms
 from lightkit.data.builtin import (
     DigitsDataModule,
@@ -15,7 +18,7 @@ from lightkit.data.datasets import (
     compute_mean_std,
 )
 from lightkit.data.image_folder import ImageFolderDataModule
-from lightkit.data.kfold import KFoldDataModule, cross_validate
+from lightkit.data.kfold import KFoldDataModule
 from lightkit.data.loaders import InMemoryLoader
 
 __all__ = [
@@ -32,7 +35,21 @@ __all__ = [
     "TensorDataModule",
     "TransformedDataset",
     "compute_mean_std",
-    "cross_validate",
     "make_shapes",
     "transforms",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated alias (0.x): cross_validate trains models, so it moved up the layers to
+    # lightkit.cross_validation (lk.cross_validate); it is imported only when the old name is used.
+    if name == "cross_validate":
+        warnings.warn(
+            "lightkit.data.cross_validate moved to lightkit.cross_validation; use lk.cross_validate",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from lightkit.cross_validation import cross_validate  # layering: deprecated alias
+
+        return cross_validate
+    raise AttributeError(f"module 'lightkit.data' has no attribute {name!r}")

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 from torchvision import tv_tensors
 
+from lightkit._lightning import processed_counter, recount_batches
 from lightkit._validation import (
     check_bool,
     check_float,
@@ -22,6 +23,7 @@ from lightkit._validation import (
     check_seed,
     short_repr,
 )
+from lightkit.data._checks import check_dataset, check_first_sample
 from lightkit.data._splits import split_indices
 from lightkit.data.datasets import SegmentationDataset
 from lightkit.data.loaders import (
@@ -44,7 +46,7 @@ class TransformedDataset(Dataset):
     """
 
     def __init__(self, dataset: Dataset, transform: Transform, paired: bool = False) -> None:
-        _check_dataset("TransformedDataset", "dataset", dataset, scan=False)
+        check_dataset("TransformedDataset", "dataset", dataset, scan=False)
         if not callable(transform):
             raise TypeError(
                 f"TransformedDataset: transform must be callable, got {short_repr(transform)} "
@@ -131,7 +133,7 @@ class DataModule(L.LightningDataModule):
                 )
         seed = check_seed(name, "seed", seed)
         for what, ds in (("train", train), ("val", val), ("test", test), ("predict", predict)):
-            _check_dataset(name, what, ds)
+            check_dataset(name, what, ds)
         self.train = train
         self.val = val
         self.test = test
@@ -179,7 +181,7 @@ class DataModule(L.LightningDataModule):
             ("test", self.test),
             ("predict", self.predict),
         ):
-            _check_first_sample(type(self).__name__, what, ds)
+            check_first_sample(type(self).__name__, what, ds)
         self.train_dataset = _wrap(train, self.train_transform)
         self.val_dataset = _wrap(val, self.eval_transform)
         self.test_dataset = _wrap(self.test, self.eval_transform)
@@ -204,14 +206,13 @@ class DataModule(L.LightningDataModule):
             if trainer is not None:
                 # Checkpoints record how many batches the trainer processed, not how many were
                 # prefetched, so a mid-epoch resume restarts at exactly the right batch.
-                progress = trainer.fit_loop.epoch_loop.batch_progress
-                loader.position = lambda: progress.current.processed
+                loader.position = processed_counter(trainer)
             if pending and "in_memory" in pending:
                 loader.load_state_dict(pending["in_memory"])
                 if trainer is not None:
                     # Applied when the epoch starts iterating: Lightning restores its own batch
                     # counts after asking for this loader when the scheduler needs the step count.
-                    loader.on_rebatch = lambda old, new: _recount_batches(trainer, old, new)
+                    loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
         elif isinstance(loader, DataLoader) and loader.generator is not None and pending:
             loader.generator.set_state(pending.get("generator", loader.generator.get_state()))
         self._train_loader = loader
@@ -301,17 +302,6 @@ class DataModule(L.LightningDataModule):
         return auto_num_workers()
 
 
-def _recount_batches(trainer: Any, old: int, new: int) -> None:
-    """After a mid-epoch resume with another batch size (``lk.fit``'s out-of-memory retry), count
-    the batches already trained in the new size, so the epoch ends, validates and steps the
-    optimizer where a run at the new size would."""
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    for tracker in (progress.current, progress.total):
-        for field in ("ready", "started", "processed", "completed"):
-            value = getattr(tracker, field)
-            setattr(tracker, field, value + new - old)
-
-
 def _wrap(dataset: Dataset | None, transform: Transform | None) -> Dataset | None:
     if dataset is None or transform is None:
         return dataset
@@ -370,97 +360,6 @@ def _check_num_workers(owner: str, num_workers: Any) -> None:
         ok = 0 <= num_workers <= MAX_NUM_WORKERS
     if not ok:
         raise ValueError(f"{owner}: num_workers must be {expected}, got {num_workers!r}")
-
-
-_DATASET = "a map-style Dataset of (input, target) samples"
-
-
-def _check_dataset(owner: str, name: str, dataset: Any, scan: bool = True) -> None:
-    """``dataset`` is None or a map-style dataset; a plain list or tuple is checked sample by
-    sample (cheap: nothing is loaded), other datasets by their first sample in ``setup()``."""
-    if dataset is None:
-        return
-    if isinstance(dataset, (torch.Tensor, np.ndarray)):
-        raise TypeError(
-            f"{owner}: {name} must be {_DATASET}, got a {type(dataset).__name__} of shape "
-            f"{tuple(dataset.shape)}; wrap arrays as torch.utils.data.TensorDataset(x, y) or use "
-            "lk.data.TensorDataModule(x, y)"
-        )
-    if isinstance(dataset, (str, bytes, os.PathLike)):
-        raise TypeError(
-            f"{owner}: {name} must be {_DATASET}, got the path {short_repr(dataset)}; for a "
-            "folder of class subfolders use lk.data.ImageFolderDataModule(root, image_size)"
-        )
-    if isinstance(dataset, Mapping):
-        raise TypeError(
-            f"{owner}: {name} must be {_DATASET}, got a {type(dataset).__name__} with keys "
-            f"{short_repr(list(dataset))}; for arrays x and y use "
-            "torch.utils.data.TensorDataset(x, y)"
-        )
-    if not isinstance(dataset, Sized) or not hasattr(dataset, "__getitem__"):
-        raise TypeError(
-            f"{owner}: {name} must be a map-style Dataset with __len__ and __getitem__, got "
-            f"{short_repr(dataset)} ({type(dataset).__name__})"
-        )
-    if scan and isinstance(dataset, (list, tuple)) and len(dataset):
-        first = dataset[0]
-        for index, sample in enumerate(dataset):
-            _check_sample(owner, name, index, sample, first)
-
-
-def _check_first_sample(owner: str, name: str, dataset: Any) -> None:
-    """Read sample 0 of a dataset that is not in-memory tensors or a list (those are checked
-    already), without moving any random number generator, and check its structure."""
-    if dataset is None or isinstance(dataset, (list, tuple)) or len(dataset) == 0:
-        return
-    if in_memory_tensors(dataset) is not None:
-        return
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        try:
-            sample = dataset[0]
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)
-    _check_sample(owner, name, 0, sample, sample)
-
-
-def _check_sample(owner: str, name: str, index: int, sample: Any, first: Any) -> None:
-    """A sample is an ``(input, target, ...)`` tuple or list, a dict, or an input alone (a tensor,
-    array or image); not a number, a string or None, which no model step can unpack."""
-    is_seq = isinstance(sample, (tuple, list))
-    if is_seq:
-        if not any(item is None for item in sample) and (
-            isinstance(first, (tuple, list)) and len(sample) == len(first)
-        ):
-            return  # the common case, kept cheap: a list of a million samples takes about a second
-    elif not (sample is None or isinstance(sample, (str, bytes, numbers.Number))) and not (
-        isinstance(first, (tuple, list))
-    ):
-        return
-    where = f"{owner}: {name} sample {index}"
-    if sample is None or isinstance(sample, (str, bytes, numbers.Number)):
-        raise TypeError(
-            f"{where} is {short_repr(sample)} ({type(sample).__name__}); expected an (input, "
-            "target) pair such as (tensor, label), or an input alone (a tensor, array or image)"
-        )
-    if is_seq:
-        for position, item in enumerate(sample):
-            if item is None:
-                raise TypeError(
-                    f"{where} has None at position {position}: {short_repr(sample)}; a "
-                    "DataLoader cannot batch None"
-                )
-
-    def layout(s: Any) -> str:
-        if isinstance(s, (tuple, list)):
-            return f"{len(s)} item{'' if len(s) == 1 else 's'}"
-        return f"a {type(s).__name__}"
-
-    raise ValueError(
-        f"{where} has {layout(sample)} but sample 0 has {layout(first)}: "
-        f"{short_repr(sample)}; every sample needs the same layout"
-    )
 
 
 class TensorDataModule(DataModule):

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from lightkit._checkpointing import run_blocks
-from lightkit._validation import check_float, check_int, check_sequence
-from lightkit.models.mlp import _positive_int
+from lightkit._validation import check_float, check_int, check_positive_int, check_sequence
 
 
 class ConvNet(nn.Module):
@@ -39,7 +38,7 @@ class ConvNet(nn.Module):
         super().__init__()
         check_int("ConvNet", "in_channels", in_channels, minimum=1)
         check_int("ConvNet", "num_classes", num_classes, minimum=1)
-        widths = check_sequence("ConvNet", "widths", widths, _positive_int, min_length=1)
+        widths = check_sequence("ConvNet", "widths", widths, check_positive_int, min_length=1)
         check_float("ConvNet", "dropout", dropout, 0.0, 1.0, max_inclusive=False)
         self.init_args = {
             "in_channels": in_channels,

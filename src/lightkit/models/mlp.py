@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from lightkit._checkpointing import run_blocks
-from lightkit._validation import check_float, check_int, check_sequence
-
-_positive_int = functools.partial(check_int, minimum=1)
+from lightkit._validation import check_float, check_int, check_positive_int, check_sequence
 
 
 class MLP(nn.Module):
@@ -43,7 +40,7 @@ class MLP(nn.Module):
         super().__init__()
         check_int("MLP", "in_features", in_features, minimum=1)
         check_int("MLP", "out_features", out_features, minimum=1)
-        hidden = check_sequence("MLP", "hidden", hidden, _positive_int)
+        hidden = check_sequence("MLP", "hidden", hidden, check_positive_int)
         check_float("MLP", "dropout", dropout, 0.0, 1.0, max_inclusive=False)
         self.init_args = {
             "in_features": in_features,

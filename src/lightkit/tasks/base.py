@@ -15,6 +15,7 @@ from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
 from lightkit._checkpointing import run_blocks
+from lightkit._lightning import has_validation_data, is_mid_epoch
 from lightkit._spec import (
     check_trust,
     from_spec,
@@ -26,7 +27,6 @@ from lightkit._spec import (
 )
 from lightkit._validation import check_bool, check_path, short_repr
 from lightkit.checkpointing import CheckpointError, load_checkpoint
-from lightkit.trainer import _has_no_validation
 
 # Attributes that never hold parameters, buffers or submodules and are set on every step:
 # Lightning sets `_current_fx_name` around each of the ~50 hook calls in a training step, and
@@ -370,10 +370,7 @@ class TaskModule(L.LightningModule):
         # same epoch mean (which early stopping may monitor) as an uninterrupted run.
         sums = self._loss_sums.get("train")
         trainer = self.trainer
-        mid_epoch = trainer.fit_loop.epoch_loop.batch_progress.current.processed < (
-            trainer.num_training_batches
-        )
-        if sums is not None and mid_epoch:
+        if sums is not None and is_mid_epoch(trainer):
             # A copy: the running sum is updated in place by the next steps.
             checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().to("cpu", copy=True), sums[1]]
         datamodule = getattr(trainer, "datamodule", None)
@@ -524,7 +521,7 @@ class TaskModule(L.LightningModule):
             monitor = "val/loss"
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             monitor = monitor or "val/loss"
-            if monitor.startswith("val/") and _has_no_validation(self.trainer):
+            if monitor.startswith("val/") and not has_validation_data(self.trainer):
                 rank_zero_warn(
                     f"{self._name}: no validation data, so ReduceLROnPlateau follows train/loss "
                     f"instead of {monitor}"

@@ -1,0 +1,62 @@
+"""The one place lightkit reads or writes Lightning's loop internals (no public API gives these).
+
+Lightning keeps the fit loop's batch counters in ``trainer.fit_loop.epoch_loop.batch_progress``,
+which is not public API. lightkit needs them in three places: a mid-epoch checkpoint knows how far
+the epoch got (the task's running loss sum), the in-memory loader resumes at the exact batch, and
+``lk.fit``'s out-of-memory retry recounts the batches already trained in the new batch size. All
+three go through the functions below; ``tests/test_lightning_seam.py`` fails by name when
+Lightning moves the attributes they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_COUNTER_FIELDS = ("ready", "started", "processed", "completed")
+
+
+def _batch_progress(trainer: Any) -> Any:
+    return trainer.fit_loop.epoch_loop.batch_progress
+
+
+def batches_processed(trainer: Any) -> int:
+    """Training batches processed in the current epoch (what a checkpoint saved now has seen)."""
+    return int(_batch_progress(trainer).current.processed)
+
+
+def processed_counter(trainer: Any) -> Callable[[], int]:
+    """A function returning :func:`batches_processed` of ``trainer``, cheap to call every batch."""
+    current = _batch_progress(trainer).current
+    return lambda: current.processed
+
+
+def is_mid_epoch(trainer: Any) -> bool:
+    """Whether the running training epoch has batches left (a checkpoint now is mid-epoch)."""
+    return batches_processed(trainer) < trainer.num_training_batches
+
+
+def recount_batches(trainer: Any, old: int, new: int) -> None:
+    """Shift the epoch's batch counters from ``old`` to ``new`` batches (a resume that changed
+    the batch size), so the epoch ends, validates and steps where a run at the new size would."""
+    progress = _batch_progress(trainer)
+    for tracker in (progress.current, progress.total):
+        for field in _COUNTER_FIELDS:
+            setattr(tracker, field, getattr(tracker, field) + new - old)
+
+
+def has_validation_data(trainer: Any) -> bool:
+    """Whether this run validates: ``limit_val_batches`` is not 0 and the datamodule, if it has a
+    ``val_dataset`` attribute (every lightkit DataModule does), does not hold None there."""
+    if trainer.limit_val_batches == 0:
+        return False
+    return getattr(trainer.datamodule, "val_dataset", True) is not None
+
+
+__all__ = [
+    "batches_processed",
+    "has_validation_data",
+    "is_mid_epoch",
+    "processed_counter",
+    "recount_batches",
+]

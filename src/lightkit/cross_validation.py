@@ -1,0 +1,107 @@
+"""cross_validate(): train a fresh module on each fold of a k-fold split and report per-fold metrics."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+from torch.utils.data import Dataset
+
+from lightkit._validation import check_bool, check_instance, check_int, check_seed, short_repr
+from lightkit.data import KFoldDataModule
+from lightkit.data._checks import DATASET_EXPECTED, check_dataset
+from lightkit.trainer import make_trainer
+
+
+def cross_validate(
+    make_module: Callable[[], L.LightningModule],
+    dataset: Dataset,
+    k: int = 5,
+    batch_size: int = 32,
+    trainer_kwargs: dict[str, Any] | None = None,
+    stratify: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Train a fresh module on each of ``k`` folds and report validation metrics per fold.
+
+    Each fold builds its module with ``make_module()``, trains it with
+    ``lk.make_trainer(**trainer_kwargs)`` and validates its best checkpoint. A table of the folds,
+    their mean and their standard deviation is printed.
+
+    Args:
+        make_module: Returns a new, untrained module (called once per fold).
+        dataset: A map-style dataset of ``(input, label)`` samples.
+        k: Number of folds.
+        batch_size: Samples per batch.
+        trainer_kwargs: Keywords for :func:`lightkit.make_trainer` (``max_epochs``, ...).
+        stratify: Keep class proportions in each fold.
+        seed: Seed of the folds (and, unless ``trainer_kwargs`` has one, of training).
+
+    Returns:
+        ``{"folds": [{"val/loss": ..., "val/acc": ...}, ...], "mean": {...}, "std": {...}}``.
+
+    Example:
+        >>> result = lk.cross_validate(
+        ...     lambda: lk.ClassificationModule(lk.models.MLP(64, 10), 10),
+        ...     dataset, k=5, trainer_kwargs={"max_epochs": 10})
+        >>> result["mean"]["val/acc"]
+    """
+    owner = "cross_validate"
+    if not callable(make_module):
+        raise TypeError(
+            f"{owner}: make_module must be a callable that returns a new module, got "
+            f"{short_repr(make_module)} ({type(make_module).__name__})"
+        )
+    check_dataset(owner, "dataset", dataset)
+    if dataset is None:
+        raise TypeError(f"{owner}: dataset must be {DATASET_EXPECTED}, got None")
+    k = check_int(owner, "k", k, minimum=2)
+    check_bool(owner, "stratify", stratify)
+    seed = check_seed(owner, "seed", seed)
+    if trainer_kwargs is not None:
+        check_instance(
+            owner, "trainer_kwargs", trainer_kwargs, Mapping, "a dict of make_trainer keywords"
+        )
+    kwargs = {"seed": seed, "enable_progress_bar": False, **(trainer_kwargs or {})}
+    folds: list[dict[str, float]] = []
+    for fold in range(k):
+        datamodule = KFoldDataModule(
+            dataset, k=k, fold=fold, stratify=stratify, batch_size=batch_size, seed=seed
+        )
+        L.seed_everything(kwargs["seed"], verbose=False)  # the same initial weights in every fold
+        module = make_module()
+        if not isinstance(module, L.LightningModule):
+            raise TypeError(
+                f"{owner}: make_module() must return a new LightningModule (a lightkit task such "
+                f"as lk.ClassificationModule), got {short_repr(module)} ({type(module).__name__})"
+            )
+        trainer = make_trainer(**kwargs)
+        trainer.fit(module, datamodule=datamodule)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        results = trainer.validate(
+            module, datamodule=datamodule, ckpt_path=best or None, verbose=False
+        )[0]
+        folds.append({key: float(v) for key, v in sorted(results.items())})
+    keys = sorted(set().union(*folds))
+    mean = {key: sum(f[key] for f in folds) / k for key in keys}
+    std = {
+        key: math.sqrt(sum((f[key] - mean[key]) ** 2 for f in folds) / max(1, k - 1))
+        for key in keys
+    }
+    print(_table(folds, mean, std, keys))
+    return {"folds": folds, "mean": mean, "std": std}
+
+
+def _table(folds: list[dict[str, float]], mean: dict, std: dict, keys: list[str]) -> str:
+    width = max(10, *(len(key) for key in keys)) + 2
+    lines = ["fold".ljust(6) + "".join(key.rjust(width) for key in keys)]
+    for i, fold in enumerate(folds):
+        lines.append(str(i).ljust(6) + "".join(f"{fold[key]:.4f}".rjust(width) for key in keys))
+    lines.append("mean".ljust(6) + "".join(f"{mean[key]:.4f}".rjust(width) for key in keys))
+    lines.append("std".ljust(6) + "".join(f"{std[key]:.4f}".rjust(width) for key in keys))
+    return "\n".join(lines)
+
+
+__all__ = ["cross_validate"]

@@ -1,0 +1,141 @@
+"""fit(): make_trainer and fit in one call, continuing the newest run and retrying on out-of-memory."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.memory import is_oom_error
+
+from lightkit._validation import check_bool
+from lightkit.trainer import make_trainer
+from lightkit.trainer._checks import check_root_dir, check_version
+from lightkit.trainer._run_dir import DEFAULT_ROOT, has_checkpoint, resume_point
+
+
+def fit(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    resume: bool = False,
+    oom_retry: bool = True,
+    **make_trainer_kwargs: Any,
+) -> L.Trainer:
+    """Build a trainer with :func:`make_trainer` and fit; continue a run; survive CUDA OOM.
+
+    ``resume=True`` continues the newest run under ``default_root_dir`` that has a usable
+    checkpoint: its ``last.ckpt``, or, when that is damaged, the newest of its other checkpoints
+    that loads (with a warning naming both). Model, optimizer, scheduler, epoch and step,
+    callback states, data position and RNG states are restored, so a run killed at any point and
+    resumed ends with the same weights as one that was never interrupted. Newer run folders
+    without any checkpoint (an evaluation script's, a run killed before its first save) are
+    skipped with a warning naming them. A run whose checkpoints all fail to load is an error
+    (:class:`~lightkit.checkpointing.CheckpointError` naming each file): lightkit never starts
+    over while a run's progress exists. Only when no run has a checkpoint at all does it start a
+    new run, with a warning saying what it found. ``version=<n>`` resumes that run folder only.
+    The run and file it resumes are logged.
+
+    ``oom_retry``: when training runs out of memory (CUDA's, or the CPU allocator's), the
+    datamodule's ``batch_size`` is halved and ``accumulate_grad_batches`` doubled, so the
+    effective batch (and the learning-rate schedule) stays the same (for an odd batch size, one
+    sample smaller). Training then resumes from the run's ``last.ckpt`` (or starts over from the
+    initial weights when there is none yet). Each retry is reported with the new sizes; after
+    batch size 1 the error is raised. The datamodule needs a ``batch_size`` attribute (every
+    lightkit DataModule has one). Runs on several processes re-raise at once: their ranks would
+    have to agree on the retry.
+
+    Args:
+        module: The LightningModule to train.
+        datamodule: Its data.
+        resume: Continue the newest run under ``default_root_dir`` that has a usable checkpoint.
+        oom_retry: Retry with half the batch size after CUDA out-of-memory errors.
+        **make_trainer_kwargs: Passed to :func:`make_trainer`.
+
+    Returns:
+        The ``lightning.Trainer`` after fitting (the last one, after retries).
+
+    Raises:
+        CheckpointError: ``resume=True`` and the run to continue has checkpoints, none of which
+            loads.
+
+    Example:
+        >>> trainer = lk.fit(module, dm, resume=True, max_epochs=20, checkpoint_every_n_steps=100)
+    """
+    if not isinstance(module, L.LightningModule):
+        raise TypeError(
+            f"fit: module must be a lightning LightningModule (a lightkit task such as "
+            f"lk.ClassificationModule), got {module!r} ({type(module).__name__})"
+        )
+    if not isinstance(datamodule, L.LightningDataModule):
+        raise TypeError(
+            f"fit: datamodule must be a lightning LightningDataModule (a lightkit DataModule "
+            f"such as lk.data.DataModule), got {datamodule!r} ({type(datamodule).__name__})"
+        )
+    check_bool("fit", "resume", resume)
+    check_bool("fit", "oom_retry", oom_retry)
+    ckpt_path: str | None = None
+    fresh_note = ""
+    if resume:
+        root = make_trainer_kwargs.get("default_root_dir", DEFAULT_ROOT)
+        check_root_dir("fit", root)
+        version = make_trainer_kwargs.get("version")
+        check_version("fit", version)
+        found, fresh_note = resume_point(Path(root), version)
+        if found is not None:
+            make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
+            ckpt_path = str(found)
+        elif version == "last":
+            make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
+    trainer = make_trainer(**make_trainer_kwargs)
+    if fresh_note:
+        rank_zero_warn(f"{fresh_note}; starting a new run in {trainer.default_root_dir}")
+    initial_weights = (
+        {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+        if oom_retry and ckpt_path is None
+        else None
+    )
+    while True:
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            return trainer
+        except RuntimeError as err:
+            if not is_oom_error(err) or not oom_retry or trainer.world_size > 1:
+                raise
+            batch_size = getattr(datamodule, "batch_size", None)
+            if not isinstance(batch_size, int):
+                raise torch.cuda.OutOfMemoryError(
+                    f"{err}\nlightkit: cannot retry with a smaller batch: "
+                    f"{type(datamodule).__name__} has no integer `batch_size` attribute"
+                ) from err
+            if batch_size <= 1:
+                raise torch.cuda.OutOfMemoryError(
+                    f"{err}\nlightkit: out of memory even at batch size 1; use a smaller model, "
+                    "mixed precision (precision='bf16-mixed' or '16-mixed'), gradient "
+                    "checkpointing (gradient_checkpointing=True on lightkit models), or a GPU "
+                    "with more memory"
+                ) from err
+            accumulate = trainer.accumulate_grad_batches * 2
+            datamodule.batch_size = batch_size // 2
+            run_version = int(Path(trainer.default_root_dir).name.removeprefix("version_"))
+            make_trainer_kwargs.update(accumulate_grad_batches=accumulate, version=run_version)
+            del trainer
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            trainer = make_trainer(**make_trainer_kwargs)
+            ckpt_path = "last" if has_checkpoint(trainer) else None
+            if ckpt_path is None and initial_weights is not None:
+                module.load_state_dict(initial_weights)
+            memory = "CPU" if "DefaultCPUAllocator" in str(err) else "CUDA"
+            rank_zero_warn(
+                f"lightkit: {memory} out of memory at batch size {batch_size}; retrying with "
+                f"batch_size={batch_size // 2} and accumulate_grad_batches={accumulate} "
+                f"(effective batch {batch_size // 2 * accumulate}), "
+                + ("resuming from last.ckpt" if ckpt_path else "starting over")
+            )
+
+
+__all__ = ["fit"]

@@ -1,0 +1,130 @@
+"""make_trainer's argument checks: each bad value is named with what was expected, before anything is built."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.profilers import Profiler
+
+from lightkit._validation import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_path,
+    check_seed,
+)
+from lightkit.trainer._profiling import PROFILERS
+
+
+def check_arguments(
+    *,
+    max_epochs: Any,
+    precision: Any,
+    devices: Any,
+    monitor: Any,
+    mode: Any,
+    early_stopping: Any,
+    patience: Any,
+    gradient_clip_val: Any,
+    accumulate_grad_batches: Any,
+    gradient_clip_algorithm: Any,
+    num_nodes: Any,
+    profiler: Any,
+    logger: Any,
+    default_root_dir: Any,
+    seed: Any,
+    checkpoint_every_n_steps: Any,
+    nan_guard: Any,
+    version: Any,
+    callbacks: Any,
+) -> None:
+    """Every make_trainer argument, before anything is created: name, value and what is expected."""
+    owner = "make_trainer"
+    check_int(owner, "max_epochs", max_epochs, minimum=-1)
+    if isinstance(precision, bool) or not isinstance(precision, (str, int)):
+        raise TypeError(
+            f"{owner}: precision must be a string such as 'auto' or 'bf16-mixed', got "
+            f"{precision!r} ({type(precision).__name__})"
+        )
+    check_devices_type(devices)
+    if not isinstance(monitor, str) or not monitor.strip():
+        raise (ValueError if isinstance(monitor, str) else TypeError)(
+            f"{owner}: monitor must be the name of a logged metric (such as 'val/loss'), got "
+            f"{monitor!r}"
+        )
+    check_choice(owner, "mode", mode, ("min", "max"))
+    check_bool(owner, "early_stopping", early_stopping)
+    check_int(owner, "patience", patience, minimum=0)
+    if gradient_clip_val is not None:
+        check_float(owner, "gradient_clip_val", gradient_clip_val, minimum=0, min_inclusive=False)
+    check_int(owner, "accumulate_grad_batches", accumulate_grad_batches, minimum=1)
+    check_choice(owner, "gradient_clip_algorithm", gradient_clip_algorithm, ("norm", "value"))
+    check_int(owner, "num_nodes", num_nodes, minimum=1)
+    if not (profiler is None or isinstance(profiler, Profiler) or profiler in PROFILERS):
+        raise ValueError(
+            f"{owner}: unknown profiler {profiler!r}; expected None, "
+            + ", ".join(repr(p) for p in PROFILERS)
+            + " or a lightning Profiler"
+        )
+    if not (logger in (None, False, True) or logger == "tensorboard" or isinstance(logger, Logger)):
+        raise ValueError(
+            f"{owner}: logger must be 'tensorboard', False or a lightning Logger, got {logger!r}"
+        )
+    check_root_dir(owner, default_root_dir)
+    if seed is not None:
+        check_seed(owner, "seed", seed)
+    if checkpoint_every_n_steps is not None:
+        check_int(owner, "checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
+    check_bool(owner, "nan_guard", nan_guard)
+    check_version(owner, version)
+    if callbacks is not None and not isinstance(callbacks, Callback):
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(
+                f"{owner}: callbacks must be a lightning Callback or a list of them, got "
+                f"{callbacks!r} ({type(callbacks).__name__})"
+            )
+        for i, callback in enumerate(callbacks):
+            if not isinstance(callback, Callback):
+                raise TypeError(
+                    f"{owner}: callbacks[{i}] must be a lightning Callback, got {callback!r} "
+                    f"({type(callback).__name__})"
+                )
+
+
+def check_root_dir(owner: str, value: Any) -> None:
+    check_path(owner, "default_root_dir", value, "a folder path")
+
+
+def check_version(owner: str, version: Any) -> None:
+    if version is None or (version == "last" and isinstance(version, str)):
+        return
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        return
+    raise ValueError(
+        f"{owner}: version must be None (a new run folder), 'last' or an integer >= 0, "
+        f"got {version!r}"
+    )
+
+
+_DEVICES_TEXT = re.compile(r"\s*(auto|-1|\d+(\s*,\s*\d+)*\s*,?)\s*")
+
+
+def check_devices_type(devices: Any) -> None:
+    ok = (
+        (isinstance(devices, int) and not isinstance(devices, bool))
+        or (isinstance(devices, str) and _DEVICES_TEXT.fullmatch(devices) is not None)
+        or (
+            isinstance(devices, (list, tuple))
+            and len(devices) > 0
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+        )
+    )
+    if not ok:
+        raise TypeError(
+            f"make_trainer: devices must be 'auto', -1, a positive count or a non-empty list of "
+            f"device indices, got {devices!r} ({type(devices).__name__})"
+        )

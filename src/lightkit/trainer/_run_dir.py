@@ -1,0 +1,169 @@
+"""Run folders: one ``version_<n>`` per run, claimed atomically; finding the checkpoint a resume continues."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+
+from lightkit.checkpointing import CheckpointError, load_checkpoint
+
+RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"  # rank 0's run folder, inherited by the processes DDP launches
+DEFAULT_ROOT = "runs"
+
+_VERSION = re.compile(r"version_(\d+)")
+
+
+def versions(root: Path) -> list[int]:
+    """The numbers of the ``version_<n>`` entries under ``root``, ascending."""
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(m.group(1)) for name in names if (m := _VERSION.fullmatch(name)))
+
+
+def make_root(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(
+            f"make_trainer: default_root_dir={os.fspath(root)!r} is a file; it must be a folder "
+            "(one version_<n> folder per run goes inside)"
+        ) from None
+
+
+def claim_run_dir(root: Path) -> Path:
+    """Create a new ``root/version_<n>`` folder that no other run holds, and return it.
+
+    ``os.mkdir`` fails when the folder already exists, so of runs that start at the same moment
+    (threads, processes, or machines sharing the file system) each gets a folder of its own: a
+    run that loses the race for a number takes the next one. The listing only picks where to
+    start counting.
+    """
+    make_root(root)
+    number = max(versions(root), default=-1) + 1
+    while True:
+        path = root / f"version_{number}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            number += 1
+            continue
+        return path
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """The run's ``.ckpt`` files, in the order a resume tries them: ``last.ckpt``, then newest."""
+    files = []
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        try:  # a file removed meanwhile is no candidate
+            if path.is_file():
+                files.append((path.name != "last.ckpt", -path.stat().st_mtime, path.name, path))
+        except OSError:
+            continue
+    return [entry[-1] for entry in sorted(files)]
+
+
+def newest_run_with_checkpoint(root: Path) -> Path | None:
+    for number in reversed(versions(root)):
+        if checkpoint_files(root / f"version_{number}"):
+            return root / f"version_{number}"
+    return None
+
+
+def choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
+    """The run folder for ``version`` and whether this call created it (claimed a new one).
+
+    Only rank 0 creates folders. The DDP workers Lightning starts by re-running the script
+    inherit rank 0's folder through an environment variable; choosing again would pick the next.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if rank_zero_only.rank != 0:
+        if version is None and inherited:
+            return Path(inherited), False
+        if isinstance(version, int):
+            return root / f"version_{version}", False
+        newest = newest_run_with_checkpoint(root) if version == "last" else None
+        return newest or root / f"version_{max(versions(root), default=-1) + 1}", False
+    claimed = False
+    if isinstance(version, int):
+        path = root / f"version_{version}"
+        make_root(root)
+        try:
+            os.mkdir(path)
+            claimed = True
+        except FileExistsError:
+            if not path.is_dir():
+                raise NotADirectoryError(
+                    f"make_trainer: {os.fspath(path)!r} exists and is not a folder"
+                ) from None
+    else:
+        found = newest_run_with_checkpoint(root) if version == "last" else None
+        path, claimed = (found, False) if found is not None else (claim_run_dir(root), True)
+    os.environ[RUN_DIR_ENV] = str(path)  # inherited by the processes DDP launches
+    return path, claimed
+
+
+def resume_point(root: Path, version: int | str | None) -> tuple[Path | None, str]:
+    """The checkpoint ``resume=True`` continues from, or None and what was found instead.
+
+    Runs are tried newest first (``version`` given: that one only). A run without checkpoint
+    files is skipped; in the first run that has some, ``last.ckpt`` is tried, then the others,
+    newest first; the first that loads is the answer. If none loads, that run's progress cannot
+    be continued and must not be silently dropped: a ``CheckpointError`` names every file.
+    """
+    numbers = [version] if isinstance(version, int) else list(reversed(versions(root)))
+    skipped: list[str] = []
+    for number in numbers:
+        run_dir = root / f"version_{number}"
+        files = checkpoint_files(run_dir)
+        if not files:
+            if run_dir.is_dir():
+                skipped.append(run_dir.name)
+            continue
+        damaged: list[str] = []
+        for path in files:
+            try:
+                checkpoint = load_checkpoint(path)
+            except CheckpointError as err:
+                damaged.append(str(err))
+                continue
+            where = f"saved at epoch {checkpoint.get('epoch', '?')}, global step "
+            where += f"{checkpoint.get('global_step', '?')}"
+            if damaged:
+                rank_zero_warn(
+                    f"lightkit: {os.fspath(files[0])!r} is damaged or unsafe to load; "
+                    f"resuming from the newest good checkpoint instead: {os.fspath(path)!r} "
+                    f"({where}). Details: {'; '.join(damaged)}"
+                )
+            if skipped:
+                rank_zero_warn(
+                    f"lightkit: resume=True continues {os.fspath(run_dir)} from {path.name} "
+                    f"({where}); the newer run folder(s) {', '.join(skipped)} hold no checkpoint "
+                    "and were skipped"
+                )
+            rank_zero_info(f"lightkit: resuming {os.fspath(run_dir)} from {path} ({where})")
+            return path, ""
+        raise CheckpointError(
+            f"fit: resume=True cannot continue {os.fspath(run_dir)}: it has checkpoints, but none "
+            f"of them loads ({'; '.join(damaged)}). Nothing was started. Move the damaged files "
+            "away to resume an older run, or pass resume=False to start a new run folder"
+        )
+    if isinstance(version, int):
+        return None, (
+            f"lightkit: resume=True with version={version}: {os.fspath(root / f'version_{version}')}"
+            " has no checkpoint to continue"
+        )
+    found = f"run folders without a checkpoint: {', '.join(skipped)}" if skipped else "no run"
+    return (
+        None,
+        f"lightkit: resume=True found nothing to resume under {os.fspath(root)!r} ({found})",
+    )
+
+
+def has_checkpoint(trainer: L.Trainer) -> bool:
+    return any((Path(trainer.default_root_dir) / "checkpoints").glob("*.ckpt"))

@@ -1,0 +1,323 @@
+"""make_trainer(): a plain ``lightning.Trainer`` with the presets a well-run project wants.
+
+The Trainer is assembled from small steps, each readable on its own: the argument checks
+(``_checks``), hardware and precision (``_hardware``), the run folder (``_run_dir``), the
+profiler (``_profiling``) and the callback groups below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ProgressBar,
+    RichProgressBar,
+)
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.profilers import Profiler
+
+from lightkit.callbacks import (
+    GPUMemoryMonitor,
+    GradientNormMonitor,
+    HParamsMetrics,
+    ModelCheckpoint,
+    NaNGuard,
+    NoValidationFallback,
+    PlainProgressBar,
+    RNGState,
+    TorchinfoSummary,
+    ValidationFigures,
+)
+from lightkit.checkpointing import AtomicCheckpointIO
+from lightkit.trainer._checks import check_arguments
+from lightkit.trainer._hardware import (
+    check_devices,
+    check_strategy,
+    resolve_hardware,
+    resolve_precision,
+)
+from lightkit.trainer._profiling import make_profiler
+from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
+
+
+def make_trainer(
+    max_epochs: int = 10,
+    precision: str | int = "auto",
+    devices: int | str | list[int] = "auto",
+    strategy: str = "auto",
+    monitor: str = "val/loss",
+    mode: str = "min",
+    early_stopping: bool = True,
+    patience: int = 10,
+    gradient_clip_val: float | None = None,
+    accumulate_grad_batches: int = 1,
+    gradient_clip_algorithm: str = "norm",
+    num_nodes: int = 1,
+    profiler: str | Profiler | None = None,
+    logger: str | bool | Logger = "tensorboard",
+    default_root_dir: str | os.PathLike[str] = DEFAULT_ROOT,
+    seed: int | None = None,
+    checkpoint_every_n_steps: int | None = None,
+    nan_guard: bool = True,
+    version: int | str | None = None,
+    **trainer_kwargs: Any,
+) -> L.Trainer:
+    """Build a ``lightning.Trainer`` with lightkit's presets.
+
+    What you get:
+        * precision ``"auto"``: ``32-true`` on CPU, ``bf16-mixed`` on GPUs that support bf16,
+          else ``16-mixed``; an explicit precision the hardware cannot run (fp16 AMP on the CPU,
+          bf16 on a GPU without it) is an error that says what to use instead;
+        * strategy ``"auto"`` is DDP when more than one device (or node) is used; ``"ddp"`` runs
+          with ``find_unused_parameters=False`` (``"ddp_find_unused_parameters_true"`` if your
+          model has parameters that receive no gradient); ``"ddp_spawn"`` and ``"fsdp"`` too.
+          Multi-node runs: set ``num_nodes`` and launch with torchrun or SLURM (Lightning reads
+          their environment). Metrics are synced across processes at epoch end, not per step;
+        * ``EarlyStopping`` on ``monitor`` (when ``early_stopping``);
+        * ``ModelCheckpoint`` keeping ``best.ckpt`` (by ``monitor``) and ``last.ckpt`` in
+          ``<default_root_dir>/version_<n>/checkpoints/``; every run gets a new ``version_<n>``
+          folder, created with ``os.mkdir`` so that two runs started at the same moment (other
+          processes, other machines on a shared disk) never share one, and nothing from an
+          earlier run is overwritten; paths read back from a checkpoint's callback state never
+          leave that folder (:class:`~lightkit.callbacks.ModelCheckpoint`);
+        * a TensorBoard logger in that same folder and a ``LearningRateMonitor`` (``logger=False``
+          turns both off);
+        * ``seed`` → ``lightning.seed_everything(seed, workers=True)``;
+        * crash safety: checkpoints are written atomically (a kill mid-save leaves the previous
+          one intact), loaded with ``weights_only=True``, and carry the RNG states and the data
+          position, so ``trainer.fit(..., ckpt_path="last")`` in the same run folder (see
+          ``version``) continues bit-identically; with ``checkpoint_every_n_steps`` the
+          ``last.ckpt`` is also refreshed every N steps for mid-epoch resume;
+        * :class:`~lightkit.callbacks.NaNGuard`: a NaN/Inf loss stops training with a message
+          naming the step and the last good checkpoint; non-finite weights are never saved.
+        * what a run shows: ``train/grad_norm``, a confusion matrix, prediction grids or
+          segmentation overlays in TensorBoard, hyperparameters with final metrics (HPARAMS), a
+          torchinfo summary saved as ``model_summary.txt`` (``enable_model_summary=True`` for
+          Lightning's instead), Rich's progress bar on a terminal and plain lines otherwise,
+          and, when training on a CUDA GPU, peak GPU memory per epoch and advice on
+          out-of-memory errors (:mod:`lightkit.callbacks`).
+
+    Any other keyword (``callbacks``, ``max_steps``, ``deterministic``, ``profiler``, ...) is passed
+    to ``lightning.Trainer``; your ``callbacks`` are added to lightkit's.
+
+    Args:
+        max_epochs: Maximum number of epochs.
+        precision: ``"auto"`` or any Lightning precision (``"32-true"``, ``"bf16-mixed"``, ...).
+        devices: Devices to use (``"auto"``, a count or a list of indices).
+        strategy: ``"auto"`` or a Lightning strategy name (``"ddp"``, ...).
+        monitor: Logged metric for early stopping and the best checkpoint.
+        mode: ``"min"`` or ``"max"``: whether a lower or higher ``monitor`` is better.
+        early_stopping: Stop when ``monitor`` has not improved for ``patience`` epochs.
+        patience: Epochs without improvement before early stopping.
+        gradient_clip_val: Clip gradients to this value (None: no clipping).
+        accumulate_grad_batches: Batches whose gradients are summed per optimizer step (the
+            loss is divided by it, so batch 8 × 4 steps like batch 32).
+        gradient_clip_algorithm: ``"norm"`` (clip the global gradient norm) or ``"value"``
+            (clamp each gradient element).
+        num_nodes: Machines taking part (each running ``devices`` processes).
+        profiler: ``None`` (no profiling, and none of the per-hook bookkeeping Lightning's
+            default does), ``"simple"``, ``"advanced"``, ``"pytorch"`` or a Lightning
+            ``Profiler``. Reports go to ``<run folder>/profile/`` and their paths are printed;
+            ``"pytorch"`` also writes a Chrome trace (``*.pt.trace.json``, open it in
+            ``chrome://tracing`` or https://ui.perfetto.dev).
+        logger: ``"tensorboard"``, ``False``, or a Lightning ``Logger``.
+        default_root_dir: Folder holding one ``version_<n>`` folder per run.
+        seed: Seed every RNG (torch, numpy, Python, workers) when the trainer is built. Nets
+            built before that start from unseeded weights: build the trainer first, or call
+            ``lightning.seed_everything(seed)`` before the net, for reproducible runs.
+        checkpoint_every_n_steps: Also write ``last.ckpt`` every N optimizer steps.
+        nan_guard: Stop at the first non-finite loss (see :class:`~lightkit.callbacks.NaNGuard`).
+        version: The run folder: None for a new ``version_<n>`` (claimed atomically: runs
+            started at the same moment never share one), ``"last"`` for the newest run that
+            holds a checkpoint (a new folder when none does), or a number for
+            ``version_<number>`` (created if missing).
+
+    Returns:
+        A plain ``lightning.Trainer``.
+
+    Example:
+        >>> trainer = lk.make_trainer(max_epochs=20, seed=0)
+        >>> trainer.fit(module, datamodule=dm)
+        >>> trainer.checkpoint_callback.best_model_path
+    """
+    check_arguments(
+        max_epochs=max_epochs,
+        precision=precision,
+        devices=devices,
+        monitor=monitor,
+        mode=mode,
+        early_stopping=early_stopping,
+        patience=patience,
+        gradient_clip_val=gradient_clip_val,
+        accumulate_grad_batches=accumulate_grad_batches,
+        gradient_clip_algorithm=gradient_clip_algorithm,
+        num_nodes=num_nodes,
+        profiler=profiler,
+        logger=logger,
+        default_root_dir=default_root_dir,
+        seed=seed,
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
+        nan_guard=nan_guard,
+        version=version,
+        callbacks=trainer_kwargs.get("callbacks"),
+    )
+    accelerator = trainer_kwargs.pop("accelerator", "auto")
+    hardware = resolve_hardware(accelerator)
+    check_strategy(strategy)
+    check_devices(devices, hardware)
+    precision = resolve_precision(precision, hardware)
+    if seed is not None:
+        L.seed_everything(seed, workers=True)
+
+    run_dir, claimed = choose_run_dir(Path(default_root_dir), version)
+    try:
+        loggers = _logger(logger, run_dir)
+        callbacks = [
+            *_checkpoint_callbacks(run_dir, monitor, mode, checkpoint_every_n_steps),
+            *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
+            *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),
+            *_as_list(trainer_kwargs.pop("callbacks", None)),
+        ]
+        if trainer_kwargs.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            callbacks.append(progress_bar())
+        trainer_kwargs.setdefault("log_every_n_steps", 20)
+        return L.Trainer(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            precision=precision,
+            devices=devices,
+            num_nodes=num_nodes,
+            strategy=strategy,
+            gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm
+            if gradient_clip_val is not None
+            else None,
+            accumulate_grad_batches=accumulate_grad_batches,
+            profiler=make_profiler(profiler, run_dir),
+            logger=loggers,
+            callbacks=callbacks,
+            default_root_dir=str(run_dir),
+            plugins=_plugins(trainer_kwargs.pop("plugins", None)),
+            **trainer_kwargs,
+        )
+    except BaseException:
+        if claimed:  # a trainer that was never built leaves no empty run folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
+
+
+def _checkpoint_callbacks(
+    run_dir: Path, monitor: str, mode: str, every_n_steps: int | None
+) -> list[Callback]:
+    """``best.ckpt`` (by ``monitor``) and ``last.ckpt``; with ``every_n_steps``, a step refresh."""
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,  # best.ckpt and last.ckpt are replaced (atomically)
+        )
+    ]
+    if every_n_steps is not None:
+        # Refreshes last.ckpt every N steps (save_top_k=0: no extra files are kept).
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                every_n_train_steps=every_n_steps,
+                save_top_k=0,
+                save_last=True,
+                enable_version_counter=False,  # the same last.ckpt as the epoch-end saves
+            )
+        )
+    return callbacks
+
+
+def _safety_callbacks(
+    nan_guard: bool, early_stopping: bool, monitor: str, mode: str, patience: int
+) -> list[Callback]:
+    """Exact resume (RNG states), the NaN guard, early stopping and the no-validation fallback."""
+    callbacks: list[Callback] = [RNGState()]
+    if nan_guard:
+        callbacks.append(NaNGuard())
+    if early_stopping:
+        # strict=False: a run that ends before its first validation (max_steps) is no error;
+        # NoValidationFallback still reports a monitor that validation never logs.
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience, strict=False))
+    callbacks.append(NoValidationFallback())
+    return callbacks
+
+
+def _observability_callbacks(
+    logging: bool, hardware: str, trainer_kwargs: dict[str, Any]
+) -> list[Callback]:
+    """What a run shows: LR, gradient norm, figures, HPARAMS, GPU memory and a torchinfo summary."""
+    callbacks: list[Callback] = []
+    if logging:
+        callbacks += [
+            LearningRateMonitor(logging_interval="epoch"),
+            GradientNormMonitor(),
+            ValidationFigures(),
+            HParamsMetrics(),
+        ]
+    if hardware == "cuda":
+        callbacks.append(GPUMemoryMonitor())
+    if trainer_kwargs.get("enable_model_summary") is None:
+        # torchinfo's summary (real input size, MACs, saved to model_summary.txt) replaces
+        # Lightning's; enable_model_summary=True asks for Lightning's, False for none.
+        trainer_kwargs["enable_model_summary"] = False
+        callbacks.append(TorchinfoSummary())
+    return callbacks
+
+
+def _as_list(callbacks: Callback | list[Callback] | None) -> list[Callback]:
+    if callbacks is None:
+        return []
+    return [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+
+
+def progress_bar() -> ProgressBar:
+    """Rich's live progress bar on a terminal; plain periodic lines in logs, files and pipes."""
+    if sys.stdout.isatty() and importlib.util.find_spec("rich") is not None:
+        return RichProgressBar()
+    return PlainProgressBar()
+
+
+def _plugins(plugins: Any) -> list[Any]:
+    """The user's plugins, plus atomic checkpoint writes unless they bring their own CheckpointIO."""
+    plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins] if plugins else []
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
+
+
+def _logger(logger: str | bool | Logger, run_dir: Path) -> Logger | bool:
+    if logger is False or logger is None:
+        return False
+    if logger is True or logger == "tensorboard":
+        return TensorBoardLogger(
+            save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
+        )
+    if isinstance(logger, Logger):
+        return logger
+    raise ValueError(
+        f"make_trainer: logger must be 'tensorboard', False or a lightning Logger, got {logger!r}"
+    )
+
+
+__all__ = ["make_trainer", "progress_bar"]
