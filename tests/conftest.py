@@ -1,25 +1,15 @@
-"""Shared fixtures: tiny synthetic problems that train on the CPU in seconds."""
+"""Shared fixtures: tiny synthetic problems that train on the CPU in seconds (see helpers.py)."""
 
 from __future__ import annotations
 
 import warnings
 
 import pytest
-import torch
 from torch.utils.data import TensorDataset
 
+from helpers import make_blobs
+
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
-
-
-def make_blobs(
-    n: int = 256, num_classes: int = 3, features: int = 8, seed: int = 0
-) -> TensorDataset:
-    """Gaussian blobs: an easy multiclass problem."""
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(num_classes, features, generator=g) * 3
-    y = torch.randint(0, num_classes, (n,), generator=g)
-    x = centers[y] + torch.randn(n, features, generator=g)
-    return TensorDataset(x, y)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 NAN, INF = math.nan, math.inf
 PAIRS = [(torch.zeros(3), 0), (torch.ones(3), 1), (torch.ones(3), 0), (torch.zeros(3), 1)]

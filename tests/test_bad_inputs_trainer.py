@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 _ONNX = importlib.util.find_spec("onnxruntime") is not None
 

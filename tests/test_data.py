@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 
 def _indices(dataset):

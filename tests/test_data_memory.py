@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 
 def test_in_memory_loader_yields_exactly_the_dataloader_batches():

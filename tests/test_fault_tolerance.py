@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 from lightkit.callbacks import NonFiniteError
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 

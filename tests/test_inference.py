@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 
 def _fit(module, dm, tmp_path, epochs=3):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 
 def test_partial_optimizer_and_scheduler_survive_a_checkpoint(tmp_path, blobs):
@@ -34,10 +34,12 @@ def test_partial_optimizer_and_scheduler_survive_a_checkpoint(tmp_path, blobs):
 
 
 def test_epoch_loss_sum_does_not_overflow_in_half_precision():
-    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    from lightkit.tasks._bookkeeping import TaskState
+
+    state = TaskState()
     for _ in range(4):
-        module._accumulate_loss("val", torch.tensor(30000.0, dtype=torch.float16), 32)
-    total, count = module._loss_sums["val"]
+        state.accumulate("val", torch.tensor(30000.0, dtype=torch.float16), 32)
+    total, count = state.loss_sums["val"]
     assert torch.isfinite(total) and float(total / count) == pytest.approx(30000.0)
 
 

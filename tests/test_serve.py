@@ -473,7 +473,7 @@ def test_server_api_with_and_without_batching(checkpoint):
 
 def test_a_batch_that_fails_is_run_again_one_request_at_a_time(checkpoint):
     api = _api(checkpoint, 8)
-    forward = api.predictor._forward
+    forward = api.predictor.predict_batch
     calls = []
 
     def fragile(batch):  # a model that fails on one particular input
@@ -482,7 +482,7 @@ def test_a_batch_that_fails_is_run_again_one_request_at_a_time(checkpoint):
             raise RuntimeError("cannot handle 666")
         return forward(batch)
 
-    api.predictor._forward = fragile
+    api.predictor.predict_batch = fragile
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(4))
     x[1, 0] = 666
     answers = _answers(api, [{"inputs": r.tolist()} for r in x])

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 
 
 def _module(**kwargs) -> lk.ClassificationModule:

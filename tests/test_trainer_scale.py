@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 from lightkit.trainer._hardware import resolve_precision as _resolve_precision
 
 SCRIPT = Path(__file__).parent / "scripts" / "distributed_training.py"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import lightkit as lk
-from conftest import make_blobs
+from helpers import make_blobs
 from lightkit._spec import from_spec, trusting
 from lightkit.cli import main
 

@@ -11,12 +11,13 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
     trainer.fit(module, datamodule=dm)
 """
 
-from lightkit import callbacks, checkpointing, data, export, losses, models, optim
+from lightkit import callbacks, checkpointing, data, export, losses, models, optim, tasks
 from lightkit._spec import UntrustedSpecError
 from lightkit.cross_validation import cross_validate
 from lightkit.diagnose import diagnose
 from lightkit.fitting import fit
 from lightkit.inference import Predictor
+from lightkit.outputs import TaskOutputs
 from lightkit.tasks import (
     BinaryClassificationModule,
     ClassificationModule,
@@ -38,6 +39,7 @@ __all__ = [
     "RegressionModule",
     "SegmentationModule",
     "TaskModule",
+    "TaskOutputs",
     "UntrustedSpecError",
     "__version__",
     "callbacks",
@@ -53,4 +55,5 @@ __all__ = [
     "make_trainer",
     "models",
     "optim",
+    "tasks",
 ]

@@ -254,6 +254,7 @@ def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
     import inspect
     import warnings
 
+    from lightkit._metadata import CheckpointMetadata
     from lightkit._spec import (
         check_net_spec,
         check_trust,
@@ -262,15 +263,17 @@ def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
         stored_bytes,
         trusting,
     )
-    from lightkit.checkpointing import load_checkpoint
+    from lightkit.checkpointing import CheckpointError, load_checkpoint
 
     trust = check_trust(section.get("trust"), "lightkit --trust")
     checkpoint = load_checkpoint(ckpt_path)
     hparams = checkpoint.get("hyper_parameters") or {}
-    meta = checkpoint.get("lightkit") or {}
     model = section.get("model")
     configured = getattr(model, "class_path", None) if model is not None else None
-    recorded = meta.get("task") if isinstance(meta, dict) else None
+    try:
+        recorded = CheckpointMetadata.from_checkpoint(checkpoint, ckpt_path).task
+    except CheckpointError as err:
+        raise SystemExit(f"lightkit: --ckpt_path {err}") from None
     if configured and recorded and not _same_task(configured, recorded):
         raise SystemExit(
             f"lightkit: --ckpt_path {ckpt_path!r} was written by {recorded}, but the config's "

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 
 from lightkit._validation import check_bool, check_instance, check_int, check_path, check_seed
+from lightkit.outputs import DescribedTask
 from lightkit.tuning import lr_range_test
 
 SEVERITIES = ("ok", "warning", "error")
@@ -246,15 +247,10 @@ def _check_inputs(x: torch.Tensor) -> list[Finding]:
 
 
 def _check_labels(module: Any, y: torch.Tensor) -> list[Finding]:
-    from lightkit.tasks import BinaryClassificationModule, ClassificationModule
-
-    if isinstance(module, ClassificationModule):
-        num_classes = int(module.hparams.get("num_classes", int(y.max()) + 1))
-        counts = torch.bincount(y.long().flatten(), minlength=num_classes)
-    elif isinstance(module, BinaryClassificationModule):
-        counts = torch.bincount(y.long().flatten(), minlength=2)
-    else:
+    described = module.task_outputs() if isinstance(module, DescribedTask) else None
+    if described is None or not described.per_sample_class or described.num_classes is None:
         return []
+    counts = torch.bincount(y.long().flatten(), minlength=described.num_classes)
     findings = []
     missing = (counts == 0).nonzero().flatten().tolist()
     if missing:

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import check_trust, from_spec, resolve, trusting
 from lightkit._validation import check_choice, check_int, check_path
 from lightkit.checkpointing import load_checkpoint
@@ -124,27 +125,21 @@ class Predictor:
         trusted = check_trust(trust, "Predictor.from_checkpoint")
         check_path("Predictor.from_checkpoint", "path", path, "a checkpoint file path")
         checkpoint = load_checkpoint(path)
-        meta = checkpoint.get("lightkit") or {}
-        if not isinstance(meta, dict):
-            raise ValueError(
-                f"Predictor.from_checkpoint: {os.fspath(path)!r} has a malformed 'lightkit' "
-                f"section ({type(meta).__name__}, expected a dict)"
-            )
+        meta = CheckpointMetadata.from_checkpoint(checkpoint, os.fspath(path))
         with trusting(trusted):
             if task is None:
-                if not meta.get("task"):
+                if not meta.task:
                     raise ValueError(
                         f"Predictor.from_checkpoint: {os.fspath(path)!r} does not name its task "
                         "module class (not written by a lightkit task module); pass task=<the "
                         "LightningModule class>, or build the module and use Predictor(module)"
                     )
                 task = resolve(
-                    {"class_path": meta["task"]}, "Predictor.from_checkpoint: the task", "task"
+                    {"class_path": meta.task}, "Predictor.from_checkpoint: the task", "task"
                 )
             # The recorded transform is checked now (a bad one fails here) and built only when an
             # image is predicted.
-            spec = meta.get("inference") or {}
-            transform_spec = spec.get("transform") if isinstance(spec, dict) else None
+            transform_spec = meta.transform_spec
             if transform is None and transform_spec is not None:
                 resolve(transform_spec, "Predictor: the recorded eval transform", "transform")
         if not (isinstance(task, type) and issubclass(task, L.LightningModule)):
@@ -164,13 +159,12 @@ class Predictor:
                 f"Predictor.from_checkpoint: cannot rebuild the net from {os.fspath(path)!r} "
                 f"({err}); pass net=<an instance of the trained architecture>"
             ) from err
-        image_mode = spec.get("image_mode") if isinstance(spec, dict) else None
         predictor = cls(
             module,
             device=device,
             transform=transform,
-            input_shape=meta.get("input_shape"),
-            image_mode=image_mode or "RGB",
+            input_shape=meta.input_shape,
+            image_mode=meta.image_mode,
         )
         if transform is None and transform_spec is not None:
             predictor._transform_spec = dict(transform_spec)
@@ -191,12 +185,18 @@ class Predictor:
             The task's natural output for each sample, stacked (``N×...``), on the CPU.
         """
         batch_size = check_int("Predictor.predict", "batch_size", batch_size, 1)
-        outputs = [self._forward(batch) for batch in self._batches(inputs, batch_size)]
+        outputs = [self.predict_batch(batch) for batch in self._batches(inputs, batch_size)]
         if not outputs:
             raise ValueError("Predictor.predict: inputs is empty")
         return torch.cat(outputs)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.inference_mode()
+    def predict_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """The natural output for one batch tensor that is already checked (``N×...``), on the CPU.
+
+        ``predict`` checks inputs and cuts them into batches, then calls this; ``lightkit serve``
+        calls it for the batches it assembles from checked requests.
+        """
         x = x.to(self.device, non_blocking=True)
         out = self.module(x)
         to_output = getattr(self.module, "predict_output", None)

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightkit._metadata import CheckpointMetadata
 from lightkit._validation import check_bool, check_choice, check_float, check_int
 from lightkit.checkpointing import load_checkpoint
 from lightkit.inference import Predictor
@@ -580,7 +581,7 @@ if ls is not None:
         def _forward(self, batch: torch.Tensor) -> torch.Tensor:
             if self.verbose:
                 print(f"lightkit serve: predicting a batch of {batch.shape[0]}", flush=True)
-            return self.predictor._forward(batch).cpu()
+            return self.predictor.predict_batch(batch)
 
 
 def _short(err: Exception, limit: int = 300) -> str:
@@ -622,8 +623,9 @@ def make_server(
             f"got {trust!r}"
         )
     path = os.fspath(checkpoint)
-    meta = load_checkpoint(path).get("lightkit") or {}  # fails early and clearly on a bad file
-    if not meta.get("task"):
+    # Fails early and clearly on a bad file.
+    meta = CheckpointMetadata.from_checkpoint(load_checkpoint(path), path)
+    if not meta.task:
         raise ValueError(
             f"serve: {path!r} was not written by a lightkit task module; lightkit serve cannot rebuild it"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -10,6 +11,9 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
+
+from lightkit._lightning import skip_unused_step_hooks
+from lightkit.outputs import DescribedTask, TaskOutputs
 
 # Distinct colours for mask classes (tab10), as 0..1 RGB.
 PALETTE = torch.tensor(
@@ -22,20 +26,25 @@ PALETTE = torch.tensor(
 RIGHT, WRONG = torch.tensor([0.1, 0.7, 0.2]), torch.tensor([0.9, 0.1, 0.1])
 
 
+@skip_unused_step_hooks
 class ValidationFigures(Callback):
     """At each validation epoch end, draw what the model gets right and wrong into TensorBoard.
 
-    * multiclass classification: the confusion matrix as a heat map (``val/confusion_matrix``;
-      rows: true class, columns: predicted; each row scaled to its class count), counted over
-      the whole validation set on the device (summed across processes under DDP);
+    * multiclass and binary classification: the confusion matrix as a heat map
+      (``val/confusion_matrix``; rows: true class, columns: predicted; each row scaled to its
+      class count), counted over the whole validation set on the device (summed across
+      processes under DDP);
     * image classification: the first validation images, framed green where the prediction is
       right and red where it is wrong (``val/predictions``);
     * segmentation: rows of image, true mask and predicted mask over the image
       (``val/segmentation``).
 
+    What to draw comes from the module's :meth:`~lightkit.TaskModule.task_outputs` (any module
+    with ``task_outputs()`` and ``unpack_batch()``: every TaskModule, your own included), the
+    predictions from the validation step's outputs (``{"loss": ..., "preds": <raw outputs>}``).
     Pictures are drawn with tensor operations (no plotting library), so a figure costs a few
-    milliseconds. Works with lightkit task modules (it reads their ``last_preds``) and a
-    ``TensorBoardLogger``; otherwise it does nothing. ``lk.make_trainer`` adds it.
+    milliseconds. Needs a ``TensorBoardLogger``; otherwise it does nothing. ``lk.make_trainer``
+    adds it.
 
     Args:
         max_images: Most images in a prediction grid (segmentation shows at most 4 rows).
@@ -50,7 +59,7 @@ class ValidationFigures(Callback):
         self.max_classes = max_classes
         self._confusion: torch.Tensor | None = None
         self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._kind: str | None = None  # set per validation epoch; None: nothing to draw
+        self._outputs: TaskOutputs | None = None  # set per validation epoch; None: nothing to draw
 
     @staticmethod
     def _logger(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -61,8 +70,8 @@ class ValidationFigures(Callback):
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._confusion = None
         self._sample = None
-        wanted = self._logger(trainer) is not None and hasattr(pl_module, "unpack_batch")
-        self._kind = _kind(pl_module) if wanted else None
+        wanted = self._logger(trainer) is not None and isinstance(pl_module, DescribedTask)
+        self._outputs = pl_module.task_outputs() if wanted else None
 
     def on_validation_batch_end(
         self,
@@ -73,23 +82,27 @@ class ValidationFigures(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        preds = getattr(pl_module, "last_preds", None)
-        kind = self._kind
-        if kind is None or preds is None:
+        described = self._outputs
+        preds = outputs.get("preds") if isinstance(outputs, Mapping) else None
+        if described is None or not isinstance(preds, torch.Tensor):
             return
         x, target = pl_module.unpack_batch(batch)
-        if kind == "multiclass" and target.ndim == 1 and preds.shape[-1] <= self.max_classes:
-            n = preds.shape[-1]
-            if self._confusion is None:
-                self._confusion = torch.zeros(n * n, dtype=torch.long, device=preds.device)
-            self._confusion += torch.bincount(target.long() * n + preds.argmax(-1), minlength=n * n)
+        n = described.num_classes
+        if described.per_sample_class and n is not None and n <= self.max_classes:
+            predicted = described.predicted(preds)
+            if isinstance(target, torch.Tensor) and target.shape == predicted.shape:
+                if self._confusion is None:
+                    self._confusion = torch.zeros(n * n, dtype=torch.long, device=preds.device)
+                cells = target.long().flatten() * n + predicted.flatten()
+                self._confusion += torch.bincount(cells, minlength=n * n)
         if (
             self._sample is None
+            and described.kind in ("multiclass", "binary", "segmentation")
             and isinstance(x, torch.Tensor)
             and x.ndim == 4
             and x.shape[1] in (1, 3)
         ):
-            count = self.max_images if kind != "segmentation" else min(4, self.max_images)
+            count = self.max_images if described.kind != "segmentation" else min(4, self.max_images)
             self._sample = (x[:count].detach(), target[:count].detach(), preds[:count].detach())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -100,32 +113,22 @@ class ValidationFigures(Callback):
         if confusion is not None and trainer.world_size > 1:
             confusion = trainer.strategy.reduce(confusion, reduce_op="sum")  # every rank takes part
         if trainer.is_global_zero:
-            step, kind = trainer.global_step, self._kind
+            step, described = trainer.global_step, self._outputs
             if confusion is not None:
                 n = round(confusion.numel() ** 0.5)
                 image = confusion_image(confusion.view(n, n).cpu())
                 logger.experiment.add_image("val/confusion_matrix", image, step)
             if self._sample is not None:
                 x, target, preds = (t.float().cpu() for t in self._sample)
-                if kind == "segmentation":
-                    num_classes = preds.shape[1]
-                    image = segmentation_image(x, target.long(), preds.argmax(1), num_classes)
+                predicted = described.predicted(preds)
+                if described.kind == "segmentation":
+                    image = segmentation_image(x, target.long(), predicted, described.num_classes)
                     logger.experiment.add_image("val/segmentation", image, step)
-                elif kind == "multiclass":
-                    image = prediction_image(x, target.long(), preds.argmax(-1))
+                else:
+                    image = prediction_image(x, target.long().view(-1), predicted.view(-1))
                     logger.experiment.add_image("val/predictions", image, step)
         self._confusion = None
         self._sample = None
-
-
-def _kind(pl_module: L.LightningModule) -> str:
-    from lightkit.tasks import ClassificationModule, SegmentationModule
-
-    if isinstance(pl_module, SegmentationModule):
-        return "segmentation"
-    if isinstance(pl_module, ClassificationModule):
-        return "multiclass"
-    return "other"
 
 
 def confusion_image(matrix: torch.Tensor, size: int = 256) -> torch.Tensor:

@@ -9,6 +9,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.memory import is_oom_error
 
+from lightkit._lightning import skip_unused_step_hooks
+
 OOM_ADVICE = """
 lightkit: CUDA ran out of memory. What to try, roughly in order:
   * a smaller batch: datamodule batch_size=..., or lk.fit(...), which halves the batch and
@@ -21,6 +23,7 @@ lightkit: CUDA ran out of memory. What to try, roughly in order:
 lk.find_batch_size(module, datamodule) finds the largest batch that fits."""
 
 
+@skip_unused_step_hooks
 class GPUMemoryMonitor(Callback):
     """Log peak CUDA memory each epoch; extend CUDA out-of-memory errors with advice.
 

@@ -6,7 +6,10 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightkit._lightning import skip_unused_step_hooks
 
+
+@skip_unused_step_hooks
 class GradientNormMonitor(Callback):
     """Log ``train/grad_norm``, the L2 norm of all gradients together, before each logged step.
 

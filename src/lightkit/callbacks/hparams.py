@@ -6,7 +6,10 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightkit._lightning import skip_unused_step_hooks
 
+
+@skip_unused_step_hooks
 class HParamsMetrics(Callback):
     """At the end of fitting, write the hyperparameters with the final ``val/*`` metrics.
 

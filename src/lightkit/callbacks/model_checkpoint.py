@@ -11,7 +11,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightkit._lightning import skip_unused_step_hooks
 
+
+@skip_unused_step_hooks
 class ModelCheckpoint(_LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` that trusts no path it reads back from a checkpoint.
 

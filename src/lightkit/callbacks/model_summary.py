@@ -10,7 +10,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightkit._lightning import skip_unused_step_hooks
 
+
+@skip_unused_step_hooks
 class TorchinfoSummary(Callback):
     """Summarize the model with torchinfo at the first training batch, for that batch's shape.
 

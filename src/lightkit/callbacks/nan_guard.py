@@ -11,11 +11,14 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
+from lightkit._lightning import skip_unused_step_hooks
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or Inf loss (or weights) and was stopped."""
 
 
+@skip_unused_step_hooks
 class NaNGuard(Callback):
     """Stop training at a NaN/Inf loss with a message naming the step and the last good checkpoint.
 

@@ -6,9 +6,10 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightkit._lightning import has_validation_data
+from lightkit._lightning import has_validation_data, skip_unused_step_hooks
 
 
+@skip_unused_step_hooks
 class NoValidationFallback(Callback):
     """Without validation data, monitor ``train/loss`` instead of ``val/loss`` (with a warning).
 

@@ -9,7 +9,10 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 
+from lightkit._lightning import skip_unused_step_hooks
 
+
+@skip_unused_step_hooks
 class PlainProgressBar(ProgressBar):
     """Print one line every ``interval`` seconds of training and one per finished epoch.
 

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightkit._lightning import skip_unused_step_hooks
 from lightkit._validation import short_repr
 from lightkit.checkpointing import CheckpointError
 
 
+@skip_unused_step_hooks
 class RNGState(Callback):
     """Keep torch, CUDA, numpy and Python RNG states in every checkpoint; restore them on resume.
 

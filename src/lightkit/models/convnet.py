@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightkit._checkpointing import run_blocks
+from lightkit._recompute import run_blocks
 from lightkit._validation import check_float, check_int, check_positive_int, check_sequence
 
 

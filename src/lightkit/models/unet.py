@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lightkit._checkpointing import checkpoint_block
+from lightkit._recompute import checkpoint_block
 from lightkit._validation import check_int
 
 

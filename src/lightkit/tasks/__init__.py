@@ -1,5 +1,6 @@
 """Task modules: LightningModules with the right loss, metrics and optimizer for each problem."""
 
+from lightkit.tasks._bookkeeping import TaskBookkeeping
 from lightkit.tasks.base import TaskModule
 from lightkit.tasks.classification import (
     BinaryClassificationModule,
@@ -15,5 +16,6 @@ __all__ = [
     "MultilabelClassificationModule",
     "RegressionModule",
     "SegmentationModule",
+    "TaskBookkeeping",
     "TaskModule",
 ]

@@ -9,13 +9,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
-from lightkit._checkpointing import run_blocks
-from lightkit._lightning import has_validation_data, is_mid_epoch
+from lightkit._recompute import run_blocks
+from lightkit._lightning import has_validation_data
+from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import (
     check_trust,
     from_spec,
@@ -27,6 +29,8 @@ from lightkit._spec import (
 )
 from lightkit._validation import check_bool, check_path, short_repr
 from lightkit.checkpointing import CheckpointError, load_checkpoint
+from lightkit.outputs import TaskOutputs
+from lightkit.tasks._bookkeeping import TaskBookkeeping, TaskState
 
 # Attributes that never hold parameters, buffers or submodules and are set on every step:
 # Lightning sets `_current_fx_name` around each of the ~50 hook calls in a training step, and
@@ -123,26 +127,16 @@ class TaskModule(L.LightningModule):
         self.scheduler_factory = self._build_factory(scheduler, "scheduler")
         self._save_task_hparams(net=self.net, optimizer=optimizer, scheduler=scheduler)
 
-        metrics = self.build_metrics()
-        if isinstance(metrics, Mapping):
-            metrics = MetricCollection(dict(metrics))
-        if not isinstance(metrics, MetricCollection):
-            raise TypeError(
-                f"{self._name}.build_metrics() must return a dict or MetricCollection, "
-                f"got {type(metrics).__name__}"
-            )
-        self.train_metrics = metrics.clone(prefix="train/") if train_metrics else None
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        self._loss_sums: dict[str, list[torch.Tensor | int]] = {}
-        self._checked_stages: set[str] = set()
-        self._resumed_loss_sum: list[Any] | None = None
-        # Saved in checkpoints for lk.Predictor and lightkit serve: the task class, the shape of
-        # one input sample, and how to turn files into inputs (the eval transform's spec).
-        self.input_shape: tuple[int, ...] | None = None
-        # Raw net outputs of the latest step (detached), for callbacks such as ValidationFigures.
+        self._compute_train_metrics = train_metrics
+        # lightkit's bookkeeping (loss sums, checked stages, what checkpoints record), updated by
+        # TaskBookkeeping from the step outputs, never by hooks a subclass might override.
+        self._task_state = TaskState()
+        # Built on first use (at setup), so build_metrics() may use what a subclass sets after
+        # super().__init__(): see stage_metrics.
+        self.__dict__["_metrics_by_stage"] = None
+        # Raw net outputs of the latest step (detached); validation steps hand them to callbacks
+        # in their outputs ({"loss": ..., "preds": ...}).
         self.last_preds: torch.Tensor | None = None
-        self._inference_spec: dict[str, Any] | None = None
 
     # --- construction helpers --------------------------------------------------------------------
 
@@ -206,8 +200,89 @@ class TaskModule(L.LightningModule):
             super().__setattr__(name, value)
 
     def build_metrics(self) -> MetricCollection | dict[str, Metric]:
-        """The task's torchmetrics, keyed by short name (``acc``, ``f1``, ...). Default: none."""
+        """The task's torchmetrics, keyed by short name (``acc``, ``f1``, ...). Default: none.
+
+        Called once, when a trainer first sets the module up (or :meth:`stage_metrics` is first
+        asked), not in ``__init__``: it may read attributes a subclass sets after
+        ``super().__init__()``.
+        """
         return MetricCollection({})
+
+    def task_outputs(self) -> TaskOutputs:
+        """What the net's raw outputs mean (see :class:`~lightkit.TaskOutputs`).
+
+        Figures, ``lk.diagnose`` and serving read it instead of asking for a task class, so a
+        subclass of ``TaskModule`` that returns, say, ``TaskOutputs("multiclass", 10)`` gets a
+        confusion matrix and prediction grids like ``ClassificationModule``. Default:
+        ``"values"`` (no classes).
+        """
+        return TaskOutputs()
+
+    def stage_metrics(self, stage: str) -> MetricCollection | None:
+        """The metrics of ``stage`` (``"train"``, ``"val"``, ``"test"``), built on first use.
+
+        ``train`` has metrics only with ``train_metrics=True``. They are also reachable as
+        ``train_metrics``, ``val_metrics`` and ``test_metrics``.
+        """
+        by_stage = self._metrics_by_stage
+        if by_stage is None:
+            by_stage = self._build_stage_metrics()
+        return by_stage.get(stage)
+
+    def _build_stage_metrics(self) -> dict[str, MetricCollection | None]:
+        metrics = self.build_metrics()
+        if isinstance(metrics, Mapping):
+            metrics = MetricCollection(dict(metrics))
+        if not isinstance(metrics, MetricCollection):
+            raise TypeError(
+                f"{self._name}.build_metrics() must return a dict or MetricCollection, "
+                f"got {type(metrics).__name__}"
+            )
+        by_stage: dict[str, MetricCollection | None] = {
+            "train": metrics.clone(prefix="train/") if self._compute_train_metrics else None,
+            "val": metrics.clone(prefix="val/"),
+            "test": metrics.clone(prefix="test/"),
+        }
+        for stage, collection in by_stage.items():
+            if collection is not None:  # registered, so they move with the module
+                self._modules[f"{stage}_metrics"] = collection.to(self.device)
+        self.__dict__["_metrics_by_stage"] = by_stage
+        return by_stage
+
+    @property
+    def train_metrics(self) -> MetricCollection | None:
+        """The training metrics (None unless ``train_metrics=True``)."""
+        return self.stage_metrics("train")
+
+    @property
+    def val_metrics(self) -> MetricCollection:
+        """The validation metrics, logged as ``val/<name>``."""
+        return self.stage_metrics("val")  # type: ignore[return-value]
+
+    @property
+    def test_metrics(self) -> MetricCollection:
+        """The test metrics, logged as ``test/<name>``."""
+        return self.stage_metrics("test")  # type: ignore[return-value]
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input sample, recorded at the first training batch (and in checkpoints)."""
+        return self._task_state.input_shape
+
+    @input_shape.setter
+    def input_shape(self, value: tuple[int, ...] | None) -> None:
+        self._task_state.input_shape = tuple(value) if value is not None else None
+
+    def configure_callbacks(self) -> list[Callback]:
+        """lightkit's bookkeeping callback (see :class:`~lightkit.tasks.TaskBookkeeping`).
+
+        Override it to add your own callbacks, and return ``super().configure_callbacks() +
+        [...]``.
+        """
+        trainer = self._trainer
+        if trainer is not None and any(isinstance(c, TaskBookkeeping) for c in trainer.callbacks):
+            return []  # lk.make_trainer added one already
+        return [TaskBookkeeping()]
 
     # --- the step -----------------------------------------------------------------------------
 
@@ -248,179 +323,43 @@ class TaskModule(L.LightningModule):
     def shared_step(self, batch: Any, stage: str) -> torch.Tensor:
         """Forward, loss and metric update for one batch of ``stage`` (train, val or test)."""
         x, target = self.unpack_batch(batch)
-        if self.input_shape is None and isinstance(x, torch.Tensor):
-            self.input_shape = tuple(x.shape[1:])
         preds = self(x)
         self.last_preds = preds.detach() if isinstance(preds, torch.Tensor) else None
         loss = self.compute_loss(preds, target)
-        metrics = self._metrics_for(stage)
+        metrics = self.stage_metrics(stage)
         if metrics is not None:
             metrics.update(*self.metric_inputs(preds.detach(), target))
-        self._accumulate_loss(stage, loss.detach(), _batch_size(x))
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         self._maybe_check_batch(batch, batch_idx, "train")
-        loss = self.shared_step(batch, "train")
-        if (batch_idx + 1) % max(1, self.trainer.log_every_n_steps) == 0 and self.loggers:
-            value = loss.detach().float().item()
-            for logger in self.loggers:
-                logger.log_metrics({"train/loss": value}, step=self.global_step)
-        return loss
+        return self.shared_step(batch, "train")
 
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         self._maybe_check_batch(batch, batch_idx, "val")
-        return self.shared_step(batch, "val")
+        return {"loss": self.shared_step(batch, "val"), "preds": self.last_preds}
 
-    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def test_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
         self._maybe_check_batch(batch, batch_idx, "test")
-        return self.shared_step(batch, "test")
+        return {"loss": self.shared_step(batch, "test"), "preds": self.last_preds}
 
     def _maybe_check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         # On the CPU a check is nearly free. On an accelerator it costs a host sync, so there each
         # stage is checked for one full epoch: later epochs see the same samples and labels.
-        if self.device.type == "cpu" or stage not in self._checked_stages:
+        if self.device.type == "cpu" or stage not in self._task_state.checked_stages:
             self.check_batch(batch, batch_idx, stage)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.predict_output(self(x))
-
-    def setup(self, stage: str) -> None:
-        # New data may come with each fit/validate/test call: check a full epoch of it again.
-        self._checked_stages.clear()
-
-    def on_fit_start(self) -> None:
-        seed = os.environ.get("PL_GLOBAL_SEED")
-        if seed is not None and self._seed_at_init is None and self.global_step == 0:
-            rank_zero_warn(
-                f"lightkit: this run is seeded (seed={seed}), but {self._name} was built before "
-                "the seed was set, so its net starts from different random weights on every run. "
-                f"For a reproducible run, set the seed before building the net: call "
-                f"`lightning.seed_everything({seed})` first, or build the net after "
-                f"`lk.make_trainer(seed={seed})`."
-            )
-
-    # Metric states are reset when a stage starts: a reset inside one loop's inference_mode would
-    # leave inference tensors that the next loop (fit's validation runs under no_grad) cannot update.
-    def on_train_epoch_start(self) -> None:
-        self._start_epoch("train")
-        saved, self._resumed_loss_sum = self._resumed_loss_sum, None
-        if saved is not None:  # resuming mid-epoch: continue the epoch's running sum
-            self._loss_sums["train"] = [saved[0].to(self.device), saved[1]]
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_epoch("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_epoch("test")
-
-    def _start_epoch(self, stage: str) -> None:
-        self._loss_sums.pop(stage, None)
-        metrics = self._metrics_for(stage)
-        if metrics is not None:
-            metrics.reset()
-
-    def on_train_epoch_end(self) -> None:
-        # Epoch mean for callbacks and the progress bar; per-step values already went to the loggers.
-        self._log_epoch("train", logger=False)
-        self._checked_stages.add("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-        if not self.trainer.sanity_checking:
-            self._checked_stages.add("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-        self._checked_stages.add("test")
-
-    def _log_epoch(self, stage: str, logger: bool | None = None) -> None:
-        sums = self._loss_sums.pop(stage, None)
-        if sums is not None:
-            total, count = sums
-            self.log(f"{stage}/loss", total / count, sync_dist=True, logger=logger)
-        metrics = self._metrics_for(stage)
-        if metrics is not None and sums is not None:
-            # Metric.compute() syncs across processes itself, so every rank holds the same values
-            # (sync_dist then averages equal numbers, once per epoch, and keeps Lightning quiet).
-            self.log_dict(metrics.compute(), sync_dist=True)
-            metrics.reset()
-
-    def _accumulate_loss(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
-        loss = loss.float()  # an fp16 sum over an epoch would overflow
-        sums = self._loss_sums.get(stage)
-        if sums is None:
-            self._loss_sums[stage] = [loss * batch_size, batch_size]  # a new tensor: ours to update
+        """The natural output (``predict_output``) for a batch of inputs, or of ``(inputs,
+        target)`` pairs split by ``unpack_batch``."""
+        if isinstance(batch, torch.Tensor):
+            x = batch
         else:
-            sums[0].add_(loss, alpha=batch_size)
-            sums[1] += batch_size
-
-    def _metrics_for(self, stage: str) -> MetricCollection | None:
-        return {
-            "train": self.train_metrics,
-            "val": self.val_metrics,
-            "test": self.test_metrics,
-        }.get(stage)
-
-    # --- checkpoints -----------------------------------------------------------------------------
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The running train-loss sum of an unfinished epoch, so that a mid-epoch resume logs the
-        # same epoch mean (which early stopping may monitor) as an uninterrupted run.
-        sums = self._loss_sums.get("train")
-        trainer = self.trainer
-        if sums is not None and is_mid_epoch(trainer):
-            # A copy: the running sum is updated in place by the next steps.
-            checkpoint["lightkit_train_loss_sum"] = [sums[0].detach().to("cpu", copy=True), sums[1]]
-        datamodule = getattr(trainer, "datamodule", None)
-        spec = getattr(datamodule, "inference_spec", None)
-        if callable(spec):
-            self._inference_spec = spec()
-        cls = type(self)
-        checkpoint["lightkit"] = {
-            "task": f"{cls.__module__}.{cls.__qualname__}",
-            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-            "inference": self._inference_spec,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Everything here comes from a file: checked for shape and type before it is used.
-        saved = checkpoint.get("lightkit_train_loss_sum")
-        if saved is not None:
-            if not (
-                isinstance(saved, (list, tuple))
-                and len(saved) == 2
-                and isinstance(saved[0], torch.Tensor)
-                and saved[0].numel() == 1
-                and isinstance(saved[1], int)
-                and saved[1] > 0
-            ):
-                raise CheckpointError(
-                    f"{self._name}: the checkpoint's 'lightkit_train_loss_sum' is malformed: "
-                    f"expected [scalar tensor, positive int], got {short_repr(saved)}"
-                )
-            self._resumed_loss_sum = list(saved)
-        meta = checkpoint.get("lightkit") or {}
-        if not isinstance(meta, Mapping):
-            raise CheckpointError(
-                f"{self._name}: the checkpoint's 'lightkit' section is a {type(meta).__name__}, "
-                "expected a dict"
-            )
-        shape = meta.get("input_shape")
-        if shape is not None:
-            if not (
-                isinstance(shape, (list, tuple))
-                and 0 < len(shape) <= 8
-                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
-            ):
-                raise CheckpointError(
-                    f"{self._name}: the checkpoint records input_shape {short_repr(shape)}; expected "
-                    "a list of 1 to 8 positive integers"
-                )
-            self.input_shape = tuple(shape)
-        inference = meta.get("inference")
-        self._inference_spec = inference if isinstance(inference, Mapping) else None
+            try:
+                x = self.unpack_batch(batch)[0]
+            except ValueError:  # inputs alone, in a layout unpack_batch does not split
+                x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 1 else batch
+        return self.predict_output(self(x))
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
@@ -462,7 +401,8 @@ class TaskModule(L.LightningModule):
         # Read once: what is checked is what is built (no second read that a swapped file could
         # change), and the module is built by lightkit, never by an instantiator the file names.
         checkpoint = load_checkpoint(path, map_location=map_location)
-        _check_recorded_task(cls, checkpoint, path)
+        meta = CheckpointMetadata.from_checkpoint(checkpoint, path)
+        _check_recorded_task(cls, meta.task, path)
         hparams = _read_hparams(hparams_file) if hparams_file is not None else None
         if hparams is None:
             hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
@@ -488,7 +428,9 @@ class TaskModule(L.LightningModule):
             init_args = {k: v for k, v in init_args.items() if k in params and k != "self"}
         with trusting(trusted, max_bytes=stored_bytes(state_dict.values())):
             module = cls(**init_args)
-        module.on_load_checkpoint(checkpoint)
+        module._task_state.restore(checkpoint, path)
+        module.stage_metrics("val")  # a metric with persistent states has them in the state_dict
+        module.on_load_checkpoint(checkpoint)  # your own hook, if you override it
         strict = module.strict_loading if strict is None else strict
         try:
             module.load_state_dict(state_dict, strict=strict)
@@ -543,14 +485,10 @@ def _enable_gradient_checkpointing(net: nn.Module, owner: str) -> None:
     net.gradient_checkpointing = True
 
 
-def _check_recorded_task(cls: type, checkpoint: Mapping[str, Any], path: str) -> None:
+def _check_recorded_task(cls: type, recorded: str | None, path: str) -> None:
     """Refuse a checkpoint that a different task class wrote (its outputs would mean other things)."""
-    meta = checkpoint.get("lightkit")
-    recorded = meta.get("task") if isinstance(meta, Mapping) else None
     if recorded is None:
         return  # a plain Lightning checkpoint: nothing recorded to compare
-    if not isinstance(recorded, str):
-        raise CheckpointError(f"checkpoint {path!r} records its task as {recorded!r}, not a name")
     expected = qualified_name(cls)
     same = recorded == expected or (
         "__main__" in (recorded.rpartition(".")[0], cls.__module__)
@@ -582,16 +520,6 @@ def _read_hparams(path: str | os.PathLike[str]) -> Mapping[str, Any]:
             f"load_from_checkpoint: {name!r} must hold a mapping, got {short_repr(values)}"
         )
     return values
-
-
-def _batch_size(x: Any) -> int:
-    if isinstance(x, torch.Tensor):
-        return int(x.shape[0]) if x.ndim else 1
-    if isinstance(x, (tuple, list)) and x:
-        return _batch_size(x[0])
-    if isinstance(x, Mapping) and x:
-        return _batch_size(next(iter(x.values())))
-    return 1
 
 
 __all__ = ["TaskModule"]

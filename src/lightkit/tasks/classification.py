@@ -13,7 +13,6 @@ from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
     BinaryF1Score,
-    MulticlassAccuracy,
     MulticlassF1Score,
     MultilabelAccuracy,
     MultilabelAveragePrecision,
@@ -21,12 +20,14 @@ from torchmetrics.classification import (
 )
 
 from lightkit._validation import check_float
+from lightkit.outputs import TaskOutputs
 from lightkit.tasks._checks import (
     check_binary_targets,
     check_class_labels,
     check_num_classes,
     check_threshold,
 )
+from lightkit.tasks._metrics import MicroAccuracy
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
 
@@ -114,23 +115,8 @@ class ClassificationModule(TaskModule):
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=-1)
 
-
-class MicroAccuracy(MulticlassAccuracy):
-    """Multiclass accuracy (the fraction of samples predicted right) kept as per-class counts.
-
-    ``MulticlassAccuracy(average="micro")`` counts hits in one number; this one keeps
-    torchmetrics' per-class true positives and false negatives (the states of ``average="macro"``)
-    and sums them in :meth:`compute`, which gives the same value. With the same states as
-    ``MulticlassF1Score(average="macro")``, a ``MetricCollection`` holding both updates them once
-    per batch instead of twice.
-    """
-
-    def __init__(self, num_classes: int, **kwargs: Any) -> None:
-        super().__init__(num_classes, average="macro", **kwargs)
-
-    def compute(self) -> torch.Tensor:
-        hits, total = self.tp.sum(), (self.tp + self.fn).sum()
-        return hits / total.clamp(min=1)
+    def task_outputs(self) -> TaskOutputs:
+        return TaskOutputs("multiclass", num_classes=self.num_classes)
 
 
 class BinaryClassificationModule(TaskModule):
@@ -221,6 +207,9 @@ class BinaryClassificationModule(TaskModule):
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return self._logits(preds).sigmoid()
 
+    def task_outputs(self) -> TaskOutputs:
+        return TaskOutputs("binary", num_classes=2, threshold=self.threshold)
+
 
 class MultilabelClassificationModule(TaskModule):
     """Multilabel classification: ``N×L`` logits against ``N×L`` 0/1 targets (labels independent).
@@ -300,6 +289,9 @@ class MultilabelClassificationModule(TaskModule):
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.sigmoid()
 
+    def task_outputs(self) -> TaskOutputs:
+        return TaskOutputs("multilabel", num_classes=self.num_labels, threshold=self.threshold)
+
 
 def _flat_target(owner: str, target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if target.ndim == 2 and target.shape[1] == 1:
@@ -315,6 +307,5 @@ def _flat_target(owner: str, target: torch.Tensor, logits: torch.Tensor) -> torc
 __all__ = [
     "BinaryClassificationModule",
     "ClassificationModule",
-    "MicroAccuracy",
     "MultilabelClassificationModule",
 ]

@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardInde
 
 from lightkit._validation import check_choice, check_int
 from lightkit.losses import CEDiceLoss, DiceLoss
+from lightkit.outputs import TaskOutputs
 from lightkit.tasks._checks import check_class_labels, check_num_classes
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -120,6 +121,9 @@ class SegmentationModule(TaskModule):
 
     def predict_output(self, preds: torch.Tensor) -> torch.Tensor:
         return preds.softmax(dim=1)
+
+    def task_outputs(self) -> TaskOutputs:
+        return TaskOutputs("segmentation", num_classes=self.num_classes)
 
 
 __all__ = ["SegmentationModule"]

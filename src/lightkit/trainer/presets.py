@@ -39,6 +39,7 @@ from lightkit.callbacks import (
     ValidationFigures,
 )
 from lightkit.checkpointing import AtomicCheckpointIO
+from lightkit.tasks import TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
 from lightkit.trainer._hardware import (
     check_devices,
@@ -183,6 +184,7 @@ def make_trainer(
     try:
         loggers = _logger(logger, run_dir)
         callbacks = [
+            TaskBookkeeping(),  # also a task's own (configure_callbacks): Lightning keeps one
             *_checkpoint_callbacks(run_dir, monitor, mode, checkpoint_every_n_steps),
             *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),

@@ -1,0 +1,280 @@
+"""TaskBookkeeping: a task module's logging, loss sums and checkpoint records, kept out of its hooks.
+
+A user subclassing a task overrides Lightning hooks (``on_validation_epoch_end``,
+``training_step``, ``on_save_checkpoint``, ...) and may forget ``super()``. None of lightkit's
+bookkeeping lives in those hooks: this callback, which every :class:`~lightkit.TaskModule`
+returns from ``configure_callbacks()`` (and ``lk.make_trainer`` adds too), does it from the
+step outputs Lightning hands to callbacks:
+
+* ``train/loss`` to the loggers every ``log_every_n_steps`` batches, and the epoch means of
+  ``train/loss``, ``val/loss`` and ``test/loss`` with the task's metrics at each epoch end;
+* the checked stages (see ``TaskModule.check_batch``) and the metrics, built at ``setup``;
+* the checkpoint's ``"lightkit"`` section (:class:`~lightkit._metadata.CheckpointMetadata`) and
+  the running train-loss sum of an unfinished epoch, so a mid-epoch resume logs the same mean.
+
+The state it updates lives on the module (``module._task_state``), so any instance of this
+callback serves any task module, and a module keeps its state across ``fit``/``validate`` calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightkit._lightning import is_mid_epoch, skip_unused_step_hooks
+from lightkit._metadata import CheckpointMetadata
+from lightkit._validation import short_repr
+from lightkit.checkpointing import CheckpointError
+
+LOSS_SUM_KEY = "lightkit_train_loss_sum"
+
+
+@dataclass
+class TaskState:
+    """A task module's bookkeeping between hooks: loss sums per stage, checked stages, records."""
+
+    loss_sums: dict[str, list[Any]] = field(default_factory=dict)  # stage: [tensor sum, count]
+    checked_stages: set[str] = field(default_factory=set)
+    resumed_loss_sum: list[Any] | None = None
+    input_shape: tuple[int, ...] | None = None
+    inference: dict[str, Any] | None = None
+
+    def accumulate(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
+        loss = loss.detach().float()  # an fp16 sum over an epoch would overflow
+        sums = self.loss_sums.get(stage)
+        if sums is None:
+            self.loss_sums[stage] = [loss * batch_size, batch_size]  # a new tensor: ours to update
+        else:
+            sums[0].add_(loss, alpha=batch_size)
+            sums[1] += batch_size
+
+    def restore(self, checkpoint: Mapping[str, Any], where: str) -> None:
+        """Read what a checkpoint recorded for this task (checked: it comes from a file)."""
+        saved = checkpoint.get(LOSS_SUM_KEY)
+        if saved is not None:
+            if not (
+                isinstance(saved, (list, tuple))
+                and len(saved) == 2
+                and isinstance(saved[0], torch.Tensor)
+                and saved[0].numel() == 1
+                and isinstance(saved[1], int)
+                and saved[1] > 0
+            ):
+                raise CheckpointError(
+                    f"{where}: the checkpoint's {LOSS_SUM_KEY!r} is malformed: expected [scalar "
+                    f"tensor, positive int], got {short_repr(saved)}"
+                )
+            self.resumed_loss_sum = list(saved)
+        meta = CheckpointMetadata.from_checkpoint(checkpoint, where)
+        if meta.input_shape is not None:
+            self.input_shape = meta.input_shape
+        self.inference = meta.inference
+
+
+@skip_unused_step_hooks
+class TaskBookkeeping(Callback):
+    """lightkit's bookkeeping for any :class:`~lightkit.TaskModule` (see the module docstring).
+
+    Added for you: ``TaskModule.configure_callbacks()`` returns one, and ``lk.make_trainer``
+    adds one too (Lightning keeps a single instance). If you override ``configure_callbacks``,
+    include ``super().configure_callbacks()`` when you train with a plain ``lightning.Trainer``.
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[lk.tasks.TaskBookkeeping()])  # added for you anyway
+    """
+
+    state_key = "TaskBookkeeping"
+
+    @staticmethod
+    def _state(pl_module: L.LightningModule) -> TaskState | None:
+        return getattr(pl_module, "_task_state", None)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        state = self._state(pl_module)
+        if state is None:
+            return
+        pl_module.stage_metrics("val")  # built now, before Lightning moves the module to its device
+        # New data may come with each fit/validate/test call: check a full epoch of it again.
+        state.checked_stages.clear()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        seeded_at_init = getattr(pl_module, "_seed_at_init", "") is not None
+        if self._state(pl_module) and seed and not seeded_at_init and trainer.global_step == 0:
+            rank_zero_warn(
+                f"lightkit: this run is seeded (seed={seed}), but {type(pl_module).__name__} was "
+                "built before the seed was set, so its net starts from different random weights "
+                "on every run. For a reproducible run, set the seed before building the net: call "
+                f"`lightning.seed_everything({seed})` first, or build the net after "
+                f"`lk.make_trainer(seed={seed})`."
+            )
+
+    # --- epochs: metric states are reset when a stage starts (a reset inside one loop's
+    # inference_mode would leave inference tensors the next loop, under no_grad, cannot update)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = self._state(pl_module)
+        if state is None:
+            return
+        _start_epoch(pl_module, state, "train")
+        saved, state.resumed_loss_sum = state.resumed_loss_sum, None
+        if saved is not None:  # resuming mid-epoch: continue the epoch's running sum
+            state.loss_sums["train"] = [saved[0].to(pl_module.device), saved[1]]
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (state := self._state(pl_module)) is not None:
+            _start_epoch(pl_module, state, "val")
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (state := self._state(pl_module)) is not None:
+            _start_epoch(pl_module, state, "test")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (state := self._state(pl_module)) is not None:
+            # The epoch mean for callbacks and the progress bar; steps already went to loggers.
+            _log_epoch(pl_module, state, "train", logger=False)
+            state.checked_stages.add("train")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (state := self._state(pl_module)) is not None:
+            _log_epoch(pl_module, state, "val")
+            if not trainer.sanity_checking:
+                state.checked_stages.add("val")
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (state := self._state(pl_module)) is not None:
+            _log_epoch(pl_module, state, "test")
+            state.checked_stages.add("test")
+
+    # --- steps: the loss comes from the step's output, whoever wrote the step
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        state = self._state(pl_module)
+        loss = _loss(outputs)
+        if state is None or loss is None:
+            return
+        if trainer.accumulate_grad_batches > 1:  # Lightning hands on the loss divided by it
+            loss = loss * trainer.accumulate_grad_batches
+        x = _inputs(pl_module, batch)
+        if state.input_shape is None and isinstance(x, torch.Tensor) and x.ndim > 1:
+            state.input_shape = tuple(x.shape[1:])  # for lk.Predictor and lightkit serve
+        state.accumulate("train", loss, batch_size_of(x))
+        if (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0 and trainer.loggers:
+            value = loss.float().item()
+            for logger in trainer.loggers:
+                logger.log_metrics({"train/loss": value}, step=trainer.global_step)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        state, loss = self._state(pl_module), _loss(outputs)
+        if state is not None and loss is not None:
+            state.accumulate("val", loss, batch_size_of(_inputs(pl_module, batch)))
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        state, loss = self._state(pl_module), _loss(outputs)
+        if state is not None and loss is not None:
+            state.accumulate("test", loss, batch_size_of(_inputs(pl_module, batch)))
+
+    # --- checkpoints
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        state = self._state(pl_module)
+        if state is None:
+            return
+        sums = state.loss_sums.get("train")
+        if sums is not None and is_mid_epoch(trainer):
+            # A copy: the running sum is updated in place by the next steps.
+            checkpoint[LOSS_SUM_KEY] = [sums[0].detach().to("cpu", copy=True), sums[1]]
+        describe = getattr(trainer.datamodule, "inference_spec", None)
+        if callable(describe):
+            state.inference = describe()
+        cls = type(pl_module)
+        checkpoint[CheckpointMetadata.KEY] = CheckpointMetadata(
+            task=f"{cls.__module__}.{cls.__qualname__}",
+            input_shape=state.input_shape,
+            inference=state.inference,
+        ).to_dict()
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if (state := self._state(pl_module)) is not None:
+            state.restore(checkpoint, type(pl_module).__name__)
+
+
+def _start_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
+    state.loss_sums.pop(stage, None)
+    metrics = pl_module.stage_metrics(stage)
+    if metrics is not None:
+        metrics.reset()
+
+
+def _log_epoch(pl_module: Any, state: TaskState, stage: str, logger: bool | None = None) -> None:
+    sums = state.loss_sums.pop(stage, None)
+    if sums is None:
+        return
+    total, count = sums
+    pl_module.log(f"{stage}/loss", total / count, sync_dist=True, logger=logger)
+    metrics = pl_module.stage_metrics(stage)
+    if metrics is not None and any(m.update_called for m in metrics.values(copy_state=False)):
+        # Metric.compute() syncs across processes itself, so every rank holds the same values
+        # (sync_dist then averages equal numbers, once per epoch, and keeps Lightning quiet).
+        pl_module.log_dict(metrics.compute(), sync_dist=True)
+        metrics.reset()
+
+
+def _loss(outputs: Any) -> torch.Tensor | None:
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    return loss.detach() if isinstance(loss, torch.Tensor) else None
+
+
+def _inputs(pl_module: Any, batch: Any) -> Any:
+    try:
+        return pl_module.unpack_batch(batch)[0]
+    except (ValueError, TypeError, IndexError):  # a layout only the user's own step knows
+        return batch
+
+
+def batch_size_of(x: Any) -> int:
+    """The number of samples in a batch's inputs (a tensor, or the first of a tuple or dict)."""
+    if isinstance(x, torch.Tensor):
+        return int(x.shape[0]) if x.ndim else 1
+    if isinstance(x, (tuple, list)) and x:
+        return batch_size_of(x[0])
+    if isinstance(x, Mapping) and x:
+        return batch_size_of(next(iter(x.values())))
+    return 1
+
+
+__all__ = ["TaskBookkeeping", "TaskState", "batch_size_of"]

@@ -1,0 +1,64 @@
+"""lightkit._lightning, the one place lightkit relies on Lightning internals: each test fails by name
+when Lightning moves or changes what it relies on."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader
+
+from helpers import make_blobs, quiet_trainer, tiny_task
+from lightkit import _lightning
+
+
+class _Probe(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # After batch i, Lightning counts i + 1 processed batches in the epoch.
+        self.seen.append((batch_idx, _lightning.batches_processed(trainer)))
+
+
+def test_lightning_still_counts_processed_batches_in_fit_loop_epoch_loop_batch_progress(tmp_path):
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[_Probe()])
+    probe = next(c for c in trainer.callbacks if isinstance(c, _Probe))
+    counter = _lightning.processed_counter(trainer)
+    loader = DataLoader(make_blobs(96), batch_size=32)
+    trainer.fit(tiny_task(), loader)
+    assert probe.seen == [(0, 1), (1, 2), (2, 3)]
+    assert counter() == 3 and not _lightning.is_mid_epoch(trainer)
+
+
+def test_lightning_batch_progress_fields_can_still_be_recounted(tmp_path):
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
+    before = _lightning.batches_processed(trainer)
+    _lightning.recount_batches(trainer, old=2, new=4)
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    assert _lightning.batches_processed(trainer) == before + 2
+    assert progress.total.completed == progress.total.ready  # every field moved together
+
+
+def test_lightning_still_skips_callback_hooks_that_are_not_callable(tmp_path):
+    @_lightning.skip_unused_step_hooks
+    class Counts(Callback):
+        def __init__(self) -> None:
+            self.ends = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            self.ends += 1
+
+    assert Counts.on_train_batch_start is None and Counts.on_before_backward is None
+    assert Counts.on_train_batch_end is not None  # defined: kept
+    callback = Counts()
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[callback])
+    trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
+    assert callback.ends == 2
+
+
+def test_has_validation_data_reads_limit_val_batches_and_the_val_dataset(tmp_path):
+    trainer = L.Trainer(limit_val_batches=0, logger=False, enable_checkpointing=False)
+    assert not _lightning.has_validation_data(trainer)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False)
+    assert _lightning.has_validation_data(trainer)  # no datamodule: nothing says otherwise
