@@ -15,9 +15,9 @@ from torch import nn
 from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
-from lightkit._recompute import run_blocks
 from lightkit._lightning import has_validation_data
 from lightkit._metadata import CheckpointMetadata
+from lightkit._recompute import run_blocks
 from lightkit._spec import (
     check_trust,
     from_spec,
@@ -32,9 +32,10 @@ from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.outputs import TaskOutputs
 from lightkit.tasks._bookkeeping import TaskBookkeeping, TaskState
 
-# Attributes that never hold parameters, buffers or submodules and are set on every step:
-# Lightning sets `_current_fx_name` around each of the ~50 hook calls in a training step, and
-# nn.Module.__setattr__ would look each one up among parameters, buffers and submodules.
+# Speed (benchmarks/step_overhead.py): attributes that never hold parameters, buffers or
+# submodules and are set on every step. Lightning sets `_current_fx_name` around each of the ~50
+# hook calls in a training step, and nn.Module.__setattr__ would look each one up among
+# parameters, buffers and submodules; TaskModule.__setattr__ stores these directly.
 _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "last_preds"})
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -45,20 +46,43 @@ class TaskModule(L.LightningModule):
     """A LightningModule around any ``nn.Module``: loss, metrics, optimizer and LR scheduler wired.
 
     Subclass it for a new task and override the hooks below; the task classes in lightkit
-    (:class:`~lightkit.ClassificationModule` and friends) are such subclasses.
+    (:class:`~lightkit.ClassificationModule` and friends) are such subclasses. Set your own
+    attributes before or after ``super().__init__()``: metrics are built later, at ``setup``.
 
-    Overridable hooks:
-        * ``forward(x)``: runs ``self.net``.
-        * ``compute_loss(preds, target)``: the loss for one batch (required).
-        * ``build_metrics()``: a ``dict`` or ``MetricCollection`` of torchmetrics, cloned per stage
-          and logged as ``<stage>/<name>`` at each epoch end.
-        * ``shared_step(batch, stage)``: one train/val/test step; returns the loss.
-        * ``check_batch(batch, batch_idx, stage)``: validates a batch (labels in range, dtypes);
-          raise ``ValueError`` with a clear message. Called for every batch on the CPU; on an
-          accelerator, where a check costs a host sync, for the first full epoch of each stage.
-        * ``metric_inputs(preds, target)``: what the metrics see (for example probabilities).
-        * ``predict_output(preds)``: turns raw net outputs into the task's natural output
-          (probabilities for classification) in ``predict_step``.
+    Overridable hooks (the whole list; none needs ``super()``):
+
+    ==================================  ========================================================
+    hook                                what it must return
+    ==================================  ========================================================
+    ``compute_loss(preds, target)``     the scalar loss of one batch (required; check shapes
+                                        and raise a ``ValueError`` naming them)
+    ``build_metrics()``                 a ``dict`` or ``MetricCollection`` of torchmetrics;
+                                        cloned per stage, logged as ``<stage>/<name>`` once
+                                        per epoch (built at ``setup``, after your ``__init__``)
+    ``task_outputs()``                  a :class:`~lightkit.TaskOutputs` saying what the raw
+                                        outputs mean; figures and ``lk.diagnose`` read it
+                                        (default ``"values"``: no classes)
+    ``predict_output(preds)``           the natural output from raw outputs (probabilities
+                                        for classification); ``Predictor``, ``serve`` and
+                                        ``predict_step`` use it (default: unchanged)
+    ``metric_inputs(preds, target)``    the ``(preds, target)`` the metrics are updated with
+    ``check_batch(batch, idx, stage)``  None, or raise a clear error for bad data (every batch
+                                        on the CPU; the first epoch of each stage on a GPU)
+    ``unpack_batch(batch)``             ``(inputs, target)`` from a batch (default: a pair)
+    ``forward(x)``                      the raw outputs (default: ``self.net(x)``)
+    ``shared_step(batch, stage)``       the loss of one train/val/test batch, after forward
+                                        and the metric update (default: the pipeline above)
+    ==================================  ========================================================
+
+    Lightning's own hooks (``training_step``, ``validation_step``, ``on_*_epoch_end``,
+    ``setup``, ``on_save_checkpoint``, ...) may be overridden too, without ``super()``:
+    lightkit's bookkeeping (``train/loss`` per step, the epoch means of ``train/loss``,
+    ``val/loss`` and ``test/loss``, the metrics, the checkpoint's ``"lightkit"`` record) lives in
+    :class:`~lightkit.tasks.TaskBookkeeping`, a callback that reads each step's outputs. A
+    ``training_step``/``validation_step`` of your own returns the loss (or a dict with
+    ``"loss"``, and ``"preds"`` for the figures). If you override ``configure_callbacks`` and
+    train with a plain ``lightning.Trainer``, include ``super().configure_callbacks()``
+    (``lk.make_trainer`` adds the bookkeeping itself).
 
     Logging: ``train/loss`` goes to the loggers every ``log_every_n_steps`` batches and, as the
     epoch mean, to ``trainer.callback_metrics``; ``val/loss``, ``test/loss`` and the metrics are

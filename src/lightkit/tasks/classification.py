@@ -47,8 +47,11 @@ class ClassificationModule(TaskModule):
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
         label_smoothing: Cross-entropy label smoothing in ``[0, 1)``.
-        **kwargs: ``train_metrics``, ``compile``, ``channels_last``, ``gradient_checkpointing``
-            (see :class:`~lightkit.TaskModule`).
+        train_metrics: Also compute the metrics on training batches.
+        compile: Run the net through ``torch.compile``.
+        channels_last: Channels-last weights and 4-D inputs.
+        gradient_checkpointing: Recompute activations in backward to save memory (these four
+            as in :class:`~lightkit.TaskModule`).
 
     Example:
         >>> net = lk.models.ConvNet(in_channels=1, num_classes=10)
@@ -134,7 +137,11 @@ class BinaryClassificationModule(TaskModule):
         threshold: Probability above which a sample is predicted positive (for ``acc``, ``f1``).
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
-        **kwargs: See :class:`~lightkit.TaskModule`.
+        train_metrics: Also compute the metrics on training batches.
+        compile: Run the net through ``torch.compile``.
+        channels_last: Channels-last weights and 4-D inputs.
+        gradient_checkpointing: Recompute activations in backward to save memory (these four
+            as in :class:`~lightkit.TaskModule`).
 
     Example:
         >>> module = lk.BinaryClassificationModule(lk.models.MLP(30, 1), pos_weight=2.0)
@@ -224,7 +231,11 @@ class MultilabelClassificationModule(TaskModule):
         threshold: Probability above which a label is predicted present (for ``acc``, ``f1``).
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
-        **kwargs: See :class:`~lightkit.TaskModule`.
+        train_metrics: Also compute the metrics on training batches.
+        compile: Run the net through ``torch.compile``.
+        channels_last: Channels-last weights and 4-D inputs.
+        gradient_checkpointing: Recompute activations in backward to save memory (these four
+            as in :class:`~lightkit.TaskModule`).
 
     Example:
         >>> module = lk.MultilabelClassificationModule(lk.models.MLP(16, 5), num_labels=5)

@@ -33,7 +33,11 @@ class RegressionModule(TaskModule):
         huber_delta: The Huber loss's switch point between quadratic and linear.
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
-        **kwargs: See :class:`~lightkit.TaskModule`.
+        train_metrics: Also compute the metrics on training batches.
+        compile: Run the net through ``torch.compile``.
+        channels_last: Channels-last weights and 4-D inputs.
+        gradient_checkpointing: Recompute activations in backward to save memory (these four
+            as in :class:`~lightkit.TaskModule`).
 
     Example:
         >>> net = torch.nn.Sequential(lk.models.MLP(10, 1), torch.nn.Flatten(0))  # N outputs

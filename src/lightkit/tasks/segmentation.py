@@ -37,7 +37,11 @@ class SegmentationModule(TaskModule):
         ignore_index: Mask value to ignore (for example 255), or None.
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
-        **kwargs: See :class:`~lightkit.TaskModule`.
+        train_metrics: Also compute the metrics on training batches.
+        compile: Run the net through ``torch.compile``.
+        channels_last: Channels-last weights and 4-D inputs.
+        gradient_checkpointing: Recompute activations in backward to save memory (these four
+            as in :class:`~lightkit.TaskModule`).
 
     Example:
         >>> module = lk.SegmentationModule(lk.models.UNet(3, num_classes=3), num_classes=3)

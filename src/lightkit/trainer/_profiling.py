@@ -26,7 +26,7 @@ class NoProfiler(PassThroughProfiler):
     Lightning wraps every hook call (each callback's included: about a hundred per training step
     with lightkit's callbacks) in ``profiler.profile(name)``; the base class makes that a
     ``@contextmanager`` generator that calls ``start`` and ``stop``, which do nothing here. This
-    one hands back one shared no-op context instead.
+    one hands back one shared no-op context instead (speed: ``benchmarks/step_overhead.py``).
     """
 
     def profile(self, action_name: str) -> contextlib.nullcontext[None]:  # type: ignore[override]
