@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -386,9 +387,18 @@ def _lightning_cli(args: list[str], run: bool = True) -> Any:
         sys.argv = saved
 
 
+def _importable_cwd() -> None:
+    """Let configs name modules in the current folder (``class_path: mystuff.MyNet``), as with
+    ``python -m``. The folder goes last on ``sys.path``, so it never shadows an installed package."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightkit`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _importable_cwd()
     if argv and argv[0] in (*LIGHTNING_COMMANDS, "diagnose"):
         return _config_command(argv)
     parser = argparse.ArgumentParser(

@@ -42,7 +42,8 @@ class PlainProgressBar(ProgressBar):
         self._enabled = True
         self._last = 0.0
         self._start = 0.0
-        self._finished: tuple[str, float] | None = None
+        self._since = ""  # what the epoch's time counts from, when not its start
+        self._finished: tuple[str, str] | None = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -58,9 +59,15 @@ class PlainProgressBar(ProgressBar):
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         return f"epoch {trainer.current_epoch + 1}/{total}"
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run resumed mid-epoch starts here: Lightning skips on_train_epoch_start then.
+        self._start = self._last = time.monotonic()
+        self._since = "since the resume"
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report_finished(trainer)
         self._start = self._last = time.monotonic()
+        self._since = ""
 
     def on_train_batch_end(
         self,
@@ -87,7 +94,10 @@ class PlainProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Callbacks run before the module's own epoch-end logging: report the epoch when the
         # next one starts (or training ends), with its final train/ and val/ values.
-        self._finished = (self._epoch(trainer), time.monotonic() - self._start)
+        took = f"{time.monotonic() - self._start:.1f} s" + (
+            f" {self._since}" if self._since else ""
+        )
+        self._finished = (self._epoch(trainer), took)
 
     def _report_finished(self, trainer: L.Trainer) -> None:
         if self._finished is None:
@@ -97,10 +107,12 @@ class PlainProgressBar(ProgressBar):
         metrics = {
             k: float(v)
             for k, v in sorted(trainer.callback_metrics.items())
-            if k.startswith(("train/", "val/")) and getattr(v, "numel", lambda: 1)() == 1
+            if k.startswith(("train/", "val/"))
+            and not k.endswith("_epoch")  # the loggers' copy of an epoch mean shown already
+            and getattr(v, "numel", lambda: 1)() == 1
         }
         shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        self._print(trainer, f"{epoch} done in {took:.1f} s  {shown}".rstrip())
+        self._print(trainer, f"{epoch} done in {took}  {shown}".rstrip())
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report_finished(trainer)

@@ -6,8 +6,9 @@ bookkeeping lives in those hooks: this callback, which every :class:`~lightkit.T
 returns from ``configure_callbacks()`` (and ``lk.make_trainer`` adds too), does it from the
 step outputs Lightning hands to callbacks:
 
-* ``train/loss`` to the loggers every ``log_every_n_steps`` batches, and the epoch means of
-  ``train/loss``, ``val/loss`` and ``test/loss`` with the task's metrics at each epoch end;
+* ``train/loss`` to the loggers every ``log_every_n_steps`` optimizer steps, and the epoch means
+  of ``train/loss`` (to the loggers as ``train/loss_epoch``), ``val/loss`` and ``test/loss`` with
+  the task's metrics at each epoch end;
 * the checked stages (see ``TaskModule.check_batch``) and the metrics, built at ``setup``;
 * the checkpoint's ``"lightkit"`` section (:class:`~lightkit._metadata.CheckpointMetadata`) and
   the running train-loss sum of an unfinished epoch, so a mid-epoch resume logs the same mean.
@@ -43,6 +44,7 @@ class TaskState:
     loss_sums: dict[str, list[Any]] = field(default_factory=dict)  # stage: [tensor sum, count]
     checked_stages: set[str] = field(default_factory=set)
     resumed_loss_sum: list[Any] | None = None
+    last_logged_step: int = -1
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
 
@@ -124,9 +126,7 @@ class TaskBookkeeping(Callback):
         if state is None:
             return
         _start_epoch(pl_module, state, "train")
-        saved, state.resumed_loss_sum = state.resumed_loss_sum, None
-        if saved is not None:  # resuming mid-epoch: continue the epoch's running sum
-            state.loss_sums["train"] = [saved[0].to(pl_module.device), saved[1]]
+        _continue_resumed_sum(pl_module, state)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (state := self._state(pl_module)) is not None:
@@ -139,7 +139,7 @@ class TaskBookkeeping(Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (state := self._state(pl_module)) is not None:
             # The epoch mean for callbacks and the progress bar; steps already went to loggers.
-            _log_epoch(pl_module, state, "train", logger=False)
+            _log_epoch(pl_module, state, "train")
             state.checked_stages.add("train")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -167,16 +167,24 @@ class TaskBookkeeping(Callback):
         loss = _loss(outputs)
         if state is None or loss is None:
             return
+        # A mid-epoch resume starts with a batch, not with on_train_epoch_start (Lightning skips
+        # it when it restarts mid-epoch): continue the saved running sum here.
+        _continue_resumed_sum(pl_module, state)
         if trainer.accumulate_grad_batches > 1:  # Lightning hands on the loss divided by it
             loss = loss * trainer.accumulate_grad_batches
         x = _inputs(pl_module, batch)
         if state.input_shape is None and isinstance(x, torch.Tensor) and x.ndim > 1:
             state.input_shape = tuple(x.shape[1:])  # for lk.Predictor and lightkit serve
         state.accumulate("train", loss, batch_size_of(x))
-        if (batch_idx + 1) % max(1, trainer.log_every_n_steps) == 0 and trainer.loggers:
+        # Every log_every_n_steps optimizer steps, counted over the run (not restarting each
+        # epoch, so short epochs log too), at the step's index: where GradientNormMonitor logs.
+        step = trainer.global_step
+        every = max(1, trainer.log_every_n_steps)
+        if step != state.last_logged_step and step % every == 0 and step and trainer.loggers:
+            state.last_logged_step = step
             value = loss.float().item()
             for logger in trainer.loggers:
-                logger.log_metrics({"train/loss": value}, step=trainer.global_step)
+                logger.log_metrics({"train/loss": value}, step=step - 1)
 
     def on_validation_batch_end(
         self,
@@ -233,6 +241,12 @@ class TaskBookkeeping(Callback):
             state.restore(checkpoint, type(pl_module).__name__)
 
 
+def _continue_resumed_sum(pl_module: Any, state: TaskState) -> None:
+    saved, state.resumed_loss_sum = state.resumed_loss_sum, None
+    if saved is not None:
+        state.loss_sums["train"] = [saved[0].to(pl_module.device), saved[1]]
+
+
 def _start_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
     state.loss_sums.pop(stage, None)
     metrics = pl_module.stage_metrics(stage)
@@ -240,12 +254,18 @@ def _start_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
         metrics.reset()
 
 
-def _log_epoch(pl_module: Any, state: TaskState, stage: str, logger: bool | None = None) -> None:
+def _log_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
     sums = state.loss_sums.pop(stage, None)
     if sums is None:
         return
     total, count = sums
-    pl_module.log(f"{stage}/loss", total / count, sync_dist=True, logger=logger)
+    if stage == "train":
+        # The epoch mean: for monitors and the progress bar as train/loss; for the loggers as
+        # train/loss_epoch, beside the per-step train/loss curve.
+        pl_module.log("train/loss", total / count, sync_dist=True, logger=False)
+        pl_module.log("train/loss_epoch", total / count, sync_dist=True)
+    else:
+        pl_module.log(f"{stage}/loss", total / count, sync_dist=True)
     metrics = pl_module.stage_metrics(stage)
     if metrics is not None and any(m.update_called for m in metrics.values(copy_state=False)):
         # Metric.compute() syncs across processes itself, so every rank holds the same values

@@ -206,8 +206,12 @@ class TaskModule(L.LightningModule):
         self.save_hyperparameters(
             ignore=sorted(ignore - {"self"}), frame=inspect.currentframe().f_back
         )
+        # A spec given (as load_from_checkpoint and YAML configs do) was checked when it was built:
+        # record it as given, so a reloaded module's hparams still say what it was built from.
         specs = {
-            name: to_spec(obj) for name, obj in objects.items() if name in params or takes_kwargs
+            name: dict(obj) if is_spec(obj) else to_spec(obj)
+            for name, obj in objects.items()
+            if name in params or takes_kwargs
         }
         if specs:
             self.save_hyperparameters(specs)
