@@ -75,6 +75,8 @@ def _config_command(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    if command == "fit":  # a bare --resume flag, as the README writes it
+        rest = ["--resume=true" if a == "--resume" else a for a in rest]
     if command != "diagnose":
         _lightning_cli([command, *rest])
         return 0
@@ -225,6 +227,13 @@ def _checked_cli_class() -> type:
     class _LightkitCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.add_argument(
+                "--resume",
+                type=bool,
+                default=False,
+                help="fit: continue the newest run under trainer.default_root_dir that has a "
+                "checkpoint that loads, as lk.fit(resume=True) does",
+            )
+            parser.add_argument(
                 "--trust",
                 type=list[str] | None,
                 default=None,
@@ -232,15 +241,50 @@ def _checked_cli_class() -> type:
                 "(for your own nets: --trust mypkg.nets); see 'What lightkit trusts'",
             )
 
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            # `lightkit fit --resume`: the trainer reopens the newest run that has a checkpoint
+            # that loads (as lk.fit(resume=True) does); before_fit hands fit that checkpoint.
+            section = self.config_init.get(str(self.subcommand), self.config_init)
+            self.resume_from = None
+            if section.get("resume") and self.subcommand != "fit":
+                raise SystemExit(
+                    f"lightkit {self.subcommand}: --resume continues training, so it is for "
+                    f"lightkit fit; give {self.subcommand} the checkpoint with --ckpt_path"
+                )
+            if self.subcommand == "fit" and section.get("resume"):
+                from lightkit.checkpointing import CheckpointError
+                from lightkit.trainer._run_dir import CLI_FLAG, resume_into
+
+                options = {**dict(section.get("trainer") or {}), **kwargs}
+                try:
+                    self.resume_from, note = resume_into(options, CLI_FLAG)
+                except (CheckpointError, TypeError, ValueError) as err:
+                    raise SystemExit(str(err)) from None
+                kwargs["version"] = options.get("version")
+                if note:
+                    print(f"{note}; starting a new run", file=sys.stderr)
+            return super().instantiate_trainer(**kwargs)
+
+        def before_fit(self) -> None:
+            if self.resume_from is not None:
+                self.config_init[str(self.subcommand)]["ckpt_path"] = self.resume_from
+
         def _parse_ckpt_path(self) -> None:
             subcommand = self.config.get("subcommand")
             if not subcommand:
                 return
             section = self.config[subcommand]
             ckpt_path = section.get("ckpt_path")
+            if ckpt_path and section.get("resume"):
+                raise SystemExit(f"lightkit {subcommand}: give --resume or --ckpt_path, not both")
             if not ckpt_path or not Path(ckpt_path).is_file():
                 return
-            hparams = _checked_cli_hparams(ckpt_path, section)
+            from lightkit.checkpointing import CheckpointError
+
+            try:
+                hparams = _checked_cli_hparams(ckpt_path, section)
+            except CheckpointError as err:
+                raise SystemExit(f"lightkit {subcommand}: --ckpt_path: {err}") from None
             model = section.get("model")
             class_path = getattr(model, "class_path", None)
             if hparams and class_path:  # the config's own model class, with the checked values

@@ -13,8 +13,7 @@ from lightning.pytorch.utilities.memory import is_oom_error
 
 from lightkit._validation import check_bool
 from lightkit.trainer import make_trainer
-from lightkit.trainer._checks import check_root_dir, check_version
-from lightkit.trainer._run_dir import DEFAULT_ROOT, has_checkpoint, resume_point
+from lightkit.trainer._run_dir import has_checkpoint, resume_into
 
 
 def fit(
@@ -79,16 +78,7 @@ def fit(
     ckpt_path: str | None = None
     fresh_note = ""
     if resume:
-        root = make_trainer_kwargs.get("default_root_dir", DEFAULT_ROOT)
-        check_root_dir("fit", root)
-        version = make_trainer_kwargs.get("version")
-        check_version("fit", version)
-        found, fresh_note = resume_point(Path(root), version)
-        if found is not None:
-            make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
-            ckpt_path = str(found)
-        elif version == "last":
-            make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
+        ckpt_path, fresh_note = resume_into(make_trainer_kwargs)
     trainer = make_trainer(**make_trainer_kwargs)
     if fresh_note:
         rank_zero_warn(f"{fresh_note}; starting a new run in {trainer.default_root_dir}")

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 
 from lightkit.checkpointing import CheckpointError, load_checkpoint
+from lightkit.trainer._checks import check_root_dir, check_version
 
 RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"  # rank 0's run folder, inherited by the processes DDP launches
 DEFAULT_ROOT = "runs"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How the resume switch is written where the user turned it on (for messages)."""
+
+    owner: str
+    on: str
+    off: str
+
+
+PYTHON_FLAG = Flag("fit", "resume=True", "pass resume=False")
+CLI_FLAG = Flag("lightkit fit", "--resume", "run without --resume")
 
 _VERSION = re.compile(r"version_(\d+)")
 
@@ -108,8 +124,13 @@ def choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
     return path, claimed
 
 
-def resume_point(root: Path, version: int | str | None) -> tuple[Path | None, str]:
+def resume_point(
+    root: Path, version: int | str | None, flag: Flag = PYTHON_FLAG
+) -> tuple[Path | None, str]:
     """The checkpoint ``resume=True`` continues from, or None and what was found instead.
+
+    ``flag`` names the switch in messages as the caller's user wrote it (``resume=True`` in
+    Python, ``--resume`` on the command line) and how to turn it off.
 
     Runs are tried newest first (``version`` given: that one only). A run without checkpoint
     files is skipped; in the first run that has some, ``last.ckpt`` is tried, then the others,
@@ -142,27 +163,49 @@ def resume_point(root: Path, version: int | str | None) -> tuple[Path | None, st
                 )
             if skipped:
                 rank_zero_warn(
-                    f"lightkit: resume=True continues {os.fspath(run_dir)} from {path.name} "
+                    f"lightkit: {flag.on} continues {os.fspath(run_dir)} from {path.name} "
                     f"({where}); the newer run folder(s) {', '.join(skipped)} hold no checkpoint "
                     "and were skipped"
                 )
             rank_zero_info(f"lightkit: resuming {os.fspath(run_dir)} from {path} ({where})")
             return path, ""
         raise CheckpointError(
-            f"fit: resume=True cannot continue {os.fspath(run_dir)}: it has checkpoints, but none "
-            f"of them loads ({'; '.join(damaged)}). Nothing was started. Move the damaged files "
-            "away to resume an older run, or pass resume=False to start a new run folder"
+            f"{flag.owner}: {flag.on} cannot continue {os.fspath(run_dir)}: it has checkpoints, but "
+            f"none of them loads ({'; '.join(damaged)}). Nothing was started. Move the damaged "
+            f"files away to resume an older run, or {flag.off} to start a new run folder"
         )
     if isinstance(version, int):
         return None, (
-            f"lightkit: resume=True with version={version}: {os.fspath(root / f'version_{version}')}"
+            f"lightkit: {flag.on} with version={version}: {os.fspath(root / f'version_{version}')}"
             " has no checkpoint to continue"
         )
     found = f"run folders without a checkpoint: {', '.join(skipped)}" if skipped else "no run"
     return (
         None,
-        f"lightkit: resume=True found nothing to resume under {os.fspath(root)!r} ({found})",
+        f"lightkit: {flag.on} found nothing to resume under {os.fspath(root)!r} ({found})",
     )
+
+
+def resume_into(
+    make_trainer_kwargs: dict[str, Any], flag: Flag = PYTHON_FLAG
+) -> tuple[str | None, str]:
+    """Point ``make_trainer_kwargs`` at the run a resume continues; the checkpoint and a note.
+
+    Sets ``version`` to the run of the checkpoint :func:`resume_point` finds under
+    ``default_root_dir`` and returns its path; when there is none, returns None and what was found
+    instead (``version="last"`` then becomes a new run folder).
+    """
+    root = make_trainer_kwargs.get("default_root_dir", DEFAULT_ROOT)
+    check_root_dir(flag.owner, root)
+    version = make_trainer_kwargs.get("version")
+    check_version(flag.owner, version)
+    found, note = resume_point(Path(root), version, flag)
+    if found is not None:
+        make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
+        return str(found), ""
+    if version == "last":
+        make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
+    return None, note
 
 
 def has_checkpoint(trainer: L.Trainer) -> bool:
