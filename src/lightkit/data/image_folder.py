@@ -6,9 +6,15 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from lightkit._validation import check_bool
 from lightkit.data._splits import split_indices
 from lightkit.data.datamodule import DataModule
-from lightkit.data.datasets import ImageFileDataset, find_image_folder
+from lightkit.data.datasets import (
+    BadImageError,
+    ImageFileDataset,
+    find_image_folder,
+    verify_image_files,
+)
 from lightkit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_preset, train_preset
 
 
@@ -37,6 +43,12 @@ class ImageFolderDataModule(DataModule):
             bombs, values out of range (see :class:`~lightkit.data.ImageFileDataset`). 16-bit
             and float images are scaled by their range (see
             :func:`lightkit.data.datasets.load_image`).
+        verify_files: Scan every image's header (no pixels decoded; JPEGs must end with their
+            end-of-image marker) at ``setup``, before any training, and raise one
+            :class:`~lightkit.data.BadImageError` naming every bad file. Without it, a bad file is
+            found when a batch first reads it, inside a DataLoader worker. (With
+            ``on_bad_file="skip"`` every file is decoded when the module is built and the bad
+            ones are dropped with a warning, so there is nothing left to verify.)
 
     Example:
         >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
@@ -57,8 +69,10 @@ class ImageFolderDataModule(DataModule):
         num_workers: int | str = "auto",
         seed: int = 0,
         on_bad_file: str = "error",
+        verify_files: bool = False,
     ) -> None:
         name = type(self).__name__
+        check_bool(name, "verify_files", verify_files)
         if not isinstance(test_split, (int, float)) or not 0.0 <= test_split < 1.0:
             raise ValueError(f"{name}: test_split must be a fraction in [0, 1), got {test_split!r}")
         if mode not in ("RGB", "L"):
@@ -109,6 +123,30 @@ class ImageFolderDataModule(DataModule):
         self.test = dataset(test_idx, eval_tf)
         self.val_split = 0.0  # split above, stratified
         self._eval_tf = eval_tf
+        self.verify_files = verify_files
+        self.on_bad_file = on_bad_file
+        # With on_bad_file="skip" every file was decoded above and the bad ones dropped.
+        self._verified = not verify_files or on_bad_file == "skip"
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self._verified:
+            self._verify()
+        super().setup(stage)
+
+    def _verify(self) -> None:
+        """The eager header scan of ``verify_files=True``, over every split."""
+        paths = [p for ds in (self.train, self.val, self.test) if ds is not None for p in ds.paths]
+        problems = [f"{path!r}: {why}" for path, why in verify_image_files(paths)]
+        if problems:
+            shown = "\n  ".join(problems[:20]) + (
+                f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            )
+            raise BadImageError(
+                f"{type(self).__name__}: {len(problems)} bad image file(s) under "
+                f"{os.fspath(self.root)!r} (verify_files=True); remove or replace them, or pass "
+                f"on_bad_file='skip':\n  {shown}"
+            )
+        self._verified = True
 
     def inference_spec(self) -> dict[str, Any] | None:
         """The eval transform and image mode, recorded in checkpoints for ``lk.Predictor``."""
