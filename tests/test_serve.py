@@ -476,11 +476,11 @@ def test_a_batch_that_fails_is_run_again_one_request_at_a_time(checkpoint):
     forward = api.predictor.predict_batch
     calls = []
 
-    def fragile(batch):  # a model that fails on one particular input
+    def fragile(batch, **kwargs):  # a model that fails on one particular input
         calls.append(len(batch))
         if (batch == 666).any():
             raise RuntimeError("cannot handle 666")
-        return forward(batch)
+        return forward(batch, **kwargs)
 
     api.predictor.predict_batch = fragile
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(4))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightkit._validation import short_repr
+from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
 
 _MAX_DIMS = 8
@@ -30,6 +30,8 @@ class CheckpointMetadata:
         input_shape: The shape of one input sample, as seen in training (None: not recorded).
         inference: ``{"transform": <eval transform spec>, "image_mode": "RGB"}`` when the data
             module could describe its eval transform, else None.
+        class_names: The name of each class (label ``i`` is ``class_names[i]``), when the data
+            module knew them (``ImageFolderDataModule``'s folders, ``class_names=``).
     """
 
     KEY: ClassVar[str] = "lightkit"
@@ -37,6 +39,7 @@ class CheckpointMetadata:
     task: str | None = None
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain-data section saved under ``checkpoint["lightkit"]``."""
@@ -44,6 +47,7 @@ class CheckpointMetadata:
             "task": self.task,
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
             "inference": self.inference,
+            "class_names": list(self.class_names) if self.class_names is not None else None,
         }
 
     @property
@@ -81,6 +85,7 @@ class CheckpointMetadata:
             task=task or None,
             input_shape=_checked_shape(section.get("input_shape"), where),
             inference=_checked_inference(section.get("inference"), where),
+            class_names=_checked_names(section.get("class_names"), where),
         )
 
 
@@ -97,6 +102,13 @@ def _checked_shape(shape: Any, where: str) -> tuple[int, ...] | None:
             f"of 1 to {_MAX_DIMS} positive integers"
         )
     return tuple(shape)
+
+
+def _checked_names(names: Any, where: str) -> tuple[str, ...] | None:
+    try:
+        return check_class_names(where, "the checkpoint's class_names", names)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _checked_inference(inference: Any, where: str) -> dict[str, Any] | None:

@@ -238,3 +238,39 @@ def check_path(owner: str, name: str, value: Any, what: str = "a file path") -> 
     if not os.fspath(value).strip():
         raise ValueError(f"{owner}: {name} must be {what}, got {value!r}")
     return value
+
+
+MAX_CLASS_NAMES = 100_000
+MAX_CLASS_NAME_CHARS = 256
+
+
+def check_class_names(owner: str, name: str, value: Any) -> tuple[str, ...] | None:
+    """``value`` as a tuple of distinct, non-empty class names (strings), or None.
+
+    Bounded (at most 100,000 names of at most 256 characters), since class names are also read
+    back from checkpoints.
+
+    Example:
+        >>> check_class_names("DataModule", "class_names", ["cat", "dog"])
+        ('cat', 'dog')
+    """
+    if value is None:
+        return None
+    names = check_sequence(owner, name, value, min_length=2)
+    if len(names) > MAX_CLASS_NAMES:
+        raise ValueError(f"{owner}: {name} holds {len(names):,} names; at most {MAX_CLASS_NAMES:,}")
+    for i, item in enumerate(names):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"{owner}: {name}[{i}] must be a string, got {short_repr(item)} "
+                f"({type(item).__name__})"
+            )
+        if not item or len(item) > MAX_CLASS_NAME_CHARS:
+            raise ValueError(
+                f"{owner}: {name}[{i}] must be 1 to {MAX_CLASS_NAME_CHARS} characters, got "
+                f"{short_repr(item)}"
+            )
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{owner}: {name} repeats {short_repr(repeated)}; names must differ")
+    return names

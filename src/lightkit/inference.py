@@ -17,9 +17,10 @@ from torchvision.transforms import v2
 
 from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import check_trust, from_spec, resolve, trusting
-from lightkit._validation import check_choice, check_int, check_path
+from lightkit._validation import check_choice, check_class_names, check_int, check_path
 from lightkit.checkpointing import load_checkpoint
 from lightkit.data.datasets import load_image
+from lightkit.outputs import DescribedTask, TaskOutputs
 
 # One sample may hold at most this many numbers (a 3×4096×4096 image is 50M): a recorded input
 # shape sizes example inputs (export) and request limits (serve).
@@ -44,11 +45,15 @@ class Predictor:
             scaling to [0, 1].
         input_shape: The shape of one input sample, checked before predicting; default: the
             shape recorded by a lightkit task module during training.
+        image_mode: How image files are loaded: ``"RGB"``, ``"L"`` (grayscale) or ``"RGBA"``.
+        class_names: The name of each class, for :meth:`predict_labels`; default: the names
+            recorded in the checkpoint (``ImageFolderDataModule``'s folders, ``class_names=``).
 
     Example:
         >>> predictor = lk.Predictor.from_checkpoint("runs/version_0/checkpoints/best.ckpt")
         >>> probs = predictor.predict(x_test)          # tensor, numpy array, list, Dataset
         >>> probs = predictor.predict(["a.png", "b.png"])   # image files
+        >>> predictor.predict_labels(["a.png", "b.png"])     # ['cat', 'dog']
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class Predictor:
         transform: Any = None,
         input_shape: Sequence[int] | None = None,
         image_mode: str = "RGB",
+        class_names: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(
@@ -73,6 +79,18 @@ class Predictor:
         shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_shape(shape)
         self.image_mode = image_mode
+        names = class_names if class_names is not None else getattr(module, "class_names", None)
+        self.class_names: tuple[str, ...] | None = check_class_names(
+            "Predictor", "class_names", names
+        )
+        described = module.task_outputs() if isinstance(module, DescribedTask) else None
+        self.task_outputs: TaskOutputs = described or TaskOutputs()
+        count = self.task_outputs.num_classes
+        if self.class_names is not None and count is not None and len(self.class_names) != count:
+            raise ValueError(
+                f"Predictor: {len(self.class_names)} class_names for a model with {count} "
+                f"classes ({self.task_outputs.kind})"
+            )
 
     @property
     def transform(self) -> Any:
@@ -165,6 +183,7 @@ class Predictor:
             transform=transform,
             input_shape=meta.input_shape,
             image_mode=meta.image_mode,
+            class_names=getattr(module, "class_names", None) or meta.class_names,
         )
         if transform is None and transform_spec is not None:
             predictor._transform_spec = dict(transform_spec)
@@ -191,18 +210,65 @@ class Predictor:
         return torch.cat(outputs)
 
     @torch.inference_mode()
-    def predict_batch(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_batch(self, x: torch.Tensor, labels: bool = False) -> Any:
         """The natural output for one batch tensor that is already checked (``N×...``), on the CPU.
 
         ``predict`` checks inputs and cuts them into batches, then calls this; ``lightkit serve``
-        calls it for the batches it assembles from checked requests.
+        calls it for the batches it assembles from checked requests. With ``labels=True``, returns
+        ``(outputs, predicted)``: the hard predictions of the same forward pass (class indices,
+        0/1 per label; None for a model whose outputs are values), see
+        :meth:`~lightkit.TaskOutputs.predicted`.
         """
         x = x.to(self.device, non_blocking=True)
-        out = self.module(x)
+        raw = self.module(x)
         to_output = getattr(self.module, "predict_output", None)
-        if callable(to_output):
-            out = to_output(out)
-        return out.float().cpu()
+        out = (to_output(raw) if callable(to_output) else raw).float().cpu()
+        if not labels:
+            return out
+        predicted = self.task_outputs.predicted(raw)
+        return out, predicted.cpu() if predicted is not None else None
+
+    @torch.inference_mode()
+    def predict_labels(self, inputs: Any, batch_size: int = 256) -> Any:
+        """The predicted class of each sample, by name when the class names are known.
+
+        For multiclass and binary classification a list with one label per sample (a name from
+        :attr:`class_names`, else the class index); for multilabel classification a list of the
+        labels present in each sample; for segmentation the ``N×H×W`` tensor of class indices
+        (look names up in :attr:`class_names`). Inputs are taken as by :meth:`predict`.
+
+        Raises:
+            TypeError: the model's outputs are values, not classes (``TaskOutputs`` kind
+                ``"values"``, for example regression).
+
+        Example:
+            >>> predictor.predict_labels(["cat.png", "dog.jpg"])
+            ['cat', 'dog']
+        """
+        batch_size = check_int("Predictor.predict_labels", "batch_size", batch_size, 1)
+        kind = self.task_outputs.kind
+        if kind == "values":
+            raise TypeError(
+                "Predictor.predict_labels: the model's outputs are values, not classes (its task "
+                "describes them as TaskOutputs kind 'values'); use predict()"
+            )
+        found = [self.predict_batch(b, labels=True)[1] for b in self._batches(inputs, batch_size)]
+        if not found:
+            raise ValueError("Predictor.predict_labels: inputs is empty")
+        predicted = torch.cat(found)
+        return predicted if kind == "segmentation" else self.labels(predicted)
+
+    def labels(self, predicted: torch.Tensor) -> list[Any]:
+        """Hard predictions (from ``predict_batch(x, labels=True)``) as labels, one per sample:
+        a class name (or index), or for multilabel models the list of labels present."""
+        names = self.class_names
+
+        def name(index: int) -> Any:
+            return names[index] if names is not None else index
+
+        if self.task_outputs.kind == "multilabel":
+            return [[name(i) for i in row.nonzero().flatten().tolist()] for row in predicted]
+        return [name(int(i)) for i in predicted.flatten().tolist()]
 
     # --- inputs ----------------------------------------------------------------------------------
 

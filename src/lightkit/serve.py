@@ -4,7 +4,10 @@
 
 * ``GET /health``: 200 once the model is loaded;
 * ``POST /predict`` with ``{"inputs": <one sample as nested lists>}``: 200 with
-  ``{"outputs": <the task's natural output for that sample>}`` (class probabilities, values, ...).
+  ``{"outputs": <the task's natural output for that sample>}`` (class probabilities, values, ...),
+  plus ``"label"`` (the predicted class: its name when the checkpoint records class names, else
+  its index) for multiclass and binary classification, or ``"labels"`` (the labels present) for
+  multilabel classification.
 
 Concurrent requests are grouped into batches of up to ``max_batch_size`` (waiting at most
 ``batch_timeout`` seconds for a batch to fill) and run in one forward pass. A request's mistakes
@@ -510,7 +513,7 @@ if ls is not None:
             if isinstance(output, _Rejected):
                 status, content = output.status, {"detail": output.detail}
             else:
-                status, content = 200, {"outputs": output.tolist()}
+                status, content = 200, output
             try:
                 body = json.dumps(content, allow_nan=False).encode()
             except ValueError:
@@ -578,10 +581,19 @@ if ls is not None:
             for k, i in enumerate(indices):
                 results[i] = out[k]
 
-        def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        def _forward(self, batch: torch.Tensor) -> list[dict[str, Any]]:
+            """One response body per sample: its outputs, and its label where the task has
+            classes per sample (``"label"``) or per label (``"labels"``)."""
             if self.verbose:
                 print(f"lightkit serve: predicting a batch of {batch.shape[0]}", flush=True)
-            return self.predictor.predict_batch(batch)
+            outputs, predicted = self.predictor.predict_batch(batch, labels=True)
+            bodies = [{"outputs": row.tolist()} for row in outputs]
+            kind = self.predictor.task_outputs.kind
+            if predicted is not None and kind in ("multiclass", "binary", "multilabel"):
+                key = "labels" if kind == "multilabel" else "label"
+                for body, label in zip(bodies, self.predictor.labels(predicted), strict=True):
+                    body[key] = label
+            return bodies
 
 
 def _short(err: Exception, limit: int = 300) -> str:

@@ -100,6 +100,7 @@ class DigitsDataModule(_BuiltinDataModule):
     ) -> None:
         super().__init__(batch_size, val_split, test_split, seed, num_workers)
         self.save_hyperparameters()
+        self.class_names = tuple(str(digit) for digit in range(10))
 
     def prepare_data(self) -> None:
         _load_digits()  # fails early, with install advice, when scikit-learn is missing
@@ -233,6 +234,8 @@ class SklearnDataModule(_BuiltinDataModule):
         super().__init__(batch_size, val_split, test_split, seed, num_workers)
         self.save_hyperparameters()
         self.name = name
+        # scikit-learn's target names: 0 is malignant, 1 benign
+        self.class_names = ("malignant", "benign") if name == "breast_cancer" else None
         self.target_mean, self.target_std = 0.0, 1.0
 
     @property

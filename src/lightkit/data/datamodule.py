@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 import os
 import random
-from collections.abc import Callable, Mapping, Sized
+from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 import lightning as L
@@ -17,6 +17,7 @@ from torchvision import tv_tensors
 from lightkit._lightning import processed_counter, recount_batches
 from lightkit._validation import (
     check_bool,
+    check_class_names,
     check_float,
     check_instance,
     check_int,
@@ -101,11 +102,16 @@ class DataModule(L.LightningDataModule):
         eval_transform: Applied to each validation, test and predict input.
         seed: Seed of the train/val split and of the training shuffle order, an integer in
             ``[0, 2**32 - 1]`` (the range Lightning's ``seed_everything`` takes).
+        class_names: The name of each class (label ``i`` is ``class_names[i]``), or None.
+            Recorded in checkpoints: ``lk.Predictor`` then returns names
+            (``predict_labels``, ``class_names``), and so does ``lightkit serve``.
 
     Example:
         >>> dm = lk.data.DataModule(my_dataset, val_split=0.2, batch_size=64)
         >>> trainer.fit(module, datamodule=dm)
     """
+
+    class_names: tuple[str, ...] | None = None
 
     def __init__(
         self,
@@ -119,9 +125,12 @@ class DataModule(L.LightningDataModule):
         train_transform: Transform | None = None,
         eval_transform: Transform | None = None,
         seed: int = 0,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if class_names is not None or type(self).class_names is None:  # a subclass may name them
+            self.class_names = check_class_names(name, "class_names", class_names)
         batch_size = check_int(name, "batch_size", batch_size, minimum=1)
         check_float(name, "val_split", val_split, 0.0, 1.0, max_inclusive=False)
         _check_num_workers(name, num_workers)
@@ -380,6 +389,7 @@ class TensorDataModule(DataModule):
         stratify: Keep class proportions in every split (``y`` must hold integer labels).
         device: Keep the tensors on this device (``"cuda"``); None leaves them on the CPU and
             Lightning moves each batch.
+        class_names: The name of each class, recorded in checkpoints (see ``DataModule``).
 
     Example:
         >>> dm = lk.data.TensorDataModule(x, y, val_split=0.2, batch_size=256, stratify=True)
@@ -396,6 +406,7 @@ class TensorDataModule(DataModule):
         seed: int = 0,
         stratify: bool = False,
         device: str | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         name = type(self).__name__
         tensors = [_as_tensor(name, "x", x)] + ([_as_tensor(name, "y", y)] if y is not None else [])
@@ -417,7 +428,14 @@ class TensorDataModule(DataModule):
         if stratify and (y is None or tensors[1].is_floating_point() or tensors[1].ndim != 1):
             raise ValueError(f"{name}: stratify=True needs y to be a 1-D tensor of integer labels")
         check_device(name, "device", device)
-        super().__init__(None, val_split=val_split, batch_size=batch_size, seed=seed, num_workers=0)
+        super().__init__(
+            None,
+            val_split=val_split,
+            batch_size=batch_size,
+            seed=seed,
+            num_workers=0,
+            class_names=class_names,
+        )
         self.tensors = tuple(tensors)
         self.test_split = float(test_split)
         self.stratify = stratify

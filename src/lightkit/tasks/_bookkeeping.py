@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightkit._lightning import is_mid_epoch, skip_unused_step_hooks
 from lightkit._metadata import CheckpointMetadata
-from lightkit._validation import short_repr
+from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
 
 LOSS_SUM_KEY = "lightkit_train_loss_sum"
@@ -47,6 +47,7 @@ class TaskState:
     last_logged_step: int = -1
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
+    class_names: tuple[str, ...] | None = None
 
     def accumulate(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         loss = loss.detach().float()  # an fp16 sum over an epoch would overflow
@@ -78,6 +79,8 @@ class TaskState:
         if meta.input_shape is not None:
             self.input_shape = meta.input_shape
         self.inference = meta.inference
+        if meta.class_names is not None:
+            self.class_names = meta.class_names
 
 
 @skip_unused_step_hooks
@@ -105,6 +108,9 @@ class TaskBookkeeping(Callback):
         pl_module.stage_metrics("val")  # built now, before Lightning moves the module to its device
         # New data may come with each fit/validate/test call: check a full epoch of it again.
         state.checked_stages.clear()
+        names = _class_names(trainer.datamodule, pl_module)
+        if names is not None:
+            state.class_names = names
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seed = os.environ.get("PL_GLOBAL_SEED")
@@ -232,6 +238,7 @@ class TaskBookkeeping(Callback):
             task=f"{cls.__module__}.{cls.__qualname__}",
             input_shape=state.input_shape,
             inference=state.inference,
+            class_names=state.class_names,
         ).to_dict()
 
     def on_load_checkpoint(
@@ -239,6 +246,24 @@ class TaskBookkeeping(Callback):
     ) -> None:
         if (state := self._state(pl_module)) is not None:
             state.restore(checkpoint, type(pl_module).__name__)
+
+
+def _class_names(datamodule: Any, pl_module: Any) -> tuple[str, ...] | None:
+    """The datamodule's class names, checked against the number of classes the task outputs."""
+    names = getattr(datamodule, "class_names", None)
+    if names is None:
+        return None
+    owner = type(datamodule).__name__
+    names = check_class_names(owner, "class_names", names)
+    described = pl_module.task_outputs()
+    if described.num_classes is not None and len(names) != described.num_classes:
+        raise ValueError(
+            f"{owner} names {len(names)} classes ({short_repr(list(names))}), but "
+            f"{type(pl_module).__name__} outputs {described.num_classes} "
+            f"({described.kind}); give the task num_classes={len(names)}, or the data module "
+            "the names of the task's classes"
+        )
+    return names
 
 
 def _continue_resumed_sum(pl_module: Any, state: TaskState) -> None:

@@ -296,6 +296,12 @@ class TaskModule(L.LightningModule):
     def input_shape(self, value: tuple[int, ...] | None) -> None:
         self._task_state.input_shape = tuple(value) if value is not None else None
 
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The name of each class (label ``i`` is ``class_names[i]``), when the data module knew
+        them (``ImageFolderDataModule``, ``class_names=``); recorded in checkpoints."""
+        return self._task_state.class_names
+
     def configure_callbacks(self) -> list[Callback]:
         """lightkit's bookkeeping callback (see :class:`~lightkit.tasks.TaskBookkeeping`).
 
