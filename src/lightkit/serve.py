@@ -27,6 +27,8 @@ answered while large bodies are being parsed. For a checkpoint that records no i
 task whose ``shared_step`` is overridden), the first request the model accepts sets the shape;
 pass ``input_shape=`` to set it yourself.
 
+SIGTERM and SIGINT (Ctrl+C) stop the server and every process it started.
+
 Needs the ``serve`` extra: ``pip install "lightkit[serve]"``.
 """
 
@@ -34,14 +36,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import json.decoder
 import json.scanner
 import logging
 import math
+import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -734,13 +740,51 @@ def serve(
         input_shape=input_shape,
         trust=trust,
     )
-    server.run(
-        host=host,
-        port=port,
-        generate_client_file=False,
-        log_level="warning",
-        http=read_timeout_protocol(read_timeout),
-    )
+    with _stop_on_sigterm():
+        try:
+            server.run(
+                host=host,
+                port=port,
+                generate_client_file=False,
+                log_level="warning",
+                http=read_timeout_protocol(read_timeout),
+            )
+        finally:
+            _stop_children()
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``kill``, Docker, Kubernetes, systemd) stops the server as Ctrl+C does.
+
+    LitServe stops its HTTP and inference worker processes when the main process gets a
+    KeyboardInterrupt; Python's default SIGTERM ends the main process at once and leaves them
+    running (still answering on the port). Here SIGTERM raises KeyboardInterrupt instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_children(timeout: float = 5.0) -> None:
+    """Terminate (then kill) any process this one started that is still alive."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join(timeout)
 
 
 __all__ = [
