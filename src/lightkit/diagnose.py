@@ -139,7 +139,8 @@ def diagnose(
     report.findings += _check_gradients(copy.deepcopy(module), batches[0])
     report.findings.append(_overfit_one_batch(copy.deepcopy(module), batches[0], overfit_steps))
     if lr_test:
-        report.findings += _check_lr(module, datamodule, report, default_root_dir, seed)
+        trial = _train_at_configured_lr(copy.deepcopy(module), batches)
+        report.findings += _check_lr(module, datamodule, report, default_root_dir, seed, trial)
     return report
 
 
@@ -406,7 +407,67 @@ def _lowest_loss_lr(lrs: list[float], losses: list[float], beta: float = 0.98) -
     return min(fixed, key=lambda pair: pair[1])[0] if fixed else None
 
 
-def _check_lr(module: Any, datamodule: Any, report: Report, root: Any, seed: int) -> list[Finding]:
+def _train_at_configured_lr(module: Any, batches: list[Any], steps: int = 60) -> Finding | None:
+    """Train a copy with the module's own optimizer for a few dozen steps: does the loss fall?
+
+    The range test can mislead (on unstandardized data its loss curve is noise, and its lowest
+    point may sit at the highest rate); this asks the question directly, with the configured
+    optimizer and learning rate on the first training batches, in turn.
+    """
+    factory = getattr(module, "optimizer_factory", None)
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not callable(factory) or not params:
+        return None
+    module.train()
+    optimizer = factory(params)
+    losses = []
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = _loss(module, batches[step % len(batches)])
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return Finding(
+                "learning rate", "error",
+                f"training with the configured optimizer diverged: the loss became {value} at "
+                f"step {step + 1}",
+                "lower the learning rate (the range test below suggests one), standardize the "
+                "inputs, or clip gradients (gradient_clip_val)",
+            )  # fmt: skip
+        losses.append(value)
+        loss.backward()
+        optimizer.step()
+    window = min(len(batches), steps // 3)  # whole passes over the batches: like with like
+    first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
+    configured = _configured_lr(module)
+    where = f" (lr={configured:.2g})" if configured is not None else ""
+    peak = max(losses[1:])
+    if peak > 10 * max(losses[0], 1e-8):
+        return Finding(
+            "learning rate", "error",
+            f"training with the configured optimizer{where} is unstable: the loss jumped from "
+            f"{losses[0]:.4g} to {peak:.4g} within {steps} steps",
+            "lower the learning rate (the range test below suggests one), standardize the "
+            "inputs, or clip gradients (gradient_clip_val)",
+        )  # fmt: skip
+    if last >= first:
+        return Finding(
+            "learning rate", "error",
+            f"training with the configured optimizer{where} does not lower the loss: mean "
+            f"{first:.4g} over the first {window} steps, {last:.4g} over the last {window}",
+            "lower the learning rate (the range test below suggests one); standardize the "
+            "inputs if the data check warns about their scale",
+        )  # fmt: skip
+    return Finding(
+        "learning rate", "ok",
+        f"training with the configured optimizer{where} lowers the loss: {first:.4g} -> "
+        f"{last:.4g} in {steps} steps",
+    )  # fmt: skip
+
+
+def _check_lr(
+    module: Any, datamodule: Any, report: Report, root: Any, seed: int, trial: Finding | None
+) -> list[Finding]:
+    """One finding from the range test and the trial run at the configured rate (if any)."""
     kwargs = {"default_root_dir": root, "seed": seed}
     try:
         found = lr_range_test(
@@ -418,24 +479,33 @@ def _check_lr(module: Any, datamodule: Any, report: Report, root: Any, seed: int
             trainer_kwargs=kwargs,
         )
     except ValueError as err:
-        return [Finding("learning rate", "warning", f"no range test: {err}")]
+        return [trial or Finding("learning rate", "warning", f"no range test: {err}")]
     lr, plot = found.suggestion, found.plot
     report.suggested_lr, report.lr_plot = lr, plot
     # Beyond the learning rate of the lowest (smoothed) loss, the loss climbs: training there
-    # is unstable. The steepest-descent suggestion itself is often conservative.
+    # is unstable.
     lowest = _lowest_loss_lr(found.lrs, found.losses) or lr
     configured = _configured_lr(module)
     seen = f"suggested {lr:.2g}, lowest loss at {lowest:.2g} (plot: {plot})"
-    if configured is None:
-        return [Finding("learning rate", "ok", seen)]
-    if configured > 3 * lowest:
-        return [Finding(
-            "learning rate", "error" if configured > 30 * lowest else "warning",
+    problems = []
+    if configured is not None and configured > 3 * lowest:
+        problems.append(
             f"the configured learning rate {configured:.2g} is far above where the loss stops "
-            f"falling; {seen}",
-            f"optimizer=lk.optim.<name>(lr={lr:.2g}), or a warmup scheduler (lk.optim.warmup_cosine)",
-        )]  # fmt: skip
-    return [Finding("learning rate", "ok", f"configured {configured:.2g}; {seen}")]
+            "falling"
+        )
+    failed = trial is not None and trial.severity == "error"
+    if failed:
+        problems.append(trial.message)
+    if not problems:
+        said = [f"configured {configured:.2g}"] if configured is not None else []
+        said += [trial.message] if trial is not None else []
+        return [Finding("learning rate", "ok", "; ".join([*said, seen]))]
+    severity = "error" if failed or configured > 30 * lowest else "warning"
+    return [Finding(
+        "learning rate", severity, "; ".join([*problems, seen]),
+        f"optimizer=lk.optim.<name>(lr={lr:.2g}), or a warmup scheduler (lk.optim.warmup_cosine)"
+        + ("; standardize the inputs, or clip gradients (gradient_clip_val)" if failed else ""),
+    )]  # fmt: skip
 
 
 __all__ = ["Finding", "Report", "diagnose"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,10 @@ def find_lr(
     """Run a learning-rate range test and return the suggested learning rate.
 
     The learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``num_training``
-    steps (stopping early once the loss diverges); the suggestion is the point of steepest
-    descent of the smoothed loss. The loss-vs-LR plot is saved as ``lr_find.png`` in the run
+    steps (stopping early once the loss diverges). The suggestion follows fastai's "valley"
+    rule: in the longest stretch over which the smoothed loss keeps falling, the rate about
+    halfway down it; unlike the steepest point of the curve, a noisy start or a hump before the
+    valley cannot pull it to a rate where the loss is still rising. The loss-vs-LR plot is saved as ``lr_find.png`` in the run
     folder (``<default_root_dir>/version_<n>/``) and its path printed. The module's weights are
     restored afterwards, so it can be trained right away; set the suggested rate yourself, for
     example ``optimizer=lk.optim.adam(lr=lr)``.
@@ -99,21 +102,58 @@ def lr_range_test(
         num_training=num_training,
         update_attr=False,
     )
-    lr = finder.suggestion() if finder is not None else None
-    if finder is None or lr is None:
+    found = valley(finder.results["lr"], finder.results["loss"]) if finder is not None else None
+    if finder is None or found is None:
         steps = len(finder.results.get("lr", [])) if finder is not None else 0
         raise ValueError(
             f"find_lr: only {steps} of {num_training} steps ran, too few to suggest a learning "
             "rate: the loss diverged early (lower max_lr) or the run ended first (raise "
             "max_epochs, or use more training data)"
         )
+    index, lr = found
     path = Path(trainer.default_root_dir) / "lr_find.png"
     if rank_zero_only.rank == 0:
-        figure = finder.plot(suggest=True, show=False)
+        figure = finder.plot(suggest=False, show=False)
+        figure.axes[0].plot(lr, finder.results["loss"][index], "ro", label=f"suggested {lr:.2g}")
+        figure.axes[0].legend()
         figure.savefig(path, dpi=100)
         _close(figure)
         print(f"lightkit: suggested learning rate {lr:.3g}; plot saved to {path}")
     return RangeTest(float(lr), list(finder.results["lr"]), list(finder.results["loss"]), path)
+
+
+def valley(lrs: list[float], losses: list[float]) -> tuple[int, float] | None:
+    """fastai's "valley" suggestion for a range test: ``(index, learning rate)``, or None.
+
+    The longest run of points over which the loss keeps falling (a longest decreasing
+    subsequence), and the point about halfway down it (as fastai: ``start + 1/3 + 1/6`` of its
+    length; fastai counts from the point before the run, which on a short curve can land on
+    the top of a hump). Points after the first non-finite loss are ignored. Needs at least 3 points.
+
+    Example:
+        >>> valley([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1], [1.0, 1.3, 1.1, 0.7, 0.4, 9.0])
+        (2, 0.0001)
+    """
+    finite = []
+    for loss in losses:
+        if not math.isfinite(loss):
+            break
+        finite.append(loss)
+    n = len(finite)
+    if n < 3:
+        return None
+    longest = [1] * n  # longest decreasing run ending at each point
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if finite[i] < finite[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+            if longest[end] < longest[i]:
+                end = i
+                start = end - longest[end] + 1  # the run's first point (fastai: one before it)
+    sections = (end - start) / 3
+    index = start + int(sections) + int(sections / 2)
+    return index, float(lrs[index])
 
 
 def find_batch_size(
