@@ -245,6 +245,11 @@ def _checked_cli_class() -> type:
             # `lightkit fit --resume`: the trainer reopens the newest run that has a checkpoint
             # that loads (as lk.fit(resume=True) does); before_fit hands fit that checkpoint.
             section = self.config_init.get(str(self.subcommand), self.config_init)
+            evaluated = _run_of(section.get("ckpt_path"))
+            if self.subcommand in ("validate", "test", "predict") and evaluated is not None:
+                # Beside the run the checkpoint came from (<run>/test/version_<n>/), not a new
+                # run folder at the root that `resume` and `version="last"` would then see.
+                kwargs["default_root_dir"] = str(evaluated / str(self.subcommand))
             self.resume_from = None
             if section.get("resume") and self.subcommand != "fit":
                 raise SystemExit(
@@ -292,6 +297,14 @@ def _checked_cli_class() -> type:
                 self.config = self.parser.parse_object({subcommand: update}, self.config)
 
     return _LightkitCLI
+
+
+def _run_of(ckpt_path: Any) -> Path | None:
+    """The run folder of a checkpoint at ``<run>/checkpoints/<file>.ckpt`` (a lightkit run)."""
+    if not isinstance(ckpt_path, str) or not Path(ckpt_path).is_file():
+        return None
+    folder = Path(ckpt_path).resolve().parent
+    return folder.parent if folder.name == "checkpoints" else None
 
 
 def _checked_cli_hparams(ckpt_path: str, section: Any) -> dict[str, Any]:
