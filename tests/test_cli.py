@@ -50,7 +50,8 @@ def test_export_from_the_command_line(tmp_path, capsys):
     module.eval()
     torch.testing.assert_close(loaded(x), module(x).detach(), atol=1e-5, rtol=1e-5)
     assert main(["export", ckpt, "--output", str(out)]) == 1  # exists: not overwritten
-    assert "already exists; pass overwrite=True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists; pass --overwrite" in err and "overwrite=True" not in err
     with pytest.raises(SystemExit):
         main(["export", str(tmp_path / "missing.ckpt")])
     assert "does not exist" in capsys.readouterr().err

@@ -444,6 +444,31 @@ def _lightning_cli(args: list[str], run: bool = True) -> Any:
         sys.argv = saved
 
 
+# Advice the Python API gives, and what it means on the command line.
+_CLI_WORDS = (
+    ("pass overwrite=True", "pass --overwrite"),
+    ("Pass overwrite=True", "Pass --overwrite"),
+    (
+        "pass task=<the LightningModule class>, or build the module and use Predictor(module)",
+        "the lightkit command rebuilds only checkpoints written by a lightkit task module (in "
+        "Python: lk.Predictor.from_checkpoint(path, task=<the LightningModule class>))",
+    ),
+    (
+        "pass net=<an instance of the trained architecture>",
+        "decorate the net's class with @lk.models.record_init_args and trust its module "
+        "(--trust mypkg.nets), or load it in Python with lk.Predictor.from_checkpoint(path, "
+        "net=<an instance of the trained architecture>)",
+    ),
+)
+
+
+def _in_cli_words(message: str) -> str:
+    """An error message from the Python API, with its advice in the command's own flags."""
+    for python, cli in _CLI_WORDS:
+        message = message.replace(python, cli)
+    return message
+
+
 def _importable_cwd() -> None:
     """Let configs name modules in the current folder (``class_path: mystuff.MyNet``), as with
     ``python -m``. The folder goes last on ``sys.path``, so it never shadows an installed package."""
@@ -549,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
     except (ValueError, TypeError, ImportError, FileExistsError, RuntimeError) as err:
-        print(f"lightkit {args.command}: error: {err}", file=sys.stderr)
+        print(f"lightkit {args.command}: error: {_in_cli_words(str(err))}", file=sys.stderr)
         return 1
     parser.print_help()
     return 2
