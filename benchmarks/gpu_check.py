@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torchvision
 
 import lightkit as lk
-from lightkit.trainer._hardware import native_bf16, resolve_precision
+from lightkit._hardware import native_bf16, resolve_precision
 
 
 class Timer(L.Callback):

@@ -23,6 +23,7 @@ FOUNDATION = {
     "lightkit._lightning",
     "lightkit._recompute",
     "lightkit._metadata",
+    "lightkit._hardware",
     "lightkit.checkpointing",
     "lightkit.outputs",
 }
@@ -37,7 +38,7 @@ GROUPS = {  # the second part of a module's name -> its group
     "fitting": "workflows",
     "cross_validation": "workflows",
     "tuning": "workflows",
-    "diagnose": "workflows",
+    "diagnosis": "workflows",
     "export": "shipping",
     "inference": "shipping",
     "serve": "shipping",

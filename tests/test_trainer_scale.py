@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 import lightkit as lk
 from helpers import make_blobs
-from lightkit.trainer._hardware import resolve_precision as _resolve_precision
+from lightkit._hardware import resolve_precision as _resolve_precision
 
 SCRIPT = Path(__file__).parent / "scripts" / "distributed_training.py"
 
@@ -83,9 +83,9 @@ def test_too_many_gpus(tmp_path):
 def test_precision_choices(monkeypatch):
     assert _resolve_precision("auto", "cpu") == "32-true"
     assert _resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # the CPU runs bf16 autocast
-    monkeypatch.setattr("lightkit.trainer._hardware.native_bf16", lambda: True)
+    monkeypatch.setattr("lightkit._hardware.native_bf16", lambda: True)
     assert _resolve_precision("auto", "cuda") == "bf16-mixed"
-    monkeypatch.setattr("lightkit.trainer._hardware.native_bf16", lambda: False)
+    monkeypatch.setattr("lightkit._hardware.native_bf16", lambda: False)
     assert _resolve_precision("auto", "cuda") == "16-mixed"
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))

@@ -9,29 +9,40 @@ and metrics, data modules with per-split transforms, and a preset ``lightning.Tr
     module = lk.ClassificationModule(lk.models.ConvNet(1, 10), num_classes=10)
     trainer = lk.make_trainer(max_epochs=20, seed=0)
     trainer.fit(module, datamodule=dm)
+
+The names below are imported on first use (PEP 562): ``import lightkit`` itself does not import
+Lightning (about 8 seconds on a small machine), so the ``lightkit`` command answers ``--help``,
+``doctor`` and usage errors at once. ``benchmarks/cli_startup.py`` measures it.
 """
 
-from lightkit import callbacks, checkpointing, data, export, losses, models, optim, tasks
-from lightkit._spec import UntrustedSpecError
-from lightkit.cross_validation import cross_validate
-from lightkit.diagnose import diagnose
-from lightkit.fitting import fit
-from lightkit.inference import Predictor
-from lightkit.outputs import TaskOutputs
-from lightkit.tasks import (
-    BinaryClassificationModule,
-    ClassificationModule,
-    MultilabelClassificationModule,
-    RegressionModule,
-    SegmentationModule,
-    TaskModule,
-)
-from lightkit.trainer import make_trainer
-from lightkit.tuning import find_batch_size, find_lr
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+# name -> the module that defines it
+_NAMES = {
+    "BinaryClassificationModule": "lightkit.tasks",
+    "ClassificationModule": "lightkit.tasks",
+    "MultilabelClassificationModule": "lightkit.tasks",
+    "Predictor": "lightkit.inference",
+    "RegressionModule": "lightkit.tasks",
+    "SegmentationModule": "lightkit.tasks",
+    "TaskModule": "lightkit.tasks",
+    "TaskOutputs": "lightkit.outputs",
+    "UntrustedSpecError": "lightkit._spec",
+    "cross_validate": "lightkit.cross_validation",
+    "diagnose": "lightkit.diagnosis",
+    "find_batch_size": "lightkit.tuning",
+    "find_lr": "lightkit.tuning",
+    "fit": "lightkit.fitting",
+    "make_trainer": "lightkit.trainer",
+}
+_SUBPACKAGES = ("callbacks", "checkpointing", "data", "export", "losses", "models", "optim", "tasks")
+
+__all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks they agree)
     "BinaryClassificationModule",
     "ClassificationModule",
     "MultilabelClassificationModule",
@@ -57,3 +68,37 @@ __all__ = [
     "optim",
     "tasks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lightkit.{name}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
+    raise AttributeError(f"module 'lightkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from lightkit import callbacks, checkpointing, data, export, losses, models, optim, tasks
+    from lightkit._spec import UntrustedSpecError
+    from lightkit.cross_validation import cross_validate
+    from lightkit.diagnosis import diagnose
+    from lightkit.fitting import fit
+    from lightkit.inference import Predictor
+    from lightkit.outputs import TaskOutputs
+    from lightkit.tasks import (
+        BinaryClassificationModule,
+        ClassificationModule,
+        MultilabelClassificationModule,
+        RegressionModule,
+        SegmentationModule,
+        TaskModule,
+    )
+    from lightkit.trainer import make_trainer
+    from lightkit.tuning import find_batch_size, find_lr

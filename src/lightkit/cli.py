@@ -29,17 +29,18 @@ _EXTRAS = {
 
 def doctor() -> str:
     """A report of what this machine offers lightkit: Python, torch, CUDA, precision, extras."""
-    import lightning
+    import importlib.metadata
+
     import torch
 
-    from lightkit.trainer._hardware import native_bf16, resolve_hardware, resolve_precision
+    from lightkit._hardware import native_bf16, resolve_hardware, resolve_precision
 
     cuda = torch.cuda.is_available()
     lines = [
         f"lightkit   {lightkit.__version__}",
         f"python     {platform.python_version()} ({sys.executable})",
         f"torch      {torch.__version__}",
-        f"lightning  {lightning.__version__}",
+        f"lightning  {importlib.metadata.version('lightning')}",
         f"cuda       {'available, ' + str(torch.cuda.device_count()) + ' device(s)' if cuda else 'not available'}",
     ]
     if cuda:
@@ -80,7 +81,7 @@ def _config_command(argv: list[str]) -> int:
     if command != "diagnose":
         _lightning_cli([command, *rest])
         return 0
-    from lightkit.diagnose import diagnose
+    from lightkit.diagnosis import diagnose
 
     cli = _lightning_cli(rest, run=False)
     run_dir = Path(cli.trainer.default_root_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from lightkit.trainer._hardware import PRECISIONS, STRATEGIES, native_bf16
+from lightkit._hardware import PRECISIONS, STRATEGIES, native_bf16
 from lightkit.trainer._profiling import PROFILERS
 from lightkit.trainer.presets import make_trainer
 

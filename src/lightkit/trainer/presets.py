@@ -1,7 +1,7 @@
 """make_trainer(): a plain ``lightning.Trainer`` with the presets a well-run project wants.
 
 The Trainer is assembled from small steps, each readable on its own: the argument checks
-(``_checks``), hardware and precision (``_hardware``), the run folder (``_run_dir``), the
+(``_checks``), hardware and precision (``lightkit._hardware``), the run folder (``_run_dir``), the
 profiler (``_profiling``) and the callback groups below.
 """
 
@@ -41,7 +41,7 @@ from lightkit.callbacks import (
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
-from lightkit.trainer._hardware import (
+from lightkit._hardware import (
     check_devices,
     check_strategy,
     resolve_hardware,

@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import Strategy, StrategyRegistry
 
 PRECISIONS = (
     "auto",
@@ -76,6 +75,9 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 
 
 def check_strategy(strategy: Any) -> None:
+    # Imported here: this module serves `lightkit doctor`, which must not wait for Lightning.
+    from lightning.pytorch.strategies import Strategy, StrategyRegistry
+
     if not isinstance(strategy, str):
         if isinstance(strategy, Strategy):
             return
