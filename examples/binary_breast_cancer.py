@@ -40,7 +40,9 @@ def main() -> None:
     train, test = datasets(args.seed)
     datamodule = lk.data.DataModule(train, test=test, val_split=0.15, batch_size=32, seed=args.seed)
     n_pos = float(train.tensors[1].sum())
-    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
+    L.seed_everything(
+        args.seed, verbose=False
+    )  # before the net: the same initial weights every run
     module = lk.BinaryClassificationModule(
         lk.models.MLP(30, 1, hidden=(64, 32), dropout=0.2),
         pos_weight=(len(train) - n_pos) / n_pos,  # balances the classes in the loss

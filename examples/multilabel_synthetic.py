@@ -41,7 +41,9 @@ def main() -> None:
     x, y = make_data(5000, args.seed).tensors  # one labelling rule for all splits
     train, test = TensorDataset(x[:4000], y[:4000]), TensorDataset(x[4000:], y[4000:])
     datamodule = lk.data.DataModule(train, test=test, batch_size=64, seed=args.seed)
-    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
+    L.seed_everything(
+        args.seed, verbose=False
+    )  # before the net: the same initial weights every run
     module = lk.MultilabelClassificationModule(
         lk.models.MLP(20, NUM_LABELS, hidden=(128, 128), dropout=0.1),
         num_labels=NUM_LABELS,

@@ -26,7 +26,9 @@ def main() -> None:
     args = parser.parse_args()
 
     datamodule = lk.data.DigitsDataModule(batch_size=args.batch_size, seed=args.seed)
-    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
+    L.seed_everything(
+        args.seed, verbose=False
+    )  # before the net: the same initial weights every run
     net = lk.models.ConvNet(in_channels=1, num_classes=10, widths=(32, 64, 128), dropout=0.1)
     module = lk.ClassificationModule(
         net,

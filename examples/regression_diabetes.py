@@ -45,7 +45,9 @@ def main() -> None:
 
     train, test, _, y_std = datasets(args.seed)
     datamodule = lk.data.DataModule(train, test=test, val_split=0.15, batch_size=32, seed=args.seed)
-    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
+    L.seed_everything(
+        args.seed, verbose=False
+    )  # before the net: the same initial weights every run
     module = lk.RegressionModule(
         lk.models.MLP(10, 1, hidden=(32,), dropout=0.1),
         loss="mse",

@@ -28,7 +28,9 @@ def main() -> None:
     datamodule = lk.data.ShapesDataModule(
         num_samples=args.num_samples, image_size=args.image_size, batch_size=32, seed=args.seed
     )
-    L.seed_everything(args.seed)  # before the net is built: the same initial weights every run
+    L.seed_everything(
+        args.seed, verbose=False
+    )  # before the net: the same initial weights every run
     module = lk.SegmentationModule(
         lk.models.UNet(in_channels=3, num_classes=datamodule.num_classes, base=16, depth=3),
         num_classes=datamodule.num_classes,

@@ -40,7 +40,16 @@ _NAMES = {
     "fit": "lightkit.fitting",
     "make_trainer": "lightkit.trainer",
 }
-_SUBPACKAGES = ("callbacks", "checkpointing", "data", "export", "losses", "models", "optim", "tasks")
+_SUBPACKAGES = (
+    "callbacks",
+    "checkpointing",
+    "data",
+    "export",
+    "losses",
+    "models",
+    "optim",
+    "tasks",
+)
 
 __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks they agree)
     "BinaryClassificationModule",

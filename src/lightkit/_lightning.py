@@ -11,6 +11,8 @@ changes any of these.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -91,11 +93,39 @@ def skip_unused_step_hooks(cls: CallbackType) -> CallbackType:
     return cls
 
 
+# Lightning's loggers: the run's information lines ("GPU available", the seed, "Restoring
+# states", tips) go through them at INFO level.
+LIGHTNING_LOGGERS = (
+    "lightning.pytorch",
+    "lightning.fabric",
+    "lightning_fabric",
+    "pytorch_lightning",
+)
+_NOISE = (
+    # Lightning 2.6 on torch 2.10+: a deprecation inside Lightning's own code, harmless to users.
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Show Lightning's information lines (``verbose``) or only its warnings and errors.
+
+    Sets the level of Lightning's loggers for the process (they are the process's, not one
+    trainer's), and hides warnings from inside Lightning that users can do nothing about.
+    """
+    level = logging.INFO if verbose else logging.WARNING
+    for name in LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    for message in _NOISE:
+        warnings.filterwarnings("ignore", message=message)
+
+
 __all__ = [
     "batches_processed",
     "has_validation_data",
     "is_mid_epoch",
     "processed_counter",
     "recount_batches",
+    "set_verbosity",
     "skip_unused_step_hooks",
 ]

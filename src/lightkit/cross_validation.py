@@ -77,6 +77,8 @@ def cross_validate(
                 f"{owner}: make_module() must return a new LightningModule (a lightkit task such "
                 f"as lk.ClassificationModule), got {short_repr(module)} ({type(module).__name__})"
             )
+        if fold == 1 and "enable_model_summary" not in (trainer_kwargs or {}):
+            kwargs["enable_model_summary"] = False  # one summary: the folds' nets are the same
         trainer = make_trainer(**kwargs)
         trainer.fit(module, datamodule=datamodule)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

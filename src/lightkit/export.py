@@ -110,8 +110,9 @@ def _to_torchscript(module, example_input, path, overwrite, atol, batch_sizes, m
                 scripted = torch.jit.trace(module, example, check_trace=False)
             else:
                 scripted = torch.jit.script(module)
-        torch.jit.save(scripted, str(tmp))
-        loaded = torch.jit.load(str(tmp), map_location="cpu")
+        with _quiet():  # torch 2.9+: FutureWarnings that TorchScript is deprecated (see README)
+            torch.jit.save(scripted, str(tmp))
+            loaded = torch.jit.load(str(tmp), map_location="cpu")
         return lambda x: loaded(x)
 
     return _export_verified(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,14 +98,15 @@ def lr_range_test(
 ) -> RangeTest:
     """find_lr's work, for lightkit's workflows (``lk.diagnose``); arguments are not re-checked."""
     trainer = _tuning_trainer(trainer_kwargs)
-    finder = Tuner(trainer).lr_find(
-        module,
-        datamodule=datamodule,
-        min_lr=min_lr,
-        max_lr=max_lr,
-        num_training=num_training,
-        update_attr=False,
-    )
+    with _without_lr_finder_bar(trainer_kwargs.get("verbose", False)):
+        finder = Tuner(trainer).lr_find(
+            module,
+            datamodule=datamodule,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_training=num_training,
+            update_attr=False,
+        )
     found = valley(finder.results["lr"], finder.results["loss"]) if finder is not None else None
     if finder is None or found is None:
         steps = len(finder.results.get("lr", [])) if finder is not None else 0
@@ -120,6 +125,30 @@ def lr_range_test(
         _close(figure)
         print(f"lightkit: suggested learning rate {lr:.3g}; plot saved to {path}")
     return RangeTest(float(lr), list(finder.results["lr"]), list(finder.results["loss"]), path)
+
+
+_LR_FINDER_BAR = "Finding best initial lr"
+
+
+@contextlib.contextmanager
+def _without_lr_finder_bar(verbose: bool) -> Iterator[None]:
+    """Lightning's LR finder always draws a tqdm bar on standard error (in a log file, a wall of
+    redraws). Unless ``verbose``, capture standard error while it runs and pass on everything
+    else written there (warnings, messages)."""
+    if verbose:
+        yield
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        kept = [
+            line
+            for line in captured.getvalue().replace("\r", "\n").splitlines(keepends=True)
+            if _LR_FINDER_BAR not in line and line.strip()
+        ]
+        sys.stderr.write("".join(kept))
 
 
 def valley(lrs: list[float], losses: list[float]) -> tuple[int, float] | None:

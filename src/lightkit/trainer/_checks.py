@@ -40,6 +40,7 @@ def check_arguments(
     checkpoint_every_n_steps: Any,
     nan_guard: Any,
     version: Any,
+    verbose: Any,
     callbacks: Any,
 ) -> None:
     """Every make_trainer argument, before anything is created: name, value and what is expected."""
@@ -81,6 +82,7 @@ def check_arguments(
         check_int(owner, "checkpoint_every_n_steps", checkpoint_every_n_steps, minimum=1)
     check_bool(owner, "nan_guard", nan_guard)
     check_version(owner, version)
+    check_bool(owner, "verbose", verbose)
     if callbacks is not None and not isinstance(callbacks, Callback):
         if not isinstance(callbacks, (list, tuple)):
             raise TypeError(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer._checks import check_root_dir, check_version
@@ -167,7 +167,8 @@ def resume_point(
                     f"({where}); the newer run folder(s) {', '.join(skipped)} hold no checkpoint "
                     "and were skipped"
                 )
-            rank_zero_info(f"lightkit: resuming {os.fspath(run_dir)} from {path} ({where})")
+            if rank_zero_only.rank == 0:  # lightkit's own line: shown however quiet Lightning is
+                print(f"lightkit: resuming {os.fspath(run_dir)} from {path} ({where})", flush=True)
             return path, ""
         raise CheckpointError(
             f"{flag.owner}: {flag.on} cannot continue {os.fspath(run_dir)}: it has checkpoints, but "

@@ -26,6 +26,13 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.profilers import Profiler
 
+from lightkit._hardware import (
+    check_devices,
+    check_strategy,
+    resolve_hardware,
+    resolve_precision,
+)
+from lightkit._lightning import set_verbosity
 from lightkit.callbacks import (
     GPUMemoryMonitor,
     GradientNormMonitor,
@@ -41,12 +48,6 @@ from lightkit.callbacks import (
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
-from lightkit._hardware import (
-    check_devices,
-    check_strategy,
-    resolve_hardware,
-    resolve_precision,
-)
 from lightkit.trainer._profiling import make_profiler
 from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
 
@@ -71,6 +72,7 @@ def make_trainer(
     checkpoint_every_n_steps: int | None = None,
     nan_guard: bool = True,
     version: int | str | None = None,
+    verbose: bool = False,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Build a ``lightning.Trainer`` with lightkit's presets.
@@ -142,6 +144,10 @@ def make_trainer(
             started at the same moment never share one), ``"last"`` for the newest run that
             holds a checkpoint (a new folder when none does), or a number for
             ``version_<number>`` (created if missing).
+        verbose: Show Lightning's information lines ("GPU available", "Seed set to",
+            "Restoring states", tips). By default only lightkit's own lines are shown (the model
+            summary, one progress line per epoch), with every warning and error. It sets the
+            level of Lightning's loggers for the whole process.
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -170,15 +176,17 @@ def make_trainer(
         checkpoint_every_n_steps=checkpoint_every_n_steps,
         nan_guard=nan_guard,
         version=version,
+        verbose=verbose,
         callbacks=trainer_kwargs.get("callbacks"),
     )
+    set_verbosity(verbose)
     accelerator = trainer_kwargs.pop("accelerator", "auto")
     hardware = resolve_hardware(accelerator)
     check_strategy(strategy)
     check_devices(devices, hardware)
     precision = resolve_precision(precision, hardware)
     if seed is not None:
-        L.seed_everything(seed, workers=True)
+        L.seed_everything(seed, workers=True, verbose=verbose)
 
     run_dir, claimed = choose_run_dir(Path(default_root_dir), version)
     try:
