@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class Predictor:
         shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_shape(shape)
         self.image_mode = image_mode
+        self._warned_no_transform = False
         names = class_names if class_names is not None else getattr(module, "class_names", None)
         self.class_names: tuple[str, ...] | None = check_class_names(
             "Predictor", "class_names", names
@@ -321,9 +323,20 @@ class Predictor:
 
     def _image(self, path: Path, index: int) -> torch.Tensor:
         image = load_image(path, self.image_mode)  # BadImageError names the file
-        transform = self.transform or v2.Compose(
-            [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-        )
+        transform = self.transform
+        if transform is None:
+            if not self._warned_no_transform:
+                self._warned_no_transform = True
+                warnings.warn(
+                    "Predictor: predicting image files, but the checkpoint records no eval "
+                    "transform and none was given: images are only scaled to [0, 1]. If training "
+                    "resized or normalized them (a transform in your own Dataset, say), the "
+                    "predictions are wrong: pass transform=<the eval transform you trained with> "
+                    "(or train through lk.data.DataModule(eval_transform=lk.data.transforms."
+                    "eval_preset(...)) or ImageFolderDataModule, whose checkpoints record it)",
+                    stacklevel=4,
+                )
+            transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
         try:
             tensor = transform(image)
         except (RuntimeError, ValueError, TypeError) as err:
