@@ -45,7 +45,9 @@ def doctor() -> str:
     if cuda:
         for i in range(torch.cuda.device_count()):
             lines.append(f"  cuda:{i}   {torch.cuda.get_device_name(i)}")
-        lines.append(f"bf16       {'supported' if native_bf16() else 'not supported'}")
+        lines.append(f"bf16       {'supported' if native_bf16() else 'not supported'} (GPU)")
+    else:
+        lines.append("bf16       no CUDA GPU (bf16-mixed on the CPU works, but is rarely faster)")
     lines.append(
         f"precision  {resolve_precision('auto', resolve_hardware('auto'))} (what precision='auto' picks here)"
     )
