@@ -74,3 +74,155 @@ def quiet_trainer(tmp_path: Any, **kwargs: Any) -> Any:
     }
     options.update(kwargs)
     return lk.make_trainer(**options)
+
+
+# --- helpers shared by several test files -------------------------------------------------------
+
+
+def flat_weights(module: nn.Module) -> torch.Tensor:
+    """Every parameter of ``module`` in one flat tensor (to compare runs bit for bit)."""
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def mlp_task(**kwargs: Any) -> lk.ClassificationModule:
+    """A 3-class ClassificationModule around a lightkit ``MLP(8, 3, hidden=(32,))``."""
+    net = lk.models.MLP(8, 3, hidden=(32,))
+    return lk.ClassificationModule(net, num_classes=3, **kwargs)
+
+
+def mlp_run(tmp_path: Any, **kwargs: Any) -> Any:
+    """A trainer after two epochs of an ``MLP(8, 3)`` on 128 blobs in ``tmp_path/runs``."""
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    trainer = lk.make_trainer(
+        max_epochs=2, default_root_dir=tmp_path / "runs", enable_progress_bar=False, **kwargs
+    )
+    trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(128), batch_size=32))
+    return trainer
+
+
+def mlp_fit(tmp_path: Any, **kwargs: Any) -> Any:
+    """``lk.fit`` of a fresh ``MLP(8, 3)`` on 128 blobs in ``tmp_path/runs`` (3 epochs, no logger)."""
+    kwargs = {
+        "max_epochs": 3,
+        "default_root_dir": tmp_path / "runs",
+        "enable_progress_bar": False,
+        "logger": False,
+        **kwargs,
+    }
+    return lk.fit(
+        lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+        lk.data.DataModule(make_blobs(128), batch_size=32),
+        **kwargs,
+    )
+
+
+def fit_one_epoch(module: lk.TaskModule, dataset: Any, fast_trainer_kwargs: dict) -> None:
+    """One epoch of ``module`` on ``dataset`` without validation (batches of 16)."""
+    trainer = lk.make_trainer(max_epochs=1, logger=False, **fast_trainer_kwargs)
+    trainer.fit(module, datamodule=lk.data.DataModule(dataset, val_split=0.0, batch_size=16))
+
+
+def binary_data() -> TensorDataset:
+    """Two Gaussian blobs with float 0/1 targets."""
+    x, y = make_blobs(n=256, num_classes=2).tensors
+    return TensorDataset(x, y.float())  # float 0/1 targets are fine
+
+
+def regression_data() -> TensorDataset:
+    """A noisy linear function of 8 features: ``N×8`` inputs, ``N×1`` targets."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(256, 1, generator=g)
+    return TensorDataset(x, y)
+
+
+def row_images(n: int = 96) -> TensorDataset:
+    """Three classes of 1×8×8 images: a bright row at the top, middle or bottom."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, 1, 8, 8, generator=g) * 0.3
+    for i, label in enumerate(y.tolist()):
+        x[i, 0, 1 + 3 * label] += 2.0
+    return TensorDataset(x, y)
+
+
+class RunsOutOfMemory(nn.Module):
+    """A net that raises CUDA's OOM error for batches larger than ``limit`` (from ``epoch``)."""
+
+    def __init__(self, limit: int, from_epoch: int = 0, error: Exception | None = None) -> None:
+        super().__init__()
+        self.limit, self.from_epoch = limit, from_epoch
+        self.error = error or torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB"
+        )
+        self.epoch = 0
+        self.layer = nn.Linear(8, 3)
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.batch_sizes.append(x.shape[0])
+            if x.shape[0] > self.limit and self.epoch >= self.from_epoch:
+                raise self.error
+        return self.layer(x)
+
+
+def write_image(path: Any, value: int, size: tuple[int, int] = (20, 16), mode: str = "RGB") -> Any:
+    """Write a random 8-bit image of ``size`` (W, H) around ``value`` to ``path``; return ``path``."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(value)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    array = (rng.integers(0, 60, shape) + value).clip(0, 255).astype(np.uint8)
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+def write_sixteen_bit_png(path: Any, size: tuple[int, int] = (12, 10)) -> Any:
+    """A 16-bit grayscale PNG (PIL mode I;16): left half 65535, right half 32768."""
+    import numpy as np
+    from PIL import Image
+
+    array = np.full((size[1], size[0]), 65535, np.uint16)
+    array[:, size[0] // 2 :] = 32768
+    Image.fromarray(array).save(path)
+    return path
+
+
+def train_checkpoint(root: Any) -> Any:
+    """The path of a real checkpoint of a ClassificationModule around a lightkit MLP (one epoch)."""
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    trainer = _no_log_trainer(root, max_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    return Path(trainer.checkpoint_callback.best_model_path)
+
+
+def tamper_checkpoint(src: Any, dst: Any, edit: Any) -> Any:
+    """Copy the checkpoint ``src`` to ``dst`` with ``edit(checkpoint)`` applied; return ``dst``."""
+    checkpoint = torch.load(src, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, dst)
+    return dst
+
+
+def resume_from(path: Any, tmp_path: Any) -> None:
+    """Resume a fresh module (as in ``train_checkpoint``) from ``path`` for one more epoch."""
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
+    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
+    _no_log_trainer(tmp_path / "runs", max_epochs=2).fit(module, datamodule=dm, ckpt_path=path)
+
+
+def _no_log_trainer(root: Any, max_epochs: int) -> Any:
+    return lk.make_trainer(
+        max_epochs=max_epochs,
+        default_root_dir=root,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )

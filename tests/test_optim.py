@@ -136,3 +136,20 @@ def test_fused_adam_trains_like_the_default_implementation():
     initial = torch.cat([p.detach().flatten() for p in start.parameters()])
     assert (fused_weights - initial).abs().max() > 0.1  # 100 steps moved the weights
     assert (fused_weights - plain_weights).abs().max() < 1e-5  # the same updates up to rounding
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: lk.optim.cosine(min_lr_ratio=2),
+            ValueError,
+            r"min_lr_ratio must be a number in \[0, 1\], got 2",
+        ),
+        (lambda: lk.optim.plateau(patience=2.5), TypeError, r"patience must be an integer >= 0"),
+        (lambda: lk.optim.step(step_size=2.5), TypeError, r"step_size must be an integer >= 1"),
+    ],
+)
+def test_more_bad_preset_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

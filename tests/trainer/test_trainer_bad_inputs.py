@@ -172,3 +172,44 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path, call, error, fragme
     assert not root.exists() or not any(root.iterdir()), "a bad input created a run folder"
     written = sorted(p.name for p in tmp_path.iterdir() if p.name != "runs")
     assert written in ([], ["m.pt"] if "source=out" in call else []), written
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"strategy": "dpp"},
+            r"unknown strategy 'dpp'; expected one of 'auto', 'ddp', 'ddp_spawn', 'fsdp'",
+        ),
+        ({"strategy": "dp"}, "Lightning 2 has no DataParallel; use 'ddp'"),
+        ({"strategy": 3}, "strategy must be a name or a lightning Strategy"),
+        (
+            {"accelerator": "cpu", "devices": 10_000},
+            "devices=10000 but this machine has .* CPU core",
+        ),
+        ({"accelerator": "cpu", "devices": 0}, "devices must be 'auto', -1, a positive count"),
+        (
+            {"accelerator": "cpu", "precision": "16-mixed"},
+            "fp16 mixed precision.*needs a GPU.*'32-true'",
+        ),
+        (
+            {"gradient_clip_algorithm": "l2"},
+            "gradient_clip_algorithm must be one of 'norm', 'value'",
+        ),
+        ({"num_nodes": 0}, "num_nodes must be an integer >= 1, got 0"),
+        (
+            {"profiler": "fancy"},
+            "unknown profiler 'fancy'; expected None, 'simple', 'advanced', 'pytorch'",
+        ),
+        ({"accumulate_grad_batches": 0}, "accumulate_grad_batches must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_scale_arguments(tmp_path, kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        lk.make_trainer(default_root_dir=tmp_path, **kwargs)
+
+
+def test_bad_input_creates_no_run_folder(tmp_path):
+    with pytest.raises(ValueError):
+        lk.make_trainer(default_root_dir=tmp_path, strategy="nope")
+    assert not (tmp_path / "version_0").exists()

@@ -1,4 +1,4 @@
-"""File-backed data: image folders, image files, segmentation pairs, transforms, bad files."""
+"""File-backed datasets: image files, segmentation pairs, bad files, 16-bit and float images."""
 
 from __future__ import annotations
 
@@ -8,91 +8,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision import tv_tensors
 
 import lightkit as lk
+from helpers import write_image, write_sixteen_bit_png
 from lightkit.data.datasets import load_image
 
 
-def _write_image(path, value: int, size=(20, 16), mode="RGB"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(value)
-    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-    array = (rng.integers(0, 60, shape) + value).clip(0, 255).astype(np.uint8)
-    Image.fromarray(array, mode=mode).save(path)
-    return path
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    """3 classes × 10 images, PNG and JPEG mixed, plus a non-image file that must be ignored."""
-    root = tmp_path / "pets"
-    for label, name in enumerate(["cat", "dog", "emu"]):
-        for i in range(10):
-            ext = ".png" if i % 2 else ".jpg"
-            _write_image(root / name / f"{i}{ext}", 60 * label + i)
-    (root / "dog" / "notes.txt").write_text("not an image")
-    return root
-
-
-def test_image_folder_datamodule(image_folder):
-    dm = lk.data.ImageFolderDataModule(
-        image_folder, image_size=12, val_split=0.2, test_split=0.2, batch_size=4, num_workers=0
-    )
-    assert dm.class_names == ["cat", "dog", "emu"] and dm.num_classes == 3
-    dm.setup("fit")
-    splits = {"train": dm.train_dataset, "val": dm.val_dataset, "test": dm.test_dataset}
-    paths = {k: set(map(str, ds.paths)) for k, ds in splits.items()}
-    assert sum(map(len, paths.values())) == 30
-    assert not (
-        paths["train"] & paths["val"]
-        or paths["train"] & paths["test"]
-        or paths["val"] & paths["test"]
-    )
-    for split, expected in (("train", 6), ("val", 2), ("test", 2)):  # stratified: per class
-        labels = splits[split].labels
-        assert [labels.count(c) for c in range(3)] == [expected] * 3
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (4, 3, 12, 12) and x.dtype == torch.float32 and y.dtype == torch.long
-    again = lk.data.ImageFolderDataModule(image_folder, 12, val_split=0.2, test_split=0.2)
-    again.setup("fit")
-    assert set(map(str, again.val_dataset.paths)) == paths["val"]
-
-
-def test_image_folder_trains(image_folder, fast_trainer_kwargs):
-    dm = lk.data.ImageFolderDataModule(image_folder, 16, val_split=0.2, batch_size=8, mode="L")
-    module = lk.ClassificationModule(
-        lk.models.ConvNet(1, dm.num_classes, widths=(8, 16)), dm.num_classes
-    )
-    trainer = lk.make_trainer(max_epochs=2, logger=False, **fast_trainer_kwargs)
-    trainer.fit(module, datamodule=dm)
-    assert "val/acc" in trainer.callback_metrics
-
-
-def test_augmentation_is_reproducible_with_workers(image_folder):
-    def first_batch():
-        dm = lk.data.ImageFolderDataModule(image_folder, 12, batch_size=6, num_workers=2, seed=7)
-        dm.setup("fit")
-        return next(iter(dm.train_dataloader()))[0]
-
-    torch.testing.assert_close(first_batch(), first_batch(), rtol=0, atol=0)
-
-
-def test_image_folder_errors(tmp_path, image_folder):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        lk.data.ImageFolderDataModule(tmp_path / "nope", 8)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="has no class folders"):
-        lk.data.ImageFolderDataModule(tmp_path / "empty", 8)
-    (image_folder / "zebra").mkdir()
-    with pytest.raises(ValueError, match=r"class folder '.*zebra' has no images"):
-        lk.data.ImageFolderDataModule(image_folder, 8)
-
-
 def test_truncated_file_is_named_or_skipped(tmp_path):
-    good = [_write_image(tmp_path / f"{i}.png", i) for i in range(3)]
+    good = [write_image(tmp_path / f"{i}.png", i) for i in range(3)]
     bad = tmp_path / "broken.jpg"
-    data = _write_image(tmp_path / "full.jpg", 9).read_bytes()
+    data = write_image(tmp_path / "full.jpg", 9).read_bytes()
     bad.write_bytes(data[: len(data) // 3])
     text = tmp_path / "fake.png"
     text.write_text("hello")
@@ -111,7 +36,7 @@ def test_paths_and_labels_lengths_must_match(tmp_path):
 
 
 def _write_pair(tmp_path, i, size=(32, 24)):
-    image = _write_image(tmp_path / f"img{i}.png", i, size)
+    image = write_image(tmp_path / f"img{i}.png", i, size)
     mask = np.zeros((size[1], size[0]), dtype=np.uint8)
     mask[:, : size[0] // 2] = 1  # left half class 1
     mask[: size[1] // 3] = 2  # top third class 2
@@ -157,20 +82,6 @@ def test_segmentation_size_mismatch_names_both_files(tmp_path):
         lk.data.SegmentationDataset([image], [mask, mask])
 
 
-def test_presets_accept_image_mask_pairs_and_grayscale():
-    image = tv_tensors.Image(torch.randint(0, 255, (1, 40, 30), dtype=torch.uint8))
-    mask = tv_tensors.Mask(torch.randint(0, 3, (40, 30)))
-    for tf in (
-        lk.data.transforms.train_preset(24, mean=(0.5,), std=(0.2,)),
-        lk.data.transforms.eval_preset(24, (0.5,), (0.2,)),
-    ):
-        x, m = tf(image, mask)
-        assert x.shape == (1, 24, 24) and x.dtype == torch.float32 and m.shape == (24, 24)
-        assert m.dtype == torch.int64
-    with pytest.raises(ValueError, match="image_size must be a positive int"):
-        lk.data.transforms.eval_preset(0)
-
-
 def test_compute_mean_std():
     ds = torch.utils.data.TensorDataset(
         torch.rand(50, 3, 8, 8) * torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1)
@@ -199,9 +110,9 @@ def small_pixel_limit(monkeypatch):
 
 
 def test_decompression_bomb_is_named_and_skipped(tmp_path, small_pixel_limit):
-    warned = _write_image(tmp_path / "warned.png", 1, size=(40, 30), mode="L")  # 1200 > limit
-    refused = _write_image(tmp_path / "refused.png", 2, size=(50, 50), mode="L")  # 2500 > 2×limit
-    good = _write_image(tmp_path / "good.png", 3, size=(20, 16), mode="L")  # 320 pixels
+    warned = write_image(tmp_path / "warned.png", 1, size=(40, 30), mode="L")  # 1200 > limit
+    refused = write_image(tmp_path / "refused.png", 2, size=(50, 50), mode="L")  # 2500 > 2×limit
+    good = write_image(tmp_path / "good.png", 3, size=(20, 16), mode="L")  # 320 pixels
     filters = list(warnings.filters)
     for path, pixels in ((warned, "1,200"), (refused, "2,500")):
         with pytest.raises(lk.data.BadImageError) as info:
@@ -226,17 +137,9 @@ def test_decompression_bomb_is_named_and_skipped(tmp_path, small_pixel_limit):
 
 
 def test_raised_pixel_limit_loads_a_trusted_large_image(tmp_path, monkeypatch):
-    path = _write_image(tmp_path / "big.png", 1, size=(40, 30))
+    path = write_image(tmp_path / "big.png", 1, size=(40, 30))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1200)
     assert load_image(path).size == (40, 30)
-
-
-def _sixteen_bit(path, size=(12, 10)):
-    """A 16-bit grayscale PNG (PIL mode I;16): left half 65535, right half 32768."""
-    array = np.full((size[1], size[0]), 65535, np.uint16)
-    array[:, size[0] // 2 :] = 32768
-    Image.fromarray(array).save(path)
-    return path
 
 
 def _identity_preset(image_size, channels):
@@ -245,7 +148,7 @@ def _identity_preset(image_size, channels):
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_16bit_png_is_scaled_by_its_range_end_to_end(tmp_path, mode):
-    path = _sixteen_bit(tmp_path / "scan.png")
+    path = write_sixteen_bit_png(tmp_path / "scan.png")
     assert Image.open(path).mode == "I;16"
     channels = 1 if mode == "L" else 3
     expected = torch.ones(channels, 10, 12)
@@ -303,7 +206,7 @@ def test_32bit_integer_images_are_read_as_16_bit_or_refused(tmp_path):
 
 
 def test_16bit_masks_stay_integer_class_indices(tmp_path):
-    image = _write_image(tmp_path / "img.png", 0, size=(12, 10))
+    image = write_image(tmp_path / "img.png", 0, size=(12, 10))
     labels = np.zeros((10, 12), np.uint16)
     labels[:, 6:] = 300  # more classes than 8 bits hold
     mask = tmp_path / "mask.png"
@@ -322,18 +225,11 @@ def test_16bit_masks_stay_integer_class_indices(tmp_path):
         lk.data.SegmentationDataset([image], [float_mask], on_bad_file="skip")
 
 
-def test_image_folder_reads_16_bit_png_and_float_tiff(tmp_path):
-    root = tmp_path / "scans"
-    for i in range(4):
-        (root / "a").mkdir(parents=True, exist_ok=True)
-        (root / "b").mkdir(parents=True, exist_ok=True)
-        _sixteen_bit(root / "a" / f"{i}.png", size=(8, 8))
-        Image.fromarray(np.full((8, 8), 0.25, np.float32)).save(root / "b" / f"{i}.tiff")
-    dm = lk.data.ImageFolderDataModule(
-        root, 8, val_split=0.5, mode="L", mean=(0.0,), std=(1.0,), num_workers=0
-    )
-    dm.setup("fit")
-    values = {}
-    for x, y in dm.val_dataset:
-        values.setdefault(y, set()).update(round(v, 4) for v in x.unique().tolist())
-    assert values == {0: {0.5, 1.0}, 1: {0.25}}
+def test_colour_mask_is_named(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "mask.png")
+    ds = lk.data.SegmentationDataset([tmp_path / "img.png"], [tmp_path / "mask.png"])
+    with pytest.raises(
+        lk.data.BadImageError, match=r"mask file '.*mask\.png' is a PIL mode 'RGB' image"
+    ):
+        ds[0]

@@ -12,7 +12,7 @@ import torch
 import lightkit as lk
 from helpers import make_blobs
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _run_example(folder: Path, monkeypatch) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 import lightkit as lk
-from helpers import make_blobs
+from helpers import make_blobs, mlp_run
 from lightkit.checkpointing import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -337,3 +338,63 @@ def test_another_programs_temp_files_are_never_removed(tmp_path):
     assert ours.exists() and all(p.exists() for p in foreign)
     AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, folder / "last.ckpt")
     assert not ours.exists() and all(p.exists() for p in foreign)
+
+
+def test_truncated_checkpoint_is_named_and_resume_falls_back(tmp_path):
+    trainer = mlp_run(tmp_path)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    last = folder / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.ckpt' is damaged \(truncated or corrupt\)"):
+        load_checkpoint(last)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        lk.ClassificationModule.load_from_checkpoint(last)
+    with pytest.warns(UserWarning, match=r"last\.ckpt' is damaged.*resuming from.*best\.ckpt"):
+        resumed = lk.fit(
+            lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+            lk.data.DataModule(make_blobs(128), batch_size=32),
+            resume=True,
+            max_epochs=3,
+            default_root_dir=tmp_path / "runs",
+            enable_progress_bar=False,
+        )
+    assert resumed.current_epoch == 3  # continued from the best (epoch 2) checkpoint
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
+    trainer = mlp_run(tmp_path)
+    good = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    marker = tmp_path / "pwned"
+    good["hyper_parameters"]["evil"] = _Evil(marker)
+    path = tmp_path / "evil.ckpt"
+    torch.save(good, path)
+    with pytest.raises(
+        CheckpointError, match=r"refusing to load checkpoint.*could run arbitrary code"
+    ):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        lk.ClassificationModule.load_from_checkpoint(path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        _trainer = lk.make_trainer(max_epochs=3, default_root_dir=tmp_path / "r2", logger=False)
+        _trainer.fit(
+            lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+            datamodule=lk.data.DataModule(make_blobs(128), batch_size=32),
+            ckpt_path=path,
+        )
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(0))  # (pickle itself still works; only lightkit refuses)
+
+
+def test_atomic_io_leaves_no_temporary_files(tmp_path):
+    trainer = mlp_run(tmp_path, checkpoint_every_n_steps=1)
+    folder = Path(trainer.checkpoint_callback.dirpath)
+    assert {p.name for p in folder.iterdir()} == {"best.ckpt", "last.ckpt"}

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import lightkit as lk
-from helpers import make_blobs
+from helpers import make_blobs, resume_from, tamper_checkpoint, train_checkpoint
 from lightkit._spec import from_spec, trusting
 from lightkit.cli import main
 
@@ -30,23 +30,10 @@ def _quiet_trainer(root, max_epochs: int):
     )
 
 
-def _resume_from(path, tmp_path):
-    """Resume a fresh module from ``path`` for one more epoch."""
-    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
-    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
-    _quiet_trainer(tmp_path / "runs", max_epochs=2).fit(module, datamodule=dm, ckpt_path=path)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A real checkpoint of a ClassificationModule around a lightkit MLP."""
-    root = tmp_path_factory.mktemp("trained")
-    torch.manual_seed(0)
-    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
-    dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
-    trainer = _quiet_trainer(root, max_epochs=1)
-    trainer.fit(module, datamodule=dm)
-    return Path(trainer.checkpoint_callback.best_model_path)
+    return train_checkpoint(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture
@@ -69,13 +56,6 @@ def evil_module(tmp_path, monkeypatch) -> Path:
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "lk_evil", raising=False)
     return marker
-
-
-def _tamper(src: Path, dst: Path, edit) -> Path:
-    checkpoint = torch.load(src, weights_only=True)
-    edit(checkpoint)
-    torch.save(checkpoint, dst)
-    return dst
 
 
 def _payloads(marker: Path) -> dict:
@@ -147,7 +127,7 @@ def test_hostile_checkpoint_runs_nothing(
             raise RuntimeError("the server would have started with this checkpoint")
 
         monkeypatch.setattr(litserve.LitServer, "run", never_start)
-    path = _tamper(trained, tmp_path / "evil.ckpt", _payloads(marker)[payload])
+    path = tamper_checkpoint(trained, tmp_path / "evil.ckpt", _payloads(marker)[payload])
     load = _loaders(path, tmp_path)[loader]
     if loader.startswith("lightkit"):
         if loader == "lightkit export" and payload.startswith("transform"):
@@ -171,7 +151,7 @@ def test_hostile_checkpoint_runs_nothing(
 
 def test_recorded_transform_is_checked_but_built_only_for_images(trained, tmp_path, evil_module):
     shell = {"class_path": "os.system", "init_args": {"command": f"touch {evil_module}"}}
-    bad = _tamper(
+    bad = tamper_checkpoint(
         trained,
         tmp_path / "t.ckpt",
         lambda c: c["lightkit"].update(inference={"transform": shell}),
@@ -182,13 +162,13 @@ def test_recorded_transform_is_checked_but_built_only_for_images(trained, tmp_pa
         "class_path": "lightkit.data.transforms.eval_preset",
         "init_args": {"image_size": 10**6, "mean": [0.5], "std": [0.5]},
     }
-    big = _tamper(
+    big = tamper_checkpoint(
         trained, tmp_path / "b.ckpt", lambda c: c["lightkit"].update(inference={"transform": huge})
     )
     with pytest.raises(ValueError, match="image_size"):
         lk.Predictor.from_checkpoint(big, device="cpu")
     ok = {**huge, "init_args": {"image_size": 8, "mean": [0.5], "std": [0.5]}}
-    good = _tamper(
+    good = tamper_checkpoint(
         trained, tmp_path / "g.ckpt", lambda c: c["lightkit"].update(inference={"transform": ok})
     )
     predictor = lk.Predictor.from_checkpoint(good, device="cpu")
@@ -265,7 +245,7 @@ def test_net_larger_than_the_checkpoint_weights_is_refused_before_allocating(
         if edit_weights:
             edit_weights(c["state_dict"])
 
-    path = _tamper(trained, tmp_path / "bomb.ckpt", edit)
+    path = tamper_checkpoint(trained, tmp_path / "bomb.ckpt", edit)
     with pytest.raises(ValueError, match=message):
         lk.ClassificationModule.load_from_checkpoint(path)
 
@@ -275,7 +255,9 @@ def test_a_huge_layer_count_is_refused_before_the_meta_probe(trained, tmp_path):
         "class_path": "torch.nn.RNN",
         "init_args": {"input_size": 8, "hidden_size": 3, "num_layers": 10**9},
     }
-    path = _tamper(trained, tmp_path / "rnn.ckpt", lambda c: c["hyper_parameters"].update(net=rnn))
+    path = tamper_checkpoint(
+        trained, tmp_path / "rnn.ckpt", lambda c: c["hyper_parameters"].update(net=rnn)
+    )
     with pytest.raises(ValueError, match="has an argument 1,000,000,000"):
         lk.ClassificationModule.load_from_checkpoint(path)
 
@@ -297,7 +279,7 @@ def test_allow_listed_torch_classes_build(trained, tmp_path):
             **{k: v for k, v in c["state_dict"].items() if not k.startswith("net.")},
         }
 
-    path = _tamper(trained, tmp_path / "torch.ckpt", edit)
+    path = tamper_checkpoint(trained, tmp_path / "torch.ckpt", edit)
     module = lk.ClassificationModule.load_from_checkpoint(path)
     assert isinstance(module.net, torch.nn.Linear)
     assert module.optimizer_factory.func is torch.optim.SGD
@@ -332,7 +314,7 @@ def test_trusting_is_scoped():
 
 # --- the command line: LightningCLI merges --ckpt_path hyperparameters into the config -------------
 
-CONFIG = Path(__file__).parents[1] / "examples" / "configs" / "digits.yaml"
+CONFIG = Path(__file__).parents[2] / "examples" / "configs" / "digits.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -362,7 +344,9 @@ def test_lightning_cli_private_hook_exists():
 @pytest.mark.slow
 def test_cli_ckpt_path_refuses_hostile_hyperparameters(digits_checkpoint, tmp_path, evil_module):
     for name in ("net=os.system", "net=module that runs on import", "optimizer=os.system"):
-        path = _tamper(digits_checkpoint, tmp_path / "evil.ckpt", _payloads(evil_module)[name])
+        path = tamper_checkpoint(
+            digits_checkpoint, tmp_path / "evil.ckpt", _payloads(evil_module)[name]
+        )
         args = [
             "validate",
             "--config",
@@ -388,7 +372,7 @@ def test_cli_ckpt_path_refuses_hostile_hyperparameters(digits_checkpoint, tmp_pa
 
 @pytest.mark.slow
 def test_cli_ckpt_path_of_another_task_is_refused(digits_checkpoint, tmp_path):
-    path = _tamper(
+    path = tamper_checkpoint(
         digits_checkpoint,
         tmp_path / "other.ckpt",
         lambda c: c["lightkit"].update(task="lightkit.tasks.regression.RegressionModule"),
@@ -428,7 +412,7 @@ def test_export_never_replaces_its_own_checkpoint(trained, tmp_path, capsys):
 def test_malformed_lightkit_sections_are_refused_by_name(trained, tmp_path, edit, fragment):
     from lightkit.checkpointing import CheckpointError
 
-    path = _tamper(trained, tmp_path / "bad.ckpt", edit)
+    path = tamper_checkpoint(trained, tmp_path / "bad.ckpt", edit)
     with pytest.raises((CheckpointError, ValueError)) as err:
         lk.ClassificationModule.load_from_checkpoint(path)
     assert fragment in str(err.value)
@@ -473,18 +457,6 @@ def test_export_batch_size_is_checked(trained, tmp_path, capsys, size):
     assert not (tmp_path / "m.pt").exists()
 
 
-def test_malformed_rng_state_in_a_checkpoint_is_named_on_resume(trained, tmp_path):
-    from lightkit.checkpointing import CheckpointError
-
-    def edit(c):
-        (key,) = [k for k in c["callbacks"] if "RNGState" in k]
-        c["callbacks"][key]["numpy"] = ["MT19937", [1, 2, 3], 0, 0, 0.0]
-
-    path = _tamper(trained, tmp_path / "rng.ckpt", edit)
-    with pytest.raises(CheckpointError, match="RNG state 'numpy' is malformed"):
-        _resume_from(path, tmp_path)
-
-
 @pytest.mark.parametrize(
     "value",
     [
@@ -506,7 +478,7 @@ def test_cli_ckpt_path_strings_that_name_code_are_not_merged(
         c["hyper_parameters"]["class_path"] = "torch.nn.Linear"
         c["hyper_parameters"]["_class_path"] = "lk_evil.Net"
 
-    path = _tamper(digits_checkpoint, tmp_path / "strings.ckpt", edit)
+    path = tamper_checkpoint(digits_checkpoint, tmp_path / "strings.ckpt", edit)
     args = [
         "validate",
         "--config",
@@ -526,7 +498,9 @@ def test_trust_covers_what_a_module_defines_not_what_it_imports(tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     marker = tmp_path / "RAN"
     shell = {"class_path": "lk_user_mod.os.system", "init_args": {"command": f"touch {marker}"}}
-    path = _tamper(trained, tmp_path / "t.ckpt", lambda c: c["hyper_parameters"].update(net=shell))
+    path = tamper_checkpoint(
+        trained, tmp_path / "t.ckpt", lambda c: c["hyper_parameters"].update(net=shell)
+    )
     with pytest.raises(lk.UntrustedSpecError, match=r"lk_user_mod\.os\.system"):
         lk.Predictor.from_checkpoint(path, device="cpu", trust=["lk_user_mod"])
     assert not marker.exists()
@@ -589,9 +563,9 @@ def _first_key(mapping, prefix):
 def test_malformed_training_state_is_named_on_resume(trained, tmp_path, edit, fragment):
     from lightkit.checkpointing import CheckpointError
 
-    path = _tamper(trained, tmp_path / "state.ckpt", edit)
+    path = tamper_checkpoint(trained, tmp_path / "state.ckpt", edit)
     with pytest.raises(CheckpointError) as err:
-        _resume_from(path, tmp_path)
+        resume_from(path, tmp_path)
     assert fragment in str(err.value) and "state.ckpt" in str(err.value)
 
 
@@ -601,14 +575,14 @@ def test_deeply_nested_arguments_and_mismatched_weights_are_named(trained, tmp_p
     deep: list = [8]
     for _ in range(100):
         deep = [deep]
-    path = _tamper(
+    path = tamper_checkpoint(
         trained,
         tmp_path / "deep.ckpt",
         lambda c: c["hyper_parameters"]["net"]["init_args"].update(hidden=deep),
     )
     with pytest.raises(ValueError, match="nested more than 8 deep"):
         lk.ClassificationModule.load_from_checkpoint(path)
-    extra = _tamper(
+    extra = tamper_checkpoint(
         trained, tmp_path / "extra.ckpt", lambda c: c["state_dict"].update(pad=torch.ones(2))
     )
     with pytest.raises(CheckpointError, match=r"(?s)extra\.ckpt.*do not fit.*pad"):

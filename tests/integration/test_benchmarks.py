@@ -1,4 +1,8 @@
-"""Benchmark scripts run end to end in a tiny mode (their numbers are not asserted)."""
+"""Benchmark scripts run end to end in a tiny mode (their numbers are not asserted).
+
+Most start several Python processes and are marked slow; the data-loading one is quick enough for
+the default suite.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # each starts several Python processes
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+@pytest.mark.slow
 def test_parity_benchmark_tiny_and_losses_agree():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "parity.py"), "--workloads", "mlp", "--pairs", "1",
@@ -30,6 +33,7 @@ def test_parity_benchmark_tiny_and_losses_agree():
     assert ratio > 0
 
 
+@pytest.mark.slow
 def test_gpu_check_tiny():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--tiny"],
@@ -50,6 +54,7 @@ def test_gpu_check_tiny():
     assert rows[0][3] == "1.00" and all(float(r[2]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_lightkit_adds_few_python_calls_per_step_over_bare_lightning():
     # A count, not a time: exact and repeatable on a loaded machine. Before the overhead work of
     # issue 9 lightkit made 1.65x bare Lightning's calls per step (3105 vs 1878); now about 0.97x.
@@ -64,6 +69,7 @@ def test_lightkit_adds_few_python_calls_per_step_over_bare_lightning():
     assert lightkit < 1.25 * lightning, (lightkit, lightning)
 
 
+@pytest.mark.slow
 def test_checkpoint_load_benchmark_tiny():
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "checkpoint_load.py"), "--mb", "4", "--rounds", "1"],
@@ -72,3 +78,15 @@ def test_checkpoint_load_benchmark_tiny():
     assert out.returncode == 0, out.stderr[-2000:]
     ratios = [line.split()[-1] for line in out.stdout.splitlines() if line.endswith("x")]
     assert len(ratios) == 4 and ratios[0] == ratios[2] == "1.00x"
+
+
+def test_data_loading_benchmark_tiny():
+    script = BENCHMARKS / "data_loading.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--samples", "1000", "--pairs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("speed-up InMemoryLoader / DataLoader:") == 2

@@ -1,10 +1,13 @@
-"""DataModule and DigitsDataModule."""
+"""DataModule and TensorDataModule: splits, per-split transforms, loaders and the in-memory fast
+path."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
 
 import lightkit as lk
 from helpers import make_blobs
@@ -108,22 +111,93 @@ def test_not_a_dataset():
         lk.data.DataModule(iter(range(3)))
 
 
-def test_digits_datamodule():
-    dm = lk.data.DigitsDataModule(batch_size=16, seed=0)
-    dm.prepare_data()
+def test_datamodule_uses_the_fast_path_with_the_same_samples():
+    ds = make_blobs(200)
+    fast = lk.data.DataModule(ds, val_split=0.25, batch_size=16, seed=1)
+    fast.setup("fit")
+    fast_loader = fast.train_dataloader()
+    assert isinstance(fast_loader, lk.data.InMemoryLoader)
+    slow = lk.data.DataModule(
+        ds, val_split=0.25, batch_size=16, seed=1, train_transform=lambda v: v, num_workers=0
+    )
+    slow.setup("fit")
+    slow_loader = slow.train_dataloader()
+    assert isinstance(slow_loader, DataLoader)  # a per-sample transform needs the DataLoader
+    for _ in range(2):
+        for a, b in zip(slow_loader, fast_loader, strict=True):
+            torch.testing.assert_close(a[0], b[0], rtol=0, atol=0)
+    for a, b in zip(slow.val_dataloader(), fast.val_dataloader(), strict=True):
+        torch.testing.assert_close(a[0], b[0], rtol=0, atol=0)
+
+
+def test_tensor_datamodule_splits_and_trains(fast_trainer_kwargs):
+    x, y = make_blobs(300).tensors
+    dm = lk.data.TensorDataModule(
+        x.numpy().astype(np.float64),
+        y.numpy(),
+        val_split=0.2,
+        test_split=0.1,
+        stratify=True,
+        batch_size=32,
+    )
     dm.setup("fit")
     sizes = [len(dm.train_dataset), len(dm.val_dataset), len(dm.test_dataset)]
-    assert sum(sizes) == 1797 and sizes == [1258, 180, 359]
-    x, y = next(iter(dm.train_dataloader()))
-    assert x.shape == (16, 1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.long
-    train_x = dm.train_dataset.tensors[0]
-    assert abs(float(train_x.mean())) < 1e-4 and abs(float(train_x.std()) - 1) < 1e-4
-    test_x = set(map(tuple, dm.test_dataset.tensors[0].flatten(1).tolist()))
-    train_set = set(map(tuple, train_x.flatten(1).tolist()))
-    # Digits has a few exact duplicate images; the splits themselves are disjoint by index.
-    assert len(test_x & train_set) < 10
+    assert (
+        sum(sizes) == 300
+        and sizes[2] == pytest.approx(30, abs=2)
+        and sizes[1] == pytest.approx(60, abs=2)
+    )
+    assert dm.train_dataset.tensors[0].dtype == torch.float32
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    trainer = lk.make_trainer(max_epochs=3, logger=False, **fast_trainer_kwargs)
+    trainer.fit(module, datamodule=dm)
+    assert trainer.test(module, datamodule=dm, verbose=False)[0]["test/acc"] > 0.8
 
 
-def test_digits_bad_split():
-    with pytest.raises(ValueError, match=r"test_split must be a number in \(0, 1\), got 1.0"):
-        lk.data.DigitsDataModule(test_split=1.0)
+def test_tensor_datamodule_names_the_first_bad_sample():
+    x = torch.randn(20, 4)
+    x[7, 2] = float("nan")
+    x[12, 0] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"x has NaN or Inf values in 2 sample\(s\); the first is sample 7"
+    ):
+        lk.data.TensorDataModule(x, torch.zeros(20))
+    y = torch.zeros(20)
+    y[3] = float("inf")
+    with pytest.raises(ValueError, match="y has NaN or Inf values in 1 sample"):
+        lk.data.TensorDataModule(torch.randn(20, 4), y)
+    with pytest.raises(ValueError, match="x has 20 samples but y has 19"):
+        lk.data.TensorDataModule(torch.randn(20, 4), torch.zeros(19))
+
+
+def test_tensor_dataset_is_sharded_not_fast_pathed_under_ddp():
+    """Several processes need Lightning's distributed sampler, so no InMemoryLoader there."""
+
+    class FakeTrainer:
+        world_size = 2
+
+    dm = lk.data.DataModule(TensorDataset(torch.randn(40, 3), torch.zeros(40)), val_split=0)
+    dm.setup("fit")
+    dm.trainer = FakeTrainer()  # type: ignore[assignment]
+    assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
+
+
+def test_datamodule_transforms_move_image_and_mask_together(tmp_path):
+    paths = []
+    for i in range(4):
+        mask = np.zeros((16, 16), dtype=np.uint8)
+        mask[:, :8] = 1 + i % 2  # left half labelled
+        Image.fromarray(mask).save(tmp_path / f"m{i}.png")
+        Image.fromarray(mask * 100).convert("RGB").save(tmp_path / f"i{i}.png")  # image = mask
+        paths.append((tmp_path / f"i{i}.png", tmp_path / f"m{i}.png"))
+    dataset = lk.data.SegmentationDataset(*zip(*paths, strict=True))
+    flip = lk.data.transforms.train_preset(
+        16, (0, 0, 0), (1, 1, 1), rotation=0, color_jitter=0, random_resized_crop=False
+    )
+    dm = lk.data.DataModule(dataset, val_split=0.5, train_transform=flip, batch_size=2)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    for _ in range(8):  # random flips: the mask must follow the image every time
+        image, mask = dm.train_dataset[0]
+        assert torch.equal((image[0] * 255 / 100).round().long(), mask)
+        assert mask.dtype == torch.long

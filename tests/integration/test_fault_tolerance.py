@@ -1,0 +1,119 @@
+"""Crash safety end to end: real runs are SIGKILLed (also during a save) and resume bit-identically."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightkit.checkpointing import load_checkpoint
+
+SCRIPT = Path(__file__).parents[1] / "scripts" / "resumable_training.py"
+
+
+def _start(root: Path, out: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(root), str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _progress(root: Path) -> str:
+    try:
+        return (root / "progress").read_text()
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    """Weights of an uninterrupted run."""
+    root = tmp_path_factory.mktemp("reference")
+    _finish(_start(root, root / "weights.pt"))
+    return torch.load(root / "weights.pt", weights_only=True)
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "kill_point",
+    ["epoch-end 0", "step 16", "step 20", "epoch-end 2"],  # 12 steps per epoch
+)
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, kill_point):
+    kind, number = kill_point.split()
+    target = int(number)
+
+    def ready() -> bool:
+        text = _progress(tmp_path)
+        if kind == "epoch-end":
+            return text == kill_point
+        return text.startswith("step") and int(text.split()[1]) >= target
+
+    proc = _start(tmp_path, tmp_path / "weights.pt")
+    _kill_when(proc, ready)
+    assert not (tmp_path / "weights.pt").exists()  # it really died before finishing
+    assert list((tmp_path / "runs").glob("version_*/checkpoints/last.ckpt"))
+    _finish(_start(tmp_path, tmp_path / "weights.pt", "--resume"))
+    _assert_identical(reference, torch.load(tmp_path / "weights.pt", weights_only=True))
+    assert len(list((tmp_path / "runs").glob("version_*"))) == 1  # resumed in the same folder
+
+
+@pytest.mark.slow
+def test_dataloader_path_resumes_bit_identically_from_an_epoch_end(tmp_path, tmp_path_factory):
+    ref_root = tmp_path_factory.mktemp("reference-dataloader")
+    _finish(_start(ref_root, ref_root / "weights.pt", "--dataloader"))
+    # SIGKILL just after epoch 1's end-of-epoch checkpoint is written.
+    proc = _start(tmp_path, tmp_path / "weights.pt", "--dataloader", "--delay", "0.1")
+    last = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
+
+    def ready() -> bool:  # early in epoch 2, before the step-27 checkpoint
+        text = _progress(tmp_path)
+        return text.startswith("step") and int(text.split()[1]) >= 25
+
+    _kill_when(proc, ready)
+    assert load_checkpoint(last)["global_step"] == 24  # the end-of-epoch-1 checkpoint
+    _finish(_start(tmp_path, tmp_path / "weights.pt", "--dataloader", "--resume"))
+    _assert_identical(
+        torch.load(ref_root / "weights.pt", weights_only=True),
+        torch.load(tmp_path / "weights.pt", weights_only=True),
+    )
+
+
+@pytest.mark.slow
+def test_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    proc = _start(tmp_path, tmp_path / "weights.pt", "--slow-save-at", "4")
+    _kill_when(proc, lambda: (tmp_path / "saving").exists())
+    (ckpt,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+    checkpoint = load_checkpoint(ckpt)  # the previous save, complete and loadable
+    assert checkpoint["global_step"] > 0
+    # The half-written file is a hidden temporary that resuming ignores.
+    assert list(ckpt.parent.glob(".last.ckpt.*.tmp"))
+    _finish(_start(tmp_path, tmp_path / "weights.pt", "--resume"))
