@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import make_blobs, quiet_trainer
-
 import lightkit as lk
+from helpers import make_blobs, quiet_trainer
 
 
 def test_reloaded_hparams_keep_the_net_optimizer_and_scheduler_specs(tmp_path):
