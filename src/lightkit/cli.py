@@ -222,7 +222,7 @@ def _checked_cli_class() -> type:
     signature says ``str``, and net / optimizer / scheduler specs that pass the allow-list
     (``--trust`` widens it) with arguments of those kinds. Other keys are left to the config,
     with a warning naming them.
-    ``tests/test_trust.py::test_lightning_cli_private_hook_exists`` fails by name if it moves.
+    ``tests/integration/test_trust.py::test_lightning_cli_private_hook_exists`` fails by name if it moves.
     """
     from lightning.pytorch.cli import LightningCLI
 
