@@ -19,7 +19,9 @@ def test_a_good_section_round_trips():
     meta = CheckpointMetadata.from_checkpoint({"lightkit": GOOD}, "f.ckpt")
     assert meta.to_dict() == GOOD
     assert meta.class_names == ("cat", "dog") and meta.input_shape == (3, 32, 32)
-    assert CheckpointMetadata.from_checkpoint({}, "f.ckpt") == CheckpointMetadata()  # plain Lightning
+    assert (
+        CheckpointMetadata.from_checkpoint({}, "f.ckpt") == CheckpointMetadata()
+    )  # plain Lightning
 
 
 def test_an_older_section_without_class_names_still_loads():

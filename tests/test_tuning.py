@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 import lightkit as lk
 from helpers import RunsOutOfMemory, flat_weights, make_blobs
+from lightkit.tuning import valley
 
 
 def test_find_lr_suggests_a_rate_saves_the_plot_and_restores_the_weights(tmp_path, capsys):
@@ -35,3 +38,21 @@ def test_find_batch_size_stops_before_running_out_of_memory(tmp_path):
     dm = lk.data.TensorDataModule(*make_blobs(n=64).tensors, batch_size=16, val_split=0.25)
     module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(16,)), 3)
     assert lk.find_batch_size(module, dm, init_val=16, default_root_dir=tmp_path) == 32
+
+
+LRS = [10 ** (-6 + i / 2) for i in range(16)]
+
+
+def test_valley_ignores_a_rising_hump_before_the_valley():
+    # Rising at first (the hump), then a long fall, then divergence: steepest-descent rules can
+    # land on the hump; the valley rule lands halfway down the long fall.
+    losses = [1.0, 1.2, 1.4, 1.3, 1.1, 0.9, 0.7, 0.5, 0.4, 0.35, 0.33, 2.0, 5.0, math.nan, 9, 9]
+    index, lr = valley(LRS, losses)
+    assert 3 <= index <= 10 and losses[index] < 1.4 and lr == LRS[index]
+    assert losses[index + 1] < losses[index]  # still falling there
+
+
+def test_valley_stops_at_the_first_non_finite_loss_and_needs_three_points():
+    index, _ = valley(LRS[:6], [1.0, 0.9, 0.8, math.inf, 0.1, 0.05])
+    assert index <= 2
+    assert valley(LRS[:2], [1.0, 0.5]) is None
