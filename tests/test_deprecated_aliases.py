@@ -19,6 +19,18 @@ def test_data_cross_validate_moved_to_cross_validation():
         assert lk.data.cross_validate is lk.cross_validate
 
 
+def test_kfold_cross_validate_moved_too():
+    from lightkit.data import kfold
+
+    with pytest.warns(DeprecationWarning, match="lightkit.cross_validation"):
+        assert kfold.cross_validate is lk.cross_validate
+
+
+def test_modules_are_attributes_of_the_package_as_before():
+    for name in ("trainer", "inference", "tuning", "fitting", "diagnosis", "cross_validation"):
+        assert getattr(lk, name).__name__ == f"lightkit.{name}"
+
+
 def test_other_missing_names_are_still_attribute_errors():
     import lightkit.data
     import lightkit.trainer

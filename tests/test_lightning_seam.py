@@ -49,9 +49,9 @@ def test_lightning_still_skips_callback_hooks_that_are_not_callable(tmp_path):
         def on_train_batch_end(self, *args) -> None:
             self.ends += 1
 
-    assert Counts.on_train_batch_start is None and Counts.on_before_backward is None
-    assert Counts.on_train_batch_end is not None  # defined: kept
     callback = Counts()
+    assert callback.on_train_batch_start is None and callback.on_before_backward is None
+    assert callback.on_train_batch_end is not None  # defined: kept
     trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[callback])
     trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
     assert callback.ends == 2
@@ -62,3 +62,32 @@ def test_has_validation_data_reads_limit_val_batches_and_the_val_dataset(tmp_pat
     assert not _lightning.has_validation_data(trainer)
     trainer = L.Trainer(logger=False, enable_checkpointing=False)
     assert _lightning.has_validation_data(trainer)  # no datamodule: nothing says otherwise
+
+
+def test_marked_hooks_leave_subclasses_and_mixins_their_own(tmp_path):
+    class Mixin(Callback):
+        def __init__(self) -> None:
+            self.ends = 0
+
+        def on_train_batch_end(self, *args) -> None:
+            self.ends += 1
+
+    @_lightning.skip_unused_step_hooks
+    class Quiet(Callback):
+        pass
+
+    class Sub(Quiet):
+        def on_train_batch_end(self, *args) -> None:
+            super().on_train_batch_end(*args)  # Callback's default, still there
+            self.ends = getattr(self, "ends", 0) + 1
+
+    class Combined(Quiet, Mixin):
+        def __init__(self) -> None:
+            Mixin.__init__(self)
+            Quiet.__init__(self)
+
+    sub, combined = Sub(), Combined()
+    assert Quiet().on_train_batch_end is None
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[sub, combined])
+    trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
+    assert sub.ends == 2 and combined.ends == 2

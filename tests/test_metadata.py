@@ -54,3 +54,10 @@ def test_a_malformed_field_is_a_checkpoint_error_naming_it(field, value, named):
 def test_a_section_that_is_not_a_dict_is_named():
     with pytest.raises(CheckpointError, match="'lightkit' section is a list"):
         CheckpointMetadata.from_checkpoint({"lightkit": [1, 2]}, "f.ckpt")
+
+
+def test_a_repeat_among_many_names_is_found_in_linear_time():
+    names = [f"c{i}" for i in range(100_000)]
+    names[-1] = "c0"  # a quadratic search took minutes here (a hostile checkpoint's stall)
+    with pytest.raises(CheckpointError, match=r"repeats \['c0'\]"):
+        CheckpointMetadata.from_checkpoint({"lightkit": {**GOOD, "class_names": names}}, "f")

@@ -50,6 +50,18 @@ _SUBPACKAGES = (
     "optim",
     "tasks",
 )
+# Modules reachable as attributes too (as they were when everything was imported at once), but
+# not part of `from lightkit import *`.
+_MODULES = (
+    "cross_validation",
+    "diagnosis",
+    "fitting",
+    "inference",
+    "outputs",
+    "serve",
+    "trainer",
+    "tuning",
+)
 
 __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks they agree)
     "BinaryClassificationModule",
@@ -80,7 +92,7 @@ __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks the
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBPACKAGES:
+    if name in _SUBPACKAGES or name in _MODULES:
         return importlib.import_module(f"lightkit.{name}")
     if name in _NAMES:
         value = getattr(importlib.import_module(_NAMES[name]), name)

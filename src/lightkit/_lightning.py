@@ -11,6 +11,7 @@ changes any of these.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Callable
@@ -84,12 +85,20 @@ def skip_unused_step_hooks(cls: CallbackType) -> CallbackType:
     callback on every batch (``trainer/call.py``, ``_call_callback_hooks``), each call wrapped in
     ``profiler.profile()`` with the callback's ``state_key``: about eight Python calls per
     callback and hook even when the hook is ``Callback``'s empty default. Lightning skips a hook
-    that is not callable, so setting the unused ones to None saves them. A subclass that
-    defines one of these hooks gets it called as usual (it must not call ``super()`` for it).
+    that is not callable, so each instance sets the hooks its class leaves at that default to
+    None, on the instance only: the class keeps them, so a subclass that defines one (calling
+    ``super()`` or not) and a mixin that brings one are called as usual.
     """
-    for name in STEP_HOOKS:
-        if getattr(cls, name) is getattr(Callback, name):
-            setattr(cls, name, None)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Callback, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        for name in STEP_HOOKS:
+            if getattr(type(self), name) is getattr(Callback, name):
+                self.__dict__[name] = None
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
     return cls
 
 

@@ -270,7 +270,8 @@ def check_class_names(owner: str, name: str, value: Any) -> tuple[str, ...] | No
                 f"{owner}: {name}[{i}] must be 1 to {MAX_CLASS_NAME_CHARS} characters, got "
                 f"{short_repr(item)}"
             )
-    if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
+    if len(set(names)) != len(names):  # linear: names may come from a hostile checkpoint
+        seen: set[str] = set()
+        repeated = sorted({n for n in names if n in seen or seen.add(n)})
         raise ValueError(f"{owner}: {name} repeats {short_repr(repeated)}; names must differ")
     return names

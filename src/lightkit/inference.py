@@ -81,18 +81,27 @@ class Predictor:
         self.input_shape: tuple[int, ...] | None = _check_shape(shape)
         self.image_mode = image_mode
         self._warned_no_transform = False
-        names = class_names if class_names is not None else getattr(module, "class_names", None)
-        self.class_names: tuple[str, ...] | None = check_class_names(
-            "Predictor", "class_names", names
-        )
         described = module.task_outputs() if isinstance(module, DescribedTask) else None
         self.task_outputs: TaskOutputs = described or TaskOutputs()
+        self.class_names: tuple[str, ...] | None = None
+        try:
+            self.class_names = self._checked_names(class_names)
+        except (TypeError, ValueError) as err:
+            if class_names is not None:
+                raise  # yours: named as an error
+            # A module's own `class_names` attribute is only borrowed: left out, with a word.
+            warnings.warn(f"Predictor: not using the module's class names: {err}", stacklevel=2)
+
+    def _checked_names(self, given: Sequence[str] | None) -> tuple[str, ...] | None:
+        names = given if given is not None else getattr(self.module, "class_names", None)
+        names = check_class_names("Predictor", "class_names", names)
         count = self.task_outputs.num_classes
-        if self.class_names is not None and count is not None and len(self.class_names) != count:
+        if names is not None and count is not None and len(names) != count:
             raise ValueError(
-                f"Predictor: {len(self.class_names)} class_names for a model with {count} "
-                f"classes ({self.task_outputs.kind})"
+                f"Predictor: {len(names)} class_names for a model with {count} classes "
+                f"({self.task_outputs.kind})"
             )
+        return names
 
     @property
     def transform(self) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -104,3 +105,33 @@ def test_names_that_do_not_match_the_task_are_refused_at_fit(tmp_path):
         lk.data.TensorDataModule(x, y, class_names=["a", "a", "b"])
     with pytest.raises(TypeError, match=r"class_names\[1\] must be a string, got 2"):
         lk.data.DataModule(list(zip(x, y, strict=True)), class_names=["a", 2])
+
+
+def test_class_names_lightkit_did_not_check_are_borrowed_or_left_out(tmp_path):
+    import lightning as L
+
+    x, y = make_blobs(64).tensors
+
+    class TheirDataModule(L.LightningDataModule):
+        class_names: ClassVar = {0: "a", 1: "b", 2: "c"}  # not a list: only borrowed
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+
+    module = lk.ClassificationModule(mlp(3), 3)
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    with pytest.warns(UserWarning, match="class names are not recorded"):
+        trainer.fit(module, datamodule=TheirDataModule())
+    assert module.class_names is None
+
+    class Plain(L.LightningModule):
+        class_names: ClassVar = ["only one"]
+
+        def forward(self, x):
+            return x
+
+    with pytest.warns(UserWarning, match="not using the module's class names"):
+        predictor = lk.Predictor(Plain())
+    assert predictor.class_names is None
+    with pytest.raises(ValueError, match="at least 2"):
+        lk.Predictor(Plain(), class_names=["only one"])  # given by you: an error

@@ -102,7 +102,7 @@ class PredictedClassCounts(Callback):
 
 def test_a_callback_added_by_the_recipe_reads_step_outputs(tmp_path):
     counter = PredictedClassCounts()
-    assert PredictedClassCounts.on_train_batch_end is None  # skipped by Lightning every step
+    assert counter.on_train_batch_end is None  # skipped by Lightning every step
     trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[counter])
     trainer.fit(lk.ClassificationModule(tiny_net(), num_classes=3), datamodule=tiny_datamodule())
     assert counter.counts is not None and int(counter.counts.sum()) == 64  # every val sample

@@ -50,3 +50,24 @@ def test_arguments_that_are_not_plain_data_are_named():
         WideNet(8, 3, widths=torch.tensor([4]))
     with pytest.raises(TypeError, match=r"decorates a torch\.nn\.Module class"):
         lk.models.record_init_args(dict)
+
+
+class Undecorated(WideNet):
+    def __init__(self, depth: int = 2):
+        super().__init__(8, 3, widths=(16,) * depth)
+
+
+@lk.models.record_init_args
+class Decorated(WideNet):
+    def __init__(self, depth: int = 2):
+        super().__init__(8, 3, widths=(16,) * depth)
+
+
+class Inherits(WideNet):
+    pass
+
+
+def test_subclasses_record_their_own_arguments_or_none():
+    assert not hasattr(Undecorated(depth=3), "init_args")  # never the parent's arguments
+    assert Decorated(depth=3).init_args == {"depth": 3}
+    assert Inherits(8, 2).init_args == {"features": 8, "classes": 2, "widths": [16]}

@@ -121,3 +121,48 @@ def test_predict_step_splits_pairs_with_unpack_batch():
     x = make_blobs(4).tensors[0]
     out = module.predict_step({"x": x, "y": torch.zeros(4, dtype=torch.long)}, 0)
     assert out.shape == (4, 3) and torch.allclose(out.sum(1), torch.ones(4))
+
+
+def _returns_none(self, batch, batch_idx):
+    self.shared_step(batch, "val")  # and returns nothing, as Lightning allows
+
+
+def _returns_a_dict_without_loss(self, batch, batch_idx):
+    return {"val_loss": self.shared_step(batch, "val")}
+
+
+@pytest.mark.parametrize("step", [_returns_none, _returns_a_dict_without_loss])
+def test_a_validation_step_that_returns_no_loss_still_logs_val_loss_and_metrics(step, tmp_path):
+    Task = type("Task", (lk.ClassificationModule,), {"validation_step": step})
+    trainer = quiet_trainer(tmp_path)
+    trainer.fit(Task(tiny_net(), num_classes=3), datamodule=tiny_datamodule())
+    assert {"val/loss", "val/acc", "val/f1"} <= set(trainer.callback_metrics)
+
+
+class _Reads(L.Callback):
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.seen.append(float(pl_module.val_metrics.compute()["val/acc"]))
+
+
+def test_epoch_end_hooks_and_callbacks_can_still_read_the_metrics(tmp_path):
+    seen_by_module: list[float] = []
+
+    class Task(lk.ClassificationModule):
+        def on_validation_epoch_end(self):
+            if not self.trainer.sanity_checking:
+                seen_by_module.append(float(self.val_metrics.compute()["val/acc"]))
+
+    reader = _Reads()
+    trainer = quiet_trainer(tmp_path, callbacks=[reader])
+    L.seed_everything(0)
+    trainer.fit(
+        Task(tiny_net(), num_classes=3, optimizer=lk.optim.adam(lr=1e-2)),
+        datamodule=tiny_datamodule(),
+    )
+    logged = float(trainer.callback_metrics["val/acc"])
+    assert reader.seen[-1] == pytest.approx(logged) and seen_by_module[-1] == pytest.approx(logged)
+    assert logged > 0.5

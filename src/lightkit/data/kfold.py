@@ -103,3 +103,20 @@ def _labels(dataset: Any) -> list[int]:
 
 
 __all__ = ["KFoldDataModule"]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated alias (0.x): cross_validate moved to lightkit.cross_validation (lk.cross_validate).
+    if name == "cross_validate":
+        import warnings
+
+        warnings.warn(
+            "lightkit.data.kfold.cross_validate moved to lightkit.cross_validation; use "
+            "lk.cross_validate",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from lightkit.cross_validation import cross_validate  # layering: deprecated alias
+
+        return cross_validate
+    raise AttributeError(f"module 'lightkit.data.kfold' has no attribute {name!r}")

@@ -27,7 +27,8 @@ def record_init_args(cls: ModuleClass) -> ModuleClass:
 
     Only plain data can be recorded (numbers, strings, booleans, None, and lists and str-keyed
     dicts of them): an argument that is anything else (a tensor, another module) is a
-    ``TypeError`` naming it when the net is built, since no checkpoint could rebuild it.
+    ``TypeError`` naming it when the net is built, since no checkpoint could rebuild it. A
+    subclass with an ``__init__`` of its own records its arguments only when it is decorated too.
 
     Example:
         >>> @lk.models.record_init_args
@@ -51,6 +52,11 @@ def record_init_args(cls: ModuleClass) -> ModuleClass:
     @functools.wraps(init)
     def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
+        if type(self).__init__ is not __init__:
+            # A subclass with an __init__ of its own called this one through super(): these are
+            # not its arguments. It records its own when it is decorated too; otherwise nothing
+            # is recorded, and a checkpoint needs the net given again (net=...).
+            return
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         arguments: dict[str, Any] = {}

@@ -45,9 +45,31 @@ class TaskState:
     checked_stages: set[str] = field(default_factory=set)
     resumed_loss_sum: list[Any] | None = None
     last_logged_step: int = -1
+    # (stage, detached loss, batch size) of the latest shared_step, for the step hooks below
+    step: tuple[str, torch.Tensor, int] | None = None
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
     class_names: tuple[str, ...] | None = None
+
+    def record_step(self, stage: str, loss: torch.Tensor, x: Any) -> None:
+        """What ``shared_step`` saw: the callback then needs no second ``unpack_batch``, and
+        a step that returns no loss (a user's ``validation_step``) still counts."""
+        self.step = (stage, loss.detach(), batch_size_of(x))
+        self._note_input_shape(stage, x)
+
+    def take_step(self, stage: str, pl_module: Any, batch: Any) -> tuple[torch.Tensor | None, int]:
+        """The recorded step of ``stage`` (loss, batch size), else the batch read again."""
+        step, self.step = self.step, None
+        if step is not None and step[0] == stage:
+            return step[1], step[2]
+        x = _inputs(pl_module, batch)
+        self._note_input_shape(stage, x)
+        return None, batch_size_of(x)
+
+    def _note_input_shape(self, stage: str, x: Any) -> None:
+        """One training sample's shape, recorded for ``lk.Predictor`` and ``lightkit serve``."""
+        if stage == "train" and self.input_shape is None and _is_batch_tensor(x):
+            self.input_shape = tuple(x.shape[1:])
 
     def accumulate(self, stage: str, loss: torch.Tensor, batch_size: int) -> None:
         loss = loss.detach().float()  # an fp16 sum over an epoch would overflow
@@ -58,9 +80,13 @@ class TaskState:
             sums[0].add_(loss, alpha=batch_size)
             sums[1] += batch_size
 
-    def restore(self, checkpoint: Mapping[str, Any], where: str) -> None:
-        """Read what a checkpoint recorded for this task (checked: it comes from a file)."""
-        saved = checkpoint.get(LOSS_SUM_KEY)
+    def restore(self, checkpoint: Mapping[str, Any], where: str, resuming: bool = True) -> None:
+        """Read what a checkpoint recorded for this task (checked: it comes from a file).
+
+        ``resuming``: a trainer continues the run, so the running loss sum of an unfinished
+        epoch carries on; a module only loaded (``load_from_checkpoint``) starts afresh.
+        """
+        saved = checkpoint.get(LOSS_SUM_KEY) if resuming else None
         if saved is not None:
             if not (
                 isinstance(saved, (list, tuple))
@@ -170,18 +196,19 @@ class TaskBookkeeping(Callback):
         batch_idx: int,
     ) -> None:
         state = self._state(pl_module)
+        if state is None:
+            return
+        recorded, size = state.take_step("train", pl_module, batch)
         loss = _loss(outputs)
-        if state is None or loss is None:
+        if loss is not None and trainer.accumulate_grad_batches > 1:
+            loss = loss * trainer.accumulate_grad_batches  # Lightning hands on loss / accumulation
+        loss = loss if loss is not None else recorded  # what the step optimized, else shared_step's
+        if loss is None:
             return
         # A mid-epoch resume starts with a batch, not with on_train_epoch_start (Lightning skips
         # it when it restarts mid-epoch): continue the saved running sum here.
         _continue_resumed_sum(pl_module, state)
-        if trainer.accumulate_grad_batches > 1:  # Lightning hands on the loss divided by it
-            loss = loss * trainer.accumulate_grad_batches
-        x = _inputs(pl_module, batch)
-        if state.input_shape is None and isinstance(x, torch.Tensor) and x.ndim > 1:
-            state.input_shape = tuple(x.shape[1:])  # for lk.Predictor and lightkit serve
-        state.accumulate("train", loss, batch_size_of(x))
+        state.accumulate("train", loss, size)
         # Every log_every_n_steps optimizer steps, counted over the run (not restarting each
         # epoch, so short epochs log too), at the step's index: where GradientNormMonitor logs.
         step = trainer.global_step
@@ -201,9 +228,7 @@ class TaskBookkeeping(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        state, loss = self._state(pl_module), _loss(outputs)
-        if state is not None and loss is not None:
-            state.accumulate("val", loss, batch_size_of(_inputs(pl_module, batch)))
+        _evaluation_step(self._state(pl_module), "val", pl_module, outputs, batch)
 
     def on_test_batch_end(
         self,
@@ -214,9 +239,7 @@ class TaskBookkeeping(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        state, loss = self._state(pl_module), _loss(outputs)
-        if state is not None and loss is not None:
-            state.accumulate("test", loss, batch_size_of(_inputs(pl_module, batch)))
+        _evaluation_step(self._state(pl_module), "test", pl_module, outputs, batch)
 
     # --- checkpoints
 
@@ -248,21 +271,47 @@ class TaskBookkeeping(Callback):
             state.restore(checkpoint, type(pl_module).__name__)
 
 
+def _evaluation_step(
+    state: TaskState | None, stage: str, pl_module: Any, outputs: Any, batch: Any
+) -> None:
+    """Count a validation or test batch: its returned loss, else the one shared_step computed."""
+    if state is None:
+        return
+    recorded, size = state.take_step(stage, pl_module, batch)
+    loss = _loss(outputs)
+    loss = loss if loss is not None else recorded
+    if loss is not None:
+        state.accumulate(stage, loss, size)
+
+
 def _class_names(datamodule: Any, pl_module: Any) -> tuple[str, ...] | None:
-    """The datamodule's class names, checked against the number of classes the task outputs."""
+    """The datamodule's class names, checked against the number of classes the task outputs.
+
+    A lightkit data module's names were given to lightkit (``class_names=``, image folders):
+    a count that does not match the task is an error. Any other data module's ``class_names``
+    attribute is only borrowed: when it is not a list of distinct names matching the task, it
+    is left out of the checkpoint with a warning, and training goes on.
+    """
     names = getattr(datamodule, "class_names", None)
     if names is None:
         return None
     owner = type(datamodule).__name__
-    names = check_class_names(owner, "class_names", names)
+    ours = any(c.__module__.startswith("lightkit.data") for c in type(datamodule).__mro__)
     described = pl_module.task_outputs()
-    if described.num_classes is not None and len(names) != described.num_classes:
-        raise ValueError(
-            f"{owner} names {len(names)} classes ({short_repr(list(names))}), but "
-            f"{type(pl_module).__name__} outputs {described.num_classes} "
-            f"({described.kind}); give the task num_classes={len(names)}, or the data module "
-            "the names of the task's classes"
-        )
+    try:
+        names = check_class_names(owner, "class_names", names)
+        if described.num_classes is not None and len(names) != described.num_classes:
+            raise ValueError(
+                f"{owner} names {len(names)} classes ({short_repr(list(names))}), but "
+                f"{type(pl_module).__name__} outputs {described.num_classes} "
+                f"({described.kind}); give the task num_classes={len(names)}, or the data "
+                "module the names of the task's classes"
+            )
+    except (TypeError, ValueError) as err:
+        if ours:
+            raise
+        rank_zero_warn(f"lightkit: the class names are not recorded in checkpoints: {err}")
+        return None
     return names
 
 
@@ -281,9 +330,18 @@ def _start_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
 
 def _log_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
     sums = state.loss_sums.pop(stage, None)
-    if sums is None:
-        return
-    total, count = sums
+    if sums is not None:
+        _log_loss(pl_module, stage, *sums)
+    metrics = pl_module.stage_metrics(stage)
+    if metrics is not None and any(m.update_called for m in metrics.values(copy_state=False)):
+        # Metric.compute() syncs across processes itself, so every rank holds the same values
+        # (sync_dist then averages equal numbers, once per epoch, and keeps Lightning quiet).
+        # No reset here: your own epoch-end hooks and callbacks may still read the metrics;
+        # they are reset when the next epoch of the stage starts.
+        pl_module.log_dict(metrics.compute(), sync_dist=True)
+
+
+def _log_loss(pl_module: Any, stage: str, total: torch.Tensor, count: int) -> None:
     if stage == "train":
         # The epoch mean: for monitors and the progress bar as train/loss; for the loggers as
         # train/loss_epoch, beside the per-step train/loss curve.
@@ -291,12 +349,6 @@ def _log_epoch(pl_module: Any, state: TaskState, stage: str) -> None:
         pl_module.log("train/loss_epoch", total / count, sync_dist=True)
     else:
         pl_module.log(f"{stage}/loss", total / count, sync_dist=True)
-    metrics = pl_module.stage_metrics(stage)
-    if metrics is not None and any(m.update_called for m in metrics.values(copy_state=False)):
-        # Metric.compute() syncs across processes itself, so every rank holds the same values
-        # (sync_dist then averages equal numbers, once per epoch, and keeps Lightning quiet).
-        pl_module.log_dict(metrics.compute(), sync_dist=True)
-        metrics.reset()
 
 
 def _loss(outputs: Any) -> torch.Tensor | None:
@@ -304,10 +356,14 @@ def _loss(outputs: Any) -> torch.Tensor | None:
     return loss.detach() if isinstance(loss, torch.Tensor) else None
 
 
+def _is_batch_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.ndim > 1
+
+
 def _inputs(pl_module: Any, batch: Any) -> Any:
     try:
         return pl_module.unpack_batch(batch)[0]
-    except (ValueError, TypeError, IndexError):  # a layout only the user's own step knows
+    except Exception:  # a layout only the user's own step knows: count the batch as it is
         return batch
 
 

@@ -358,6 +358,8 @@ class TaskModule(L.LightningModule):
         metrics = self.stage_metrics(stage)
         if metrics is not None:
             metrics.update(*self.metric_inputs(preds.detach(), target))
+        # For TaskBookkeeping: the batch's size and loss, whatever the step then returns.
+        self._task_state.record_step(stage, loss, x)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
