@@ -84,9 +84,10 @@ class TaskState:
         """Read what a checkpoint recorded for this task (checked: it comes from a file).
 
         ``resuming``: a trainer continues the run, so the running loss sum of an unfinished
-        epoch carries on; a module only loaded (``load_from_checkpoint``) starts afresh.
+        epoch carries on; a module only loaded (``load_from_checkpoint``) starts afresh (the
+        saved sum is checked all the same: the file is untrusted either way).
         """
-        saved = checkpoint.get(LOSS_SUM_KEY) if resuming else None
+        saved = checkpoint.get(LOSS_SUM_KEY)
         if saved is not None:
             if not (
                 isinstance(saved, (list, tuple))
@@ -100,7 +101,7 @@ class TaskState:
                     f"{where}: the checkpoint's {LOSS_SUM_KEY!r} is malformed: expected [scalar "
                     f"tensor, positive int], got {short_repr(saved)}"
                 )
-            self.resumed_loss_sum = list(saved)
+            self.resumed_loss_sum = list(saved) if resuming else None
         meta = CheckpointMetadata.from_checkpoint(checkpoint, where)
         if meta.input_shape is not None:
             self.input_shape = meta.input_shape
