@@ -198,7 +198,7 @@ def train_checkpoint(root: Any) -> Any:
     torch.manual_seed(0)
     module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
     dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
-    trainer = _no_log_trainer(root, max_epochs=1)
+    trainer = no_log_trainer(root, max_epochs=1)
     trainer.fit(module, datamodule=dm)
     return Path(trainer.checkpoint_callback.best_model_path)
 
@@ -215,10 +215,10 @@ def resume_from(path: Any, tmp_path: Any) -> None:
     """Resume a fresh module (as in ``train_checkpoint``) from ``path`` for one more epoch."""
     module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), num_classes=3)
     dm = lk.data.DataModule(make_blobs(128), val_split=0.25, batch_size=32)
-    _no_log_trainer(tmp_path / "runs", max_epochs=2).fit(module, datamodule=dm, ckpt_path=path)
+    no_log_trainer(tmp_path / "runs", max_epochs=2).fit(module, datamodule=dm, ckpt_path=path)
 
 
-def _no_log_trainer(root: Any, max_epochs: int) -> Any:
+def no_log_trainer(root: Any, max_epochs: int) -> Any:
     return lk.make_trainer(
         max_epochs=max_epochs,
         default_root_dir=root,

@@ -15,19 +15,9 @@ import pytest
 import torch
 
 import lightkit as lk
-from helpers import make_blobs, resume_from, tamper_checkpoint, train_checkpoint
+from helpers import make_blobs, no_log_trainer, resume_from, tamper_checkpoint, train_checkpoint
 from lightkit._spec import from_spec, trusting
 from lightkit.cli import main
-
-
-def _quiet_trainer(root, max_epochs: int):
-    return lk.make_trainer(
-        max_epochs=max_epochs,
-        default_root_dir=root,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +191,7 @@ def test_trusted_module_is_imported_and_an_untrusted_one_names_how_to_trust(tmp_
     torch.manual_seed(0)
     module = lk.ClassificationModule(lk_user_nets.Net(width=12), num_classes=3)
     assert module.hparams.net["class_path"] == "lk_user_nets.Net"
-    trainer = _quiet_trainer(tmp_path / "runs", max_epochs=1)
+    trainer = no_log_trainer(tmp_path / "runs", max_epochs=1)
     trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(64), batch_size=32))
     path = trainer.checkpoint_callback.last_model_path
     with pytest.raises(lk.UntrustedSpecError) as err:
