@@ -11,7 +11,9 @@ one place where a spec is turned into an object, and it does so only under the t
   (``torch.nn.modules``), or a lightkit model (``MLP``, ``ConvNet``, ``UNet``, ``backbone``); an
   ``optimizer`` is a ``torch.optim.Optimizer`` subclass or a ``lightkit.optim`` optimizer preset;
   a ``scheduler`` is a ``torch.optim.lr_scheduler`` scheduler or a ``lightkit.optim`` scheduler
-  preset; a ``transform`` is ``lightkit.data.transforms.eval_preset`` with bounded arguments; a
+  preset; a ``transform`` is ``lightkit.data.transforms.eval_preset`` or a recorded pipeline of
+  deterministic torchvision steps (``lightkit.data._recorded.eval_pipeline``), with bounded
+  arguments; a
   ``task`` is one of lightkit's task modules.
 * The class path is checked *before* anything is imported (only modules under ``lightkit``,
   ``torch.nn`` and ``torch.optim`` are imported) and the object's kind *before* it is called.
@@ -238,7 +240,13 @@ def resolve(spec: Any, what: str, kind: str | None = None) -> Any:
     if not any(_allowed(target, k, bool(spec.get("partial"))) for k in kinds):
         raise _untrusted(path, what, kind)
     if "transform" in kinds and _allowed(target, "transform", False):
-        _check_transform_args(dict(spec.get("init_args") or {}), what)
+        args = dict(spec.get("init_args") or {})
+        if target is import_object("lightkit.data._recorded.eval_pipeline", what):
+            # The pipeline's own checker, by path (this module sits below lightkit.data).
+            check = import_object("lightkit.data._recorded.check_steps", what)
+            check(args, what)
+        else:
+            _check_transform_args(args, what)
     return target
 
 
@@ -326,7 +334,10 @@ LIGHTKIT_ALLOWED: dict[str, tuple[str, ...]] = {
         "lightkit.optim.warmup_cosine",
         "lightkit.optim.onecycle",
     ),
-    "transform": ("lightkit.data.transforms.eval_preset",),
+    "transform": (
+        "lightkit.data.transforms.eval_preset",
+        "lightkit.data._recorded.eval_pipeline",
+    ),
     "task": (
         "lightkit.tasks.BinaryClassificationModule",
         "lightkit.tasks.ClassificationModule",

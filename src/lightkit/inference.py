@@ -341,8 +341,9 @@ class Predictor:
                     "transform and none was given: images are only scaled to [0, 1]. If training "
                     "resized or normalized them (a transform in your own Dataset, say), the "
                     "predictions are wrong: pass transform=<the eval transform you trained with> "
-                    "(or train through lk.data.DataModule(eval_transform=lk.data.transforms."
-                    "eval_preset(...)) or ImageFolderDataModule, whose checkpoints record it)",
+                    "(or train through lk.data.DataModule(eval_transform=...) with a pipeline of "
+                    "deterministic torchvision steps, or ImageFolderDataModule: their checkpoints "
+                    "record it)",
                     stacklevel=4,
                 )
             transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numbers
 import os
 import random
+import warnings
 from collections.abc import Callable, Mapping, Sequence, Sized
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 from torchvision import tv_tensors
 
@@ -25,6 +27,7 @@ from lightkit._validation import (
     short_repr,
 )
 from lightkit.data._checks import check_dataset, check_first_sample
+from lightkit.data._recorded import NotDescribable, describe_transform
 from lightkit.data._splits import split_indices
 from lightkit.data.datasets import SegmentationDataset
 from lightkit.data.loaders import (
@@ -160,6 +163,7 @@ class DataModule(L.LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
+        self._inference: Any = _UNKNOWN  # inference_spec(), worked out once
 
     def setup(self, stage: str | None = None) -> None:
         """Split and wrap the datasets (idempotent; called by the Trainer on every process)."""
@@ -199,11 +203,41 @@ class DataModule(L.LightningDataModule):
     def inference_spec(self) -> dict[str, Any] | None:
         """How to turn an image file into a model input, as plain data (or None if unknown).
 
-        Checkpoints record it, so that ``lk.Predictor`` can predict from image paths: the eval
-        transform's spec when it is a :func:`~lightkit.data.transforms.eval_preset`.
+        Checkpoints record it, so that ``lk.Predictor`` and ``lightkit serve`` can predict from
+        image files: the eval transform (``eval_transform``, else the ``transform`` attribute of
+        a torchvision-style validation, test or train dataset) when it is an
+        :func:`~lightkit.data.transforms.eval_preset` or a pipeline of deterministic torchvision
+        steps (``Resize``, ``CenterCrop``, ``ToImage``/``ToTensor``, ``ToDtype``, ``Normalize``,
+        ``Grayscale``, ``Pad``, v2 or v1), and the PIL mode of the training images. For image
+        data whose ``eval_transform`` cannot be recorded, a warning says why (once).
         """
-        spec = getattr(self.eval_transform, "lightkit_spec", None)
-        return {"transform": spec, "image_mode": "RGB"} if spec is not None else None
+        if getattr(self, "_inference", _UNKNOWN) is _UNKNOWN:
+            self._inference = self._describe_eval_transform()
+        return self._inference
+
+    def _describe_eval_transform(self) -> dict[str, Any] | None:
+        transform = self.eval_transform
+        given = transform is not None
+        if transform is None:
+            transform = next(
+                (t for ds in (self.val, self.test, self.train) if (t := _own_transform(ds))),
+                None,
+            )
+        if transform is None:
+            return None
+        mode = _raw_image_mode(self.train) if given else None
+        try:
+            spec = describe_transform(transform, mode or "RGB")
+        except NotDescribable as err:
+            if given and mode is not None:
+                warnings.warn(
+                    f"{type(self).__name__}: the eval_transform cannot be recorded in checkpoints: "
+                    f"{err}. lk.Predictor and lightkit serve will need the transform given to "
+                    "them (Predictor(..., transform=...)) to predict from image files",
+                    stacklevel=3,
+                )
+            return None
+        return {"transform": spec, "image_mode": mode or "RGB"}
 
     # --- loaders ---------------------------------------------------------------------------------
 
@@ -309,6 +343,29 @@ class DataModule(L.LightningDataModule):
         if in_memory_tensors(dataset) is not None:
             return 0
         return auto_num_workers()
+
+
+_UNKNOWN = object()
+
+
+def _own_transform(dataset: Any) -> Any:
+    """A torchvision-style dataset's ``transform`` (looking through ``Subset``), else None."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    transform = getattr(dataset, "transform", None)
+    return transform if callable(transform) else None
+
+
+def _raw_image_mode(dataset: Any) -> str | None:
+    """The PIL mode of the first training input, when the inputs are PIL images."""
+    if dataset is None:
+        return None
+    try:
+        item = dataset[0]
+    except Exception:  # a dataset that cannot be read here says so in training, not now
+        return None
+    x = item[0] if isinstance(item, (tuple, list)) else item
+    return x.mode if isinstance(x, Image.Image) and x.mode in ("RGB", "L", "RGBA") else None
 
 
 def _wrap(dataset: Dataset | None, transform: Transform | None) -> Dataset | None:
