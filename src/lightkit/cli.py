@@ -464,10 +464,24 @@ _CLI_WORDS = (
 )
 
 
+# serve()'s arguments that are flags of `lightkit serve` under the same name.
+_SERVE_FLAGS = (
+    "max_batch_size",
+    "batch_timeout",
+    "max_samples",
+    "read_timeout",
+    "input_shape",
+    "port",
+    "host",
+)
+
+
 def _in_cli_words(message: str) -> str:
     """An error message from the Python API, with its advice in the command's own flags."""
     for python, cli in _CLI_WORDS:
         message = message.replace(python, cli)
+    for name in _SERVE_FLAGS:
+        message = message.replace(f"serve: {name} ", f"serve: --{name.replace('_', '-')} ")
     return message
 
 
@@ -518,7 +532,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=None,
         help="larger requests get 413 (default: 4x one sample of the model's input as JSON, "
-        "at least 64 KiB)",
+        "at least 64 KiB; at least 16 MiB when the checkpoint records an eval transform)",
+    )
+    srv.add_argument(
+        "--max-samples",
+        type=int,
+        default=64,
+        help="most samples (instances, images, uploaded files) one request may hold",
     )
     srv.add_argument(
         "--input-shape",
@@ -570,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ),
                 input_shape=args.input_shape,
                 read_timeout=args.read_timeout,
+                max_samples=args.max_samples,
                 accelerator=args.accelerator,
                 verbose=args.verbose,
                 **({"trust": args.trust} if args.trust else {}),

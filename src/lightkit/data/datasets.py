@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -72,21 +73,37 @@ def load_image(path: PathLike, mode: str = "RGB") -> Image.Image | tv_tensors.Im
         >>> image = load_image("scan.png", mode="L")  # a 16-bit PNG: 1×H×W in [0, 1]
     """
     _check_choice("load_image", "mode", mode, (*_MODES, ""))
-    with _open(path) as img:
+    return _load(path, os.fspath(path), mode)
+
+
+def decode_image(
+    data: bytes, mode: str = "RGB", name: str = "the image"
+) -> Image.Image | tv_tensors.Image:
+    """:func:`load_image` for the bytes of an image file (an upload); ``name`` names it in errors.
+
+    Example:
+        >>> from lightkit.data.datasets import decode_image
+        >>> image = decode_image(Path("cat.jpg").read_bytes(), name="cat.jpg")
+    """
+    _check_choice("decode_image", "mode", mode, _MODES)
+    return _load(io.BytesIO(data), name, mode)
+
+
+def _load(source: Any, name: str, mode: str) -> Image.Image | tv_tensors.Image:
+    with _open(source, name) as img:
         try:
             img.load()
         except (OSError, SyntaxError, ValueError) as err:
-            raise BadImageError(f"cannot read image file {os.fspath(path)!r}: {err}") from err
+            raise BadImageError(f"cannot read image file {name!r}: {err}") from err
         if not mode:
             return img.copy()
         if img.mode in _HIGH_DEPTH_MODES:
-            return _high_depth_image(img, os.fspath(path), mode)
+            return _high_depth_image(img, name, mode)
         try:
             return img.convert(mode) if img.mode != mode else img.copy()
         except (OSError, ValueError) as err:
             raise BadImageError(
-                f"cannot convert image file {os.fspath(path)!r} from PIL mode {img.mode!r} to "
-                f"{mode!r}: {err}"
+                f"cannot convert image file {name!r} from PIL mode {img.mode!r} to {mode!r}: {err}"
             ) from err
 
 
@@ -151,9 +168,9 @@ def _has_jpeg_end(path: PathLike) -> bool:
 
 
 @contextmanager
-def _open(path: PathLike) -> Iterator[Image.Image]:
+def _open(path: Any, name: str | None = None) -> Iterator[Image.Image]:
     """``Image.open`` that names the file on failure and refuses possible decompression bombs."""
-    name = os.fspath(path)
+    name = name if name is not None else os.fspath(path)
     try:
         with warnings.catch_warnings():
             # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
@@ -162,7 +179,12 @@ def _open(path: PathLike) -> Iterator[Image.Image]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImageError(_bomb_message(name, _pixels_in(err), None)) from None
     except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError is an OSError
-        raise BadImageError(f"cannot read image file {name!r}: {err}") from err
+        detail = (
+            "not an image format PIL can read"
+            if isinstance(err, Image.UnidentifiedImageError)
+            else str(err)
+        )
+        raise BadImageError(f"cannot read image file {name!r}: {detail}") from err
     with img:
         limit = Image.MAX_IMAGE_PIXELS
         width, height = img.size

@@ -1,0 +1,272 @@
+"""lightkit serve with images: multipart uploads, base64 JSON, raw image bodies, several samples."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from helpers import no_log_trainer
+from PIL import Image
+from test_serve import _free_port, _post, _start, _stop
+
+import lightkit as lk
+from lightkit.serve._requests import RequestInputs, Samples
+
+pytest.importorskip("litserve", reason="needs the serve extra")
+pytest.importorskip("python_multipart", reason="needs the serve extra")
+
+MAX_SAMPLES = 3
+
+
+def _png(value: int, size=(18, 14)) -> bytes:
+    rng = np.random.default_rng(value)
+    array = (rng.integers(0, 40, (size[1], size[0], 3)) + value).clip(0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "PNG")
+    return out.getvalue()
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body of ``(field, filename or None, content)`` parts."""
+    boundary = "lightkit-test-boundary"
+    body = b""
+    for field, filename, content in parts:
+        disposition = f'form-data; name="{field}"' + (
+            f'; filename="{filename}"' if filename else ""
+        )
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
+        if filename:
+            body += b"Content-Type: application/octet-stream\r\n"
+        body += b"\r\n" + content + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.fixture(scope="module")
+def image_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pets")
+    for label, name in enumerate(["cat", "dog"]):
+        (root / name).mkdir()
+        for i in range(6):
+            (root / name / f"{i}.png").write_bytes(_png(30 + 150 * label + i))
+    dm = lk.data.ImageFolderDataModule(
+        root, image_size=12, val_split=0.34, batch_size=4, num_workers=0
+    )
+    torch.manual_seed(0)
+    module = lk.ClassificationModule(lk.models.ConvNet(3, 2, widths=(4,)), 2)
+    trainer = no_log_trainer(tmp_path_factory.mktemp("runs"), max_epochs=1)
+    trainer.fit(module, datamodule=dm)
+    return trainer.checkpoint_callback.best_model_path
+
+
+@pytest.fixture(scope="module")
+def image_server(image_checkpoint, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve_images") / "server.log"
+    command = [
+        sys.executable, "-m", "lightkit.cli", "serve", image_checkpoint, "--port", str(port),
+        "--max-batch-size", "4", "--max-samples", str(MAX_SAMPLES), "--accelerator", "cpu",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    process = _start(command, log, url)
+    try:
+        yield url + "/predict", lk.Predictor.from_checkpoint(image_checkpoint, device="cpu")
+    finally:
+        _stop(process)
+
+
+def _expected(predictor, images: list[bytes], tmp_path) -> tuple[torch.Tensor, list[str]]:
+    files = []
+    for i, data in enumerate(images):
+        (tmp_path / f"{i}.png").write_bytes(data)
+        files.append(tmp_path / f"{i}.png")
+    return predictor.predict(files), predictor.predict_labels(files)
+
+
+def test_multipart_uploads_are_predicted_as_the_predictor_does(image_server, tmp_path):
+    url, predictor = image_server
+    images = [_png(35), _png(190)]
+    body, content_type = _multipart(
+        [("image", "cat.png", images[0]), ("image", "dog.png", images[1])]
+    )
+    status, answer = _post(url, body, content_type)
+    assert status == 200, answer
+    probs, labels = _expected(predictor, images, tmp_path)
+    assert [p["label"] for p in answer["predictions"]] == labels
+    assert set(labels) <= {"cat", "dog"}
+    got = torch.tensor([p["outputs"] for p in answer["predictions"]])
+    torch.testing.assert_close(got, probs, atol=1e-5, rtol=1e-4)
+
+
+def test_base64_json_and_raw_image_bodies(image_server, tmp_path):
+    url, predictor = image_server
+    images = [_png(40), _png(200), _png(120)]
+    probs, labels = _expected(predictor, images, tmp_path)
+    b64 = [base64.b64encode(d).decode() for d in images]
+
+    status, one = _post(url, json.dumps({"image": b64[0]}).encode())
+    assert status == 200 and one["label"] == labels[0]
+    torch.testing.assert_close(torch.tensor(one["outputs"]), probs[0], atol=1e-5, rtol=1e-4)
+
+    urls = [b64[0], "data:image/png;base64," + b64[1], b64[2]]  # a browser's data URL too
+    status, many = _post(url, json.dumps({"images": urls}).encode())
+    assert status == 200 and [p["label"] for p in many["predictions"]] == labels
+
+    status, raw = _post(url, images[1], "image/png")
+    assert status == 200 and raw["label"] == labels[1]
+
+
+def test_several_numeric_samples_in_one_request(image_server):
+    url, predictor = image_server
+    x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    status, answer = _post(url, json.dumps({"instances": x.tolist()}).encode())
+    assert status == 200, answer
+    got = torch.tensor([p["outputs"] for p in answer["predictions"]])
+    torch.testing.assert_close(got, predictor.predict(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "message"),
+    [
+        (lambda: _multipart([("image", "notes.png", b"not an image")]), 422, "'notes.png'"),
+        (
+            lambda: _multipart([("image", f"{i}.png", _png(i)) for i in range(MAX_SAMPLES + 1)]),
+            413,
+            f"Maximum number of files is {MAX_SAMPLES}",
+        ),
+        (lambda: _multipart([("caption", None, b"a cat")]), 422, "field 'caption' is not a file"),
+        (lambda: (b"--x\r\ngarbage", "multipart/form-data; boundary=y"), 400, "multipart"),
+        (lambda: (b"GIF89a-truncated", "image/gif"), 422, "the request body"),
+        (lambda: (b'{"image": "%%%"}', "application/json"), 422, '"image" is not valid base64'),
+        (lambda: (b'{"image": 3}', "application/json"), 422, '"image" must be a base64 string'),
+        (
+            lambda: (
+                json.dumps({"images": ["aGk="] * (MAX_SAMPLES + 1)}).encode(),
+                "application/json",
+            ),
+            413,
+            "more than the server's limit of 3",
+        ),
+        (lambda: (b'{"images": []}', "application/json"), 422, "non-empty list"),
+        (
+            lambda: (b'{"inputs": [1], "image": "aGk="}', "application/json"),
+            422,
+            "with 'inputs' and 'image'",
+        ),
+        (
+            lambda: (
+                json.dumps({"instances": [[[[0.0] * 12] * 12] * 3, [[0.0] * 12] * 12]}).encode(),
+                "application/json",
+            ),
+            422,
+            'instances"[1] has shape (12, 12)',
+        ),
+    ],
+)
+def test_bad_image_requests_get_4xx_naming_what_is_wrong(image_server, make, status, message):
+    url, _ = image_server
+    body, content_type = make()
+    got, answer = _post(url, body, content_type)
+    assert (got, message in answer.get("detail", "")) == (status, True), answer
+
+
+def test_a_good_request_still_works_after_bad_ones(image_server):
+    url, _ = image_server
+    _post(url, b"junk", "image/png")
+    body, content_type = _multipart([("image", "ok.png", _png(60))])
+    status, answer = _post(url, body, content_type)
+    assert status == 200 and len(answer["predictions"]) == 1
+    with urllib.request.urlopen(url.replace("/predict", "/health"), timeout=10) as response:
+        assert response.status == 200
+
+
+# --- RequestInputs alone (no server) ------------------------------------------------------------
+
+
+def test_images_to_a_model_without_a_recorded_transform_are_refused():
+    result = RequestInputs((3, 12, 12)).images([("cat.png", _png(1))])
+    assert result[0] == 422 and "records no eval transform" in result[1]
+
+
+def test_an_image_the_transform_cannot_fit_to_the_input_shape_is_422():
+    inputs = RequestInputs((3, 16, 16), transform=lk.data.transforms.eval_preset(12))
+    status, message = inputs.images([("cat.png", _png(1))])
+    assert status == 422
+    assert "image 'cat.png': the eval transform turned it into shape (3, 12, 12)" in message
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    inputs = RequestInputs((3, 12, 12), transform=lk.data.transforms.eval_preset(12))
+    status, message = inputs.images([("big.png", _png(1))])
+    assert status == 422 and "big.png" in message and "decompression bomb" in message
+
+
+def test_request_inputs_turn_every_body_kind_into_the_same_samples():
+    transform = lk.data.transforms.eval_preset(12)
+    inputs = RequestInputs((3, 12, 12), transform=transform, max_samples=4)
+    data = _png(7)
+    expected = transform(Image.open(io.BytesIO(data)).convert("RGB")).numpy()
+    b64 = base64.b64encode(data).decode()
+    for body, content_type, many in [
+        (json.dumps({"image": b64}).encode(), "application/json", False),
+        (json.dumps({"images": [b64, b64]}).encode(), "application/json", True),
+        (data, "image/png", False),
+        (data, "application/octet-stream", False),
+    ]:
+        samples = inputs.parse(body, content_type)
+        assert isinstance(samples, Samples) and samples.many is many
+        for row in samples.x:
+            np.testing.assert_allclose(row, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_unguarded_api_path_takes_images_too(image_checkpoint):
+    from lightkit.serve import PredictorAPI
+
+    api = PredictorAPI(checkpoint=image_checkpoint, max_batch_size=4)
+    api.setup("cpu")
+    b64 = base64.b64encode(_png(9)).decode()
+    decoded = [api.decode_request({"images": [b64, b64]}), api.decode_request({"image": "%"})]
+    outputs = api.unbatch(api.predict(api.batch(decoded)))
+    answers = [json.loads(api.encode_response(o).body) for o in outputs]
+    assert len(answers[0]["predictions"]) == 2
+    assert answers[0]["predictions"][0] == answers[0]["predictions"][1]
+    assert "not valid base64" in answers[1]["detail"]
+
+
+def test_the_readme_curl_commands_for_images(image_server, tmp_path):
+    """The README's image curl lines, run as written against a real server."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("curl") is None or shutil.which("base64") is None:
+        pytest.skip("needs curl and base64")
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"```bash\n(curl -X POST localhost:8000/predict -F .*?)```", readme, re.S)
+    assert block, "the README's image curl block moved"
+    lines = [line for line in block.group(1).splitlines() if line.startswith("curl")]
+    assert len(lines) == 3
+    url, predictor = image_server
+    port = url.split(":")[2].split("/")[0]
+    Image.open(io.BytesIO(_png(45))).save(tmp_path / "cat.jpg", quality=95)
+    (tmp_path / "dog.png").write_bytes(_png(185))
+    answers = []
+    for line in lines:
+        command = line.split("   #")[0].replace("localhost:8000", f"127.0.0.1:{port}")
+        done = subprocess.run(
+            ["bash", "-c", command + " --fail-with-body -s"], cwd=tmp_path, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        answers.append(json.loads(done.stdout))
+    labels = predictor.predict_labels([tmp_path / "cat.jpg", tmp_path / "dog.png"])
+    assert [p["label"] for p in answers[0]["predictions"]] == labels
+    assert answers[1]["label"] == labels[0] and answers[2]["label"] == labels[0]
