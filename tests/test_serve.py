@@ -23,8 +23,8 @@ import pytest
 import torch
 
 import lightkit as lk
-from lightkit.serve._requests import loads as _loads
 from lightkit.serve import check_request, default_max_body_bytes, make_server, serve
+from lightkit.serve._requests import loads as _loads
 
 pytest.importorskip("litserve", reason="needs the serve extra")
 

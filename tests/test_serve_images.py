@@ -11,12 +11,12 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from helpers import no_log_trainer
 from PIL import Image
-from test_serve import _free_port, _post, _start, _stop
 
 import lightkit as lk
+from helpers import no_log_trainer
 from lightkit.serve._requests import RequestInputs, Samples
+from test_serve import _free_port, _post, _start, _stop
 
 pytest.importorskip("litserve", reason="needs the serve extra")
 pytest.importorskip("python_multipart", reason="needs the serve extra")

@@ -365,7 +365,7 @@ def _raw_image_mode(dataset: Any) -> str | None:
     except Exception:  # a dataset that cannot be read here says so in training, not now
         return None
     x = item[0] if isinstance(item, (tuple, list)) else item
-    return x.mode if isinstance(x, Image.Image) and x.mode in ("RGB", "L", "RGBA") else None
+    return x.mode if isinstance(x, Image.Image) and x.mode in ("RGB", "L") else None
 
 
 def _wrap(dataset: Dataset | None, transform: Transform | None) -> Dataset | None:
