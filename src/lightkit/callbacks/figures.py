@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from lightkit._lightning import skip_unused_step_hooks
@@ -35,9 +37,14 @@ class ValidationFigures(Callback):
       class count), counted over the whole validation set on the device (summed across
       processes under DDP);
     * image classification: the first validation images, framed green where the prediction is
-      right and red where it is wrong (``val/predictions``);
+      right and red where it is wrong, each captioned with the predicted class (and the true one
+      when it is wrong) (``val/predictions``);
     * segmentation: rows of image, true mask and predicted mask over the image
       (``val/segmentation``).
+
+    Classes are named by the module's ``class_names`` (recorded from the data module:
+    ``ImageFolderDataModule``'s folders, ``class_names=``) when it has them, else by index; the
+    confusion matrix's rows are labelled ``<index> <name>`` and its columns by index.
 
     What to draw comes from the module's :meth:`~lightkit.TaskModule.task_outputs` (any module
     with ``task_outputs()`` and ``unpack_batch()``: every TaskModule, your own included), the
@@ -114,9 +121,10 @@ class ValidationFigures(Callback):
             confusion = trainer.strategy.reduce(confusion, reduce_op="sum")  # every rank takes part
         if trainer.is_global_zero:
             step, described = trainer.global_step, self._outputs
+            names = _class_names(pl_module, described)
             if confusion is not None:
                 n = round(confusion.numel() ** 0.5)
-                image = confusion_image(confusion.view(n, n).cpu())
+                image = confusion_image(confusion.view(n, n).cpu(), class_names=names)
                 logger.experiment.add_image("val/confusion_matrix", image, step)
             if self._sample is not None:
                 x, target, preds = (t.float().cpu() for t in self._sample)
@@ -125,15 +133,51 @@ class ValidationFigures(Callback):
                     image = segmentation_image(x, target.long(), predicted, described.num_classes)
                     logger.experiment.add_image("val/segmentation", image, step)
                 else:
-                    image = prediction_image(x, target.long().view(-1), predicted.view(-1))
+                    image = prediction_image(
+                        x, target.long().view(-1), predicted.view(-1), class_names=names
+                    )
                     logger.experiment.add_image("val/predictions", image, step)
         self._confusion = None
         self._sample = None
 
 
-def confusion_image(matrix: torch.Tensor, size: int = 256) -> torch.Tensor:
+def _class_names(pl_module: Any, described: TaskOutputs | None) -> list[str] | None:
+    """The module's class names when they fit its classes (a binary task: two names)."""
+    names = getattr(pl_module, "class_names", None)
+    count = described.num_classes if described is not None else None
+    if (
+        isinstance(names, (list, tuple))
+        and all(isinstance(n, str) for n in names)
+        and len(names) == count
+    ):
+        return list(names)
+    return None
+
+
+def _font() -> Any:
+    return ImageFont.load_default(size=11)
+
+
+def _fit(text: str, width: int, font: Any) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _to_tensor(canvas: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def confusion_image(
+    matrix: torch.Tensor, size: int = 256, class_names: list[str] | None = None
+) -> torch.Tensor:
     """A ``3×H×W`` heat map of a confusion matrix (rows: true, columns: predicted), white to blue
-    by each row's share; the diagonal in green tones, so errors stand out."""
+    by each row's share; the diagonal in green tones, so errors stand out. Rows are labelled
+    ``<index> <name>`` (the index alone without names), columns by index, and cells large enough
+    show their count."""
     n = matrix.shape[0]
     share = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
     blue = torch.tensor([0.03, 0.19, 0.42])[:, None, None]
@@ -145,7 +189,41 @@ def confusion_image(matrix: torch.Tensor, size: int = 256) -> torch.Tensor:
     if cell >= 4:  # grid lines between cells
         image[:, ::cell, :] = 0.8
         image[:, :, ::cell] = 0.8
-    return image
+    if cell < 8:  # too small to label
+        return image
+    font = _font()
+    rows = (
+        [f"{i} {name}" for i, name in enumerate(class_names)]
+        if class_names
+        else [str(i) for i in range(n)]
+    )
+    left = min(110, max(34, 8 + max(int(font.getlength(r)) for r in rows)))
+    top = 30
+    side = cell * n
+    canvas = Image.new("RGB", (left + side + 4, top + side + 4), "white")
+    pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    canvas.paste(Image.fromarray(pixels), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((left, 2), "predicted", fill="black", font=font)
+    draw.text((2, top - 14), "true", fill="black", font=font)
+    for i, row in enumerate(rows):
+        middle = top + i * cell + cell // 2
+        draw.text((2, middle), _fit(row, left - 6, font), fill="black", font=font, anchor="lm")
+        draw.text(
+            (left + i * cell + cell // 2, top - 2), str(i), fill="black", font=font, anchor="mb"
+        )
+    if cell >= 22:
+        for t in range(n):
+            for p in range(n):
+                dark = share[t, p] > 0.5
+                draw.text(
+                    (left + p * cell + cell // 2, top + t * cell + cell // 2),
+                    str(int(matrix[t, p])),
+                    fill="white" if dark else "black",
+                    font=font,
+                    anchor="mm",
+                )
+    return _to_tensor(canvas)
 
 
 def _to_rgb01(x: torch.Tensor) -> torch.Tensor:
@@ -165,9 +243,13 @@ def _upscale(x: torch.Tensor, minimum: int = 64) -> torch.Tensor:
 
 
 def prediction_image(
-    x: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor
+    x: torch.Tensor,
+    target: torch.Tensor,
+    predicted: torch.Tensor,
+    class_names: list[str] | None = None,
 ) -> torch.Tensor:
-    """A grid of images framed green (right) or red (wrong)."""
+    """A grid of images framed green (right) or red (wrong), each captioned with the predicted
+    class (and below it ``"true: cat"`` when wrong; indices without names)."""
     images = _upscale(_to_rgb01(x))
     right = (predicted == target).view(-1, 1, 1, 1)
     frame = torch.where(right, RIGHT.view(1, 3, 1, 1), WRONG.view(1, 3, 1, 1))
@@ -175,7 +257,35 @@ def prediction_image(
     border = torch.ones_like(framed, dtype=torch.bool)
     border[:, :, 3:-3, 3:-3] = False
     framed = torch.where(border, frame.expand_as(framed), framed)
+    framed = torch.stack(
+        [
+            _captioned(image, int(t), int(p), class_names)
+            for image, t, p in zip(framed, target.tolist(), predicted.tolist(), strict=True)
+        ]
+    )
     return make_grid(framed, nrow=8, padding=2, pad_value=1.0)
+
+
+def _captioned(
+    image: torch.Tensor, target: int, predicted: int, names: list[str] | None
+) -> torch.Tensor:
+    """``image`` with two lines below it: the prediction, and the truth when they differ."""
+
+    def name(i: int) -> str:
+        return names[i] if names is not None and 0 <= i < len(names) else str(i)
+
+    font = _font()
+    width = image.shape[-1]
+    strip = Image.new("RGB", (width, 27), "white")
+    draw = ImageDraw.Draw(strip)
+    right = predicted == target
+    draw.text(
+        (2, 1), _fit(name(predicted), width - 4, font), fill="#1a7f33" if right else "#c0141a",
+        font=font,
+    )  # fmt: skip
+    if not right:
+        draw.text((2, 14), _fit(f"true: {name(target)}", width - 4, font), fill="black", font=font)
+    return torch.cat([image, _to_tensor(strip)], dim=1)
 
 
 def _overlay(images: torch.Tensor, masks: torch.Tensor, num_classes: int) -> torch.Tensor:
