@@ -37,3 +37,43 @@ def test_evaluating_a_checkpoint_writes_inside_its_run(tmp_path):
         assert (root / "version_0" / command / "version_0" / "config.yaml").exists()
     assert sorted(p.name for p in root.iterdir()) == ["version_0"]  # no new run at the root
     assert (root / "version_0" / "config.yaml").read_bytes() == trained_config  # not overwritten
+
+
+def test_predict_writes_labelled_predictions_beside_the_run(tmp_path, capsys):
+    import csv
+    import warnings
+
+    import torch
+
+    import lightkit as lk
+
+    config, root = tmp_path / "c.yaml", tmp_path / "runs"
+    config.write_text(CONFIG)
+    assert main(["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]) == 0
+    best = root / "version_0" / "checkpoints" / "best.ckpt"
+    capsys.readouterr()
+    args = ["predict", "--config", str(config), f"--trainer.default_root_dir={root}"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, f"--ckpt_path={best}"]) == 0
+    messages = [str(w.message) for w in caught]
+    assert any("no predict dataset was given; predicting the test split" in m for m in messages)
+    assert not [m for m in messages if "never be read or deleted" in m or "batch indices" in m]
+    written = root / "version_0" / "predict" / "version_0" / "predictions.csv"
+    rows = list(csv.reader(written.open()))
+    out = capsys.readouterr().out
+    assert f"lightkit predict: wrote {len(rows) - 1} predictions to {written}" in out
+    dm = lk.data.DigitsDataModule()
+    dm.setup("test")
+    names = list(dm.class_names)
+    assert rows[0] == ["index", "label", *[f"p_{n}" for n in names]]
+    x = torch.stack([dm.test_dataset[i][0] for i in range(len(dm.test_dataset))])
+    probs = lk.Predictor.from_checkpoint(best, device="cpu").predict(x)
+    assert len(rows) - 1 == len(x)
+    got = torch.tensor([[float(v) for v in r[2:]] for r in rows[1:]])
+    torch.testing.assert_close(got, probs, atol=1e-5, rtol=1e-4)
+    assert [r[1] for r in rows[1:]] == [names[i] for i in probs.argmax(1).tolist()]
+    before = written.read_bytes()
+    assert main([*args, f"--ckpt_path={best}"]) == 0  # again: a new folder, the first kept
+    assert (written.parent.parent / "version_1" / "predictions.csv").read_bytes() == before
+    assert written.read_bytes() == before

@@ -113,6 +113,9 @@ LIGHTNING_LOGGERS = (
 _NOISE = (
     # Lightning 2.6 on torch 2.10+: a deprecation inside Lightning's own code, harmless to users.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # lightkit's InMemoryLoader has no batch sampler to record dataset indices in; it is never
+    # shuffled for prediction, so PredictionWriter numbers its samples in order instead.
+    r"Couldn't infer the batch indices fetched from your dataloader: `InMemoryLoader`",
 )
 
 

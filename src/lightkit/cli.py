@@ -270,7 +270,19 @@ def _checked_cli_class() -> type:
                 kwargs["version"] = options.get("version")
                 if note:
                     print(f"{note}; starting a new run", file=sys.stderr)
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
+            self.prediction_writer = None
+            if self.subcommand == "predict":
+                from lightkit.callbacks import PredictionWriter
+
+                self.prediction_writer = PredictionWriter()
+                trainer.callbacks.append(self.prediction_writer)
+            return trainer
+
+        def after_predict(self) -> None:
+            writer = self.prediction_writer
+            if writer is not None and writer.written is not None:
+                print(f"lightkit predict: wrote {writer.count:,} predictions to {writer.written}")
 
         def before_fit(self) -> None:
             if self.resume_from is not None:

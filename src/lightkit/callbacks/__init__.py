@@ -7,6 +7,7 @@ from lightkit.callbacks.hparams import HParamsMetrics
 from lightkit.callbacks.model_checkpoint import ModelCheckpoint
 from lightkit.callbacks.model_summary import TorchinfoSummary
 from lightkit.callbacks.nan_guard import NaNGuard, NonFiniteError
+from lightkit.callbacks.predictions import PredictionWriter
 from lightkit.callbacks.no_validation import NoValidationFallback
 from lightkit.callbacks.progress import PlainProgressBar
 from lightkit.callbacks.rng_state import RNGState
@@ -20,6 +21,7 @@ __all__ = [
     "NoValidationFallback",
     "NonFiniteError",
     "PlainProgressBar",
+    "PredictionWriter",
     "RNGState",
     "TorchinfoSummary",
     "ValidationFigures",

@@ -24,7 +24,8 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     goes too). A crafted ``last.ckpt`` could thereby name any file or folder on the machine. This
     class keeps only paths that are ``.ckpt`` files inside its own ``dirpath`` (after resolving
     ``..`` and symbolic links) and warns naming every path it drops; the best and k-th best
-    entries are then recomputed from what is left.
+    entries are then recomputed from what is left. (State from another run's folder, as when a
+    checkpoint is evaluated or predicted from elsewhere, is dropped without a warning.)
 
     The class keeps Lightning's name, so its ``state_key`` is Lightning's: checkpoints written
     with either class resume into the other. ``lk.make_trainer`` uses it; it works with a plain
@@ -36,6 +37,9 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     """
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Another run's state (evaluating or predicting from a checkpoint, in a folder of its
+        # own): its paths are dropped without a word, as Lightning itself does not reload them.
+        same_run = state_dict.get("dirpath", self.dirpath) == self.dirpath
         super().load_state_dict(state_dict)
         dropped: list[str] = []
 
@@ -63,6 +67,8 @@ class ModelCheckpoint(_LightningModelCheckpoint):
             pick = min if self.mode == "min" else max
             self.best_model_path = pick(best_k, key=best_k.get)  # type: ignore[arg-type]
             self.best_model_score = best_k[self.best_model_path]
+        if not same_run:
+            return
         rank_zero_warn(
             f"lightkit: the checkpoint's ModelCheckpoint state names paths outside this run's "
             f"checkpoint folder {os.fspath(self.dirpath or '')!r} (or that are not .ckpt files); "

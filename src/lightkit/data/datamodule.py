@@ -303,7 +303,26 @@ class DataModule(L.LightningDataModule):
         return self._loader(self.test_dataset, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, "predict")
+        """The ``predict`` dataset's loader; without one, the test split's (else the validation
+        split's), with a warning naming it: its labels are not used."""
+        dataset = self.predict_dataset
+        if dataset is None and self.train_dataset is not None:
+            split, dataset = next(
+                ((s, d) for s, d in (("test", self.test_dataset), ("val", self.val_dataset)) if d is not None),
+                ("predict", None),
+            )
+            if dataset is None:
+                raise ValueError(
+                    f"{type(self).__name__}: nothing to predict: no predict dataset was given "
+                    "(pass predict=<a Dataset of inputs>), and there is no test or validation "
+                    "split to predict instead"
+                )
+            warnings.warn(
+                f"{type(self).__name__}: no predict dataset was given; predicting the {split} "
+                f"split ({len(dataset):,} samples; its labels are not used)",  # type: ignore[arg-type]
+                stacklevel=2,
+            )
+        return self._loader(dataset, "predict")
 
     def _loader(
         self, dataset: Dataset | None, split: str, shuffle: bool = False
