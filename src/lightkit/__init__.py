@@ -36,6 +36,7 @@ _NAMES = {
     "cross_validate": "lightkit.cross_validation",
     "diagnose": "lightkit.diagnosis",
     "find_batch_size": "lightkit.tuning",
+    "fine_tune": "lightkit.fitting",
     "find_lr": "lightkit.tuning",
     "fit": "lightkit.fitting",
     "make_trainer": "lightkit.trainer",
@@ -82,6 +83,7 @@ __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks the
     "export",
     "find_batch_size",
     "find_lr",
+    "fine_tune",
     "fit",
     "losses",
     "make_trainer",
@@ -110,7 +112,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from lightkit._spec import UntrustedSpecError
     from lightkit.cross_validation import cross_validate
     from lightkit.diagnosis import diagnose
-    from lightkit.fitting import fit
+    from lightkit.fitting import fine_tune, fit
     from lightkit.inference import Predictor
     from lightkit.outputs import TaskOutputs
     from lightkit.tasks import (

@@ -116,6 +116,9 @@ _NOISE = (
     # lightkit's InMemoryLoader has no batch sampler to record dataset indices in; it is never
     # shuffled for prediction, so PredictionWriter numbers its samples in order instead.
     r"Couldn't infer the batch indices fetched from your dataloader: `InMemoryLoader`",
+    # A lightkit DataModule without validation data returns no loaders (an empty list); its
+    # NoValidationFallback already says what that means for early stopping and checkpoints.
+    r"Total length of `list` across ranks is zero",
 )
 
 

@@ -11,7 +11,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.memory import is_oom_error
 
-from lightkit._validation import check_bool
+from lightkit._validation import check_bool, check_int
+from lightkit.callbacks.finetuning import FineTuning
 from lightkit.trainer import make_trainer
 from lightkit.trainer._run_dir import has_checkpoint, resume_into
 
@@ -128,4 +129,60 @@ def fit(
             )
 
 
-__all__ = ["fit"]
+def fine_tune(
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    epochs: int = 5,
+    freeze_epochs: int = 1,
+    body_lr_ratio: float = 0.1,
+    head: str | None = None,
+    train_bn: bool = True,
+    **make_trainer_kwargs: Any,
+) -> L.Trainer:
+    """Fine-tune a pretrained net: the new head alone for ``freeze_epochs``, then everything,
+    the body at ``body_lr_ratio`` times the head's learning rate (fastai's ``fine_tune``).
+
+    :func:`fit` with a :class:`~lightkit.callbacks.FineTuning` callback and ``max_epochs=epochs``
+    (so ``resume=True``, OOM retries and every :func:`make_trainer` option work as there). Start
+    from pretrained weights with ``lk.models.backbone(name, num_classes, weights=...)``: a
+    torchvision weights name (from the local torch hub cache) or a ``state_dict`` file. A
+    multi-device DDP run needs ``strategy="ddp_find_unused_parameters_true"`` (frozen parameters
+    get no gradient); ``strategy="ddp"`` is turned into it.
+
+    Args:
+        module: A task module whose ``net`` is the pretrained network with its new head.
+        datamodule: The data to fine-tune on.
+        epochs: Epochs in all (``freeze_epochs`` of them with the body frozen).
+        freeze_epochs: Epochs that train only the head.
+        body_lr_ratio: The body's learning rate as a fraction of the head's (the optimizer's).
+        head: The head's name inside the net; default: its last ``nn.Linear``.
+        train_bn: Keep normalisation layers training while the body is frozen (see
+            :class:`~lightkit.callbacks.FineTuning`).
+        **make_trainer_kwargs: Passed to :func:`fit` and :func:`make_trainer` (``callbacks``
+            are added to the fine-tuning one).
+
+    Example:
+        >>> net = lk.models.backbone("resnet18", num_classes=5, weights="pretrained_pets.pt")
+        >>> trainer = lk.fine_tune(lk.ClassificationModule(net, 5), dm, epochs=5, freeze_epochs=1)
+    """
+    check_int("fine_tune", "epochs", epochs, minimum=1)
+    tuning = FineTuning(freeze_epochs, body_lr_ratio, head, train_bn)
+    if freeze_epochs >= epochs:
+        raise ValueError(
+            f"fine_tune: freeze_epochs={freeze_epochs} leaves no epoch of the {epochs} to train "
+            "the whole net; use fewer freeze_epochs or more epochs"
+        )
+    if "max_epochs" in make_trainer_kwargs:
+        raise TypeError("fine_tune: give the number of epochs as epochs=, not max_epochs=")
+    tuning.head_name(module)  # a net without a head lightkit can find fails here, before training
+    callbacks = make_trainer_kwargs.pop("callbacks", None) or []
+    if not isinstance(callbacks, list):
+        callbacks = [callbacks]
+    if make_trainer_kwargs.get("strategy") == "ddp":
+        make_trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    return fit(
+        module, datamodule, max_epochs=epochs, callbacks=[tuning, *callbacks], **make_trainer_kwargs
+    )
+
+
+__all__ = ["fine_tune", "fit"]

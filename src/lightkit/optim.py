@@ -53,14 +53,27 @@ __all__ = [
 class OptimizerPreset:
     """A named optimizer recipe; calling it with model parameters returns the optimizer.
 
+    Parameters may come as a list of tensors or of param groups (dicts, as torch optimizers
+    take them). With ``filter_bias_and_norm`` and a weight decay above 0, every group is split in
+    two: parameters with one dimension or fewer (biases, the weights of normalisation layers)
+    get ``weight_decay=0``, as timm, fastai and Hugging Face do; the rest keep the decay.
+
     Args:
         name: The ``lightkit.optim`` function that made it (used to rebuild it from a checkpoint).
         optimizer_class: The ``torch.optim.Optimizer`` subclass to build.
         kwargs: Keyword arguments for ``optimizer_class``. ``fused=None`` (the presets' default)
             means "fused if every parameter allows it": see :func:`adam`.
+        filter_bias_and_norm: No weight decay on biases and normalisation weights (recorded in
+            the preset's spec as ``filter_bias_and_norm``).
     """
 
-    def __init__(self, name: str, optimizer_class: type[Optimizer], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        optimizer_class: type[Optimizer],
+        kwargs: dict[str, Any],
+        filter_bias_and_norm: bool | None = None,
+    ) -> None:
         check_instance("OptimizerPreset", "name", name, str, "the preset's name (str)")
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
             raise TypeError(
@@ -68,12 +81,17 @@ class OptimizerPreset:
                 f"{short_repr(optimizer_class)}"
             )
         check_instance("OptimizerPreset", "kwargs", kwargs, dict, "a dict of keyword arguments")
+        if filter_bias_and_norm is not None:
+            check_bool("OptimizerPreset", "filter_bias_and_norm", filter_bias_and_norm)
         self.name = name
         self.optimizer_class = optimizer_class
         self.kwargs = kwargs
+        self.filter_bias_and_norm = filter_bias_and_norm  # None: the preset has no such option
 
     def __call__(self, params: Iterable[Any]) -> Optimizer:
         kwargs = dict(self.kwargs)
+        if self.filter_bias_and_norm and kwargs.get("weight_decay", 0) > 0:
+            params = _without_decay_on_bias_and_norm(params)
         if "fused" in kwargs and kwargs["fused"] is None:
             params = [_materialized(item) for item in params]  # read twice: here and by torch
             if _fusable(params):
@@ -84,10 +102,16 @@ class OptimizerPreset:
         return self.optimizer_class(params, **kwargs)
 
     def to_spec(self) -> dict[str, Any]:
-        return {"class_path": f"lightkit.optim.{self.name}", "init_args": dict(self.kwargs)}
+        return {"class_path": f"lightkit.optim.{self.name}", "init_args": self._args()}
+
+    def _args(self) -> dict[str, Any]:
+        args = dict(self.kwargs)
+        if self.filter_bias_and_norm is not None:
+            args["filter_bias_and_norm"] = self.filter_bias_and_norm
+        return args
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
         return f"lk.optim.{self.name}({args})"
 
     def __eq__(self, other: object) -> bool:
@@ -211,6 +235,24 @@ def _fusable(params: list[Any]) -> bool:
     )
 
 
+def _without_decay_on_bias_and_norm(params: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each param group split into its decayed part and its 0-or-1-dimensional part (no decay)."""
+    groups = []
+    items = [_materialized(item) for item in params]
+    if items and not isinstance(items[0], dict):
+        items = [{"params": items}]
+    for group in items:
+        tensors = group["params"]
+        tensors = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
+        decayed = [p for p in tensors if p.ndim > 1]
+        flat = [p for p in tensors if p.ndim <= 1]
+        if decayed:
+            groups.append({**group, "params": decayed})
+        if flat:
+            groups.append({**group, "params": flat, "weight_decay": 0.0})
+    return groups
+
+
 def _materialized(item: Any) -> Any:
     """A param group's ``params`` as a list (a generator there would be used up by ``_fusable``)."""
     if isinstance(item, dict) and not isinstance(item.get("params"), (list, tuple, torch.Tensor)):
@@ -260,10 +302,13 @@ def adamw(
     weight_decay: float = 0.01,
     betas: tuple[float, float] = (0.9, 0.999),
     fused: bool | None = None,
+    filter_bias_and_norm: bool = True,
 ) -> OptimizerPreset:
     """AdamW: Adam with decoupled weight decay; the usual choice for transformers and fine-tuning.
 
-    ``fused``: as for :func:`adam`.
+    ``fused``: as for :func:`adam`. ``filter_bias_and_norm`` (default True): no weight decay on
+    biases and normalisation weights (every parameter with one dimension or fewer), as timm,
+    fastai and Hugging Face do; False decays every parameter.
 
     Example:
         >>> opt = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(model.parameters())
@@ -272,8 +317,9 @@ def adamw(
     _non_negative("adamw", "weight_decay", weight_decay)
     betas = _check_betas("adamw", betas)
     _check_fused("adamw", fused)
+    check_bool("lk.optim.adamw", "filter_bias_and_norm", filter_bias_and_norm)
     kwargs = {"lr": lr, "weight_decay": weight_decay, "betas": betas, "fused": fused}
-    return OptimizerPreset("adamw", torch.optim.AdamW, kwargs)
+    return OptimizerPreset("adamw", torch.optim.AdamW, kwargs, filter_bias_and_norm)
 
 
 def sgd(
@@ -282,10 +328,12 @@ def sgd(
     weight_decay: float = 0.0,
     nesterov: bool = False,
     fused: bool | None = None,
+    filter_bias_and_norm: bool = True,
 ) -> OptimizerPreset:
     """SGD with momentum: the classic choice for CNNs trained from scratch.
 
-    ``fused``: as for :func:`adam`.
+    ``fused``: as for :func:`adam`. ``filter_bias_and_norm``: as for :func:`adamw` (it matters
+    only with a ``weight_decay`` above 0).
 
     Example:
         >>> opt = lk.optim.sgd(lr=0.1, weight_decay=5e-4)(model.parameters())
@@ -299,6 +347,7 @@ def sgd(
             f"lk.optim.sgd: nesterov=True needs a momentum > 0, got momentum={momentum!r}"
         )
     _check_fused("sgd", fused)
+    check_bool("lk.optim.sgd", "filter_bias_and_norm", filter_bias_and_norm)
     kwargs = {
         "lr": lr,
         "momentum": momentum,
@@ -306,7 +355,7 @@ def sgd(
         "nesterov": nesterov,
         "fused": fused,
     }
-    return OptimizerPreset("sgd", torch.optim.SGD, kwargs)
+    return OptimizerPreset("sgd", torch.optim.SGD, kwargs, filter_bias_and_norm)
 
 
 def rmsprop(

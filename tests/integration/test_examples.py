@@ -37,6 +37,8 @@ QUALITY = {
     "regression_diabetes.py": {"test/r2": 0.35},
     "multilabel_synthetic.py": {"test/f1": 0.88, "test/map": 0.92},
     "segmentation_shapes.py": {"test/iou": 0.85, "test/dice": 0.9},
+    # fine-tuned from a saved state_dict beats the same net from scratch on 50 labels
+    "finetune_digits.py": {"test/acc": 0.55, "gain": 0.2},
 }
 
 

@@ -1,6 +1,7 @@
 """Callbacks that lightkit's trainer presets use; each works with a plain ``lightning.Trainer``."""
 
 from lightkit.callbacks.figures import ValidationFigures
+from lightkit.callbacks.finetuning import FineTuning
 from lightkit.callbacks.gpu_memory import GPUMemoryMonitor
 from lightkit.callbacks.grad_norm import GradientNormMonitor
 from lightkit.callbacks.hparams import HParamsMetrics
@@ -13,6 +14,7 @@ from lightkit.callbacks.progress import PlainProgressBar
 from lightkit.callbacks.rng_state import RNGState
 
 __all__ = [
+    "FineTuning",
     "GPUMemoryMonitor",
     "GradientNormMonitor",
     "HParamsMetrics",

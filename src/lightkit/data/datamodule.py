@@ -308,7 +308,11 @@ class DataModule(L.LightningDataModule):
         dataset = self.predict_dataset
         if dataset is None and self.train_dataset is not None:
             split, dataset = next(
-                ((s, d) for s, d in (("test", self.test_dataset), ("val", self.val_dataset)) if d is not None),
+                (
+                    (s, d)
+                    for s, d in (("test", self.test_dataset), ("val", self.val_dataset))
+                    if d is not None
+                ),
                 ("predict", None),
             )
             if dataset is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,10 +12,16 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from lightkit._validation import check_instance, check_int
+from lightkit.checkpointing import load_checkpoint
+
+_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 def backbone(
-    name: str, num_classes: int, in_channels: int = 3, weights: str | None = None
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    weights: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
     """A ``torchvision.models`` classifier with a new ``num_classes`` head and an adapted stem.
 
@@ -21,15 +29,25 @@ def backbone(
     ``num_classes`` outputs. When ``in_channels`` is not 3, the first convolution is replaced by one
     taking ``in_channels``; with pretrained ``weights`` its kernel starts as the mean of the RGB
     kernels, so grayscale or multispectral inputs still benefit from pretraining. Nothing is
-    downloaded unless you pass ``weights``.
+    ever downloaded.
 
     Args:
         name: A torchvision model name, for example ``"resnet18"`` or ``"efficientnet_b0"``
             (``torchvision.models.list_models(torchvision.models)`` lists them).
         num_classes: Outputs of the new head.
         in_channels: Channels of your images.
-        weights: Pretrained weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``), or None.
+        weights: Where the starting weights come from:
 
+            * None: random initialisation;
+            * a torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``): read from the
+              local torch hub cache (``torch.hub.get_dir()/checkpoints/``); when the file is not
+              there, the error names the file and the URL to fetch it from on a machine with
+              internet access;
+            * a path to a ``state_dict`` file (``torch.save(net.state_dict(), path)``, or a
+              lightkit checkpoint, whose ``net.`` weights are used) of this architecture,
+              loaded with ``weights_only=True``: every layer must be there with its shape, except
+              the head (kept fresh when its size differs: the file was trained for other classes)
+              and the stem (averaged over the file's channels when they differ).
     Returns:
         The plain torchvision ``nn.Module``.
 
@@ -47,7 +65,14 @@ def backbone(
         )
     check_int("backbone", "num_classes", num_classes, minimum=1)
     check_int("backbone", "in_channels", in_channels, minimum=1)
-    _check_weights(name, weights)
+    state_dict, source = None, ""
+    if _is_path(weights):
+        source = os.fspath(weights)  # type: ignore[arg-type]
+        state_dict = _read_state_dict(source)
+        weights = None
+    else:
+        _check_weights(name, weights)
+        _check_cached(name, weights)
     model = torchvision.models.get_model(name, weights=weights)
 
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -79,12 +104,89 @@ def backbone(
                     new.bias.copy_(stem.bias)
         _set_submodule(model, stem_name, new)
 
+    if state_dict is not None:
+        _load_into(model, state_dict, name, head_name, source)
+
     # Recorded so a checkpoint can rebuild the architecture; the weights come from the checkpoint.
     model.init_spec = {
         "class_path": "lightkit.models.backbone",
         "init_args": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
     }
     return model
+
+
+def _is_path(weights: object) -> bool:
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (
+        "/" in weights or os.sep in weights or weights.lower().endswith(_STATE_DICT_SUFFIXES)
+    )
+
+
+def _read_state_dict(where: str) -> dict[str, torch.Tensor]:
+    if not Path(where).is_file():
+        raise FileNotFoundError(
+            f"backbone: weights file {where!r} does not exist (weights= takes a torchvision "
+            "weights name such as 'DEFAULT', or the path of a state_dict file)"
+        )
+    loaded = load_checkpoint(where)  # weights_only, checked for damage
+    raw = loaded.get("state_dict", loaded)
+    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise ValueError(
+            f"backbone: {where!r} does not hold a state_dict (a dict of tensors); save one with "
+            "torch.save(net.state_dict(), path)"
+        )
+    if "state_dict" in loaded and any(k.startswith("net.") for k in raw):
+        raw = {k[len("net.") :]: v for k, v in raw.items() if k.startswith("net.")}
+    return raw
+
+
+def _load_into(model: nn.Module, state: dict, name: str, head_name: str, where: str) -> None:
+    """Load ``state`` into ``model``: every tensor but a head or stem of another size must fit."""
+    own = model.state_dict()
+    stem_name = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    fitted: dict[str, torch.Tensor] = {}
+    problems = []
+    for key, value in own.items():
+        saved = state.get(key)
+        if saved is None:
+            problems.append(f"{key} is missing")
+        elif saved.shape == value.shape:
+            fitted[key] = saved
+        elif key.startswith(head_name + "."):
+            continue  # trained for other classes: the new head stays fresh
+        elif key == f"{stem_name}.weight" and saved.shape[2:] == value.shape[2:]:
+            mean = saved.float().mean(dim=1, keepdim=True)
+            fitted[key] = (
+                mean.repeat(1, value.shape[1], 1, 1) * saved.shape[1] / value.shape[1]
+            ).to(value.dtype)
+        else:
+            problems.append(f"{key} has shape {tuple(saved.shape)}, expected {tuple(value.shape)}")
+    unexpected = sorted(set(state) - set(own))
+    if problems or unexpected:
+        shown = problems[:5] + [f"{k} is not a weight of {name}" for k in unexpected[:5]]
+        raise ValueError(
+            f"backbone: {where!r} does not hold weights of a {name!r}: "
+            + "; ".join(shown)
+            + (" ..." if len(problems) + len(unexpected) > 10 else "")
+        )
+    model.load_state_dict(fitted, strict=False)
+
+
+def _check_cached(name: str, weights: Any) -> None:
+    """torchvision weights are used only from the local torch hub cache: nothing is downloaded."""
+    if weights is None:
+        return
+    resolved = torchvision.models.get_model_weights(name).verify(weights)
+    url = resolved.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not cached.is_file():
+        raise FileNotFoundError(
+            f"backbone: the {resolved} weights of {name!r} are not in the local torch hub cache "
+            f"(expected {os.fspath(cached)!r}); lightkit downloads nothing: fetch {url} to that "
+            "path on a machine with internet access (or set TORCH_HOME), or pass "
+            "weights=<the path of a state_dict file>"
+        )
 
 
 def _check_weights(name: str, weights: object) -> None:

@@ -436,9 +436,36 @@ class TaskModule(L.LightningModule):
 
     # --- optimizers ------------------------------------------------------------------------------
 
+    #: Learning-rate multipliers by parameter-name prefix (``{"net": 0.1, "net.fc": 1.0}``: the
+    #: longest matching prefix wins), applied when the optimizer is built. None: one LR for all.
+    #: :class:`lightkit.callbacks.FineTuning` sets it (the body at a fraction of the head's LR).
+    lr_multipliers: dict[str, float] | None = None
+
+    def parameter_groups(self) -> list[Any]:
+        """The trainable parameters as the optimizer gets them: one list, or (with
+        :attr:`lr_multipliers`) one param group per multiplier with its own ``"lr"``. Override
+        it for groups of your own; lightkit's ``adamw`` and ``sgd`` presets then split each group
+        further so that biases and normalisation weights get no weight decay."""
+        named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        multipliers = self.lr_multipliers
+        if not multipliers:
+            return [p for _, p in named]
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for name, param in named:
+            prefixes = [k for k in multipliers if name == k or name.startswith(k + ".")]
+            scale = multipliers[max(prefixes, key=len)] if prefixes else 1.0
+            by_scale.setdefault(float(scale), []).append(param)
+        base = _base_lr(self.optimizer_factory)
+        if base is None:
+            raise ValueError(
+                f"{self._name}: lr_multipliers (discriminative learning rates) need the "
+                "optimizer's lr: use a lightkit.optim preset or a class_path optimizer with an "
+                "explicit lr"
+            )
+        return [{"params": ps, "lr": base * scale} for scale, ps in by_scale.items()]
+
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        optimizer = self.optimizer_factory(self.parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         factory = self.scheduler_factory
@@ -463,6 +490,15 @@ class TaskModule(L.LightningModule):
                 monitor = "train/loss"
             config["monitor"] = monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _base_lr(factory: Any) -> float | None:
+    """The learning rate an optimizer factory passes (a lightkit preset or a partial), or None."""
+    kwargs = getattr(factory, "kwargs", None)
+    if kwargs is None:
+        kwargs = getattr(factory, "keywords", None)
+    lr = kwargs.get("lr") if isinstance(kwargs, Mapping) else None
+    return float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
 
 
 def _enable_gradient_checkpointing(net: nn.Module, owner: str) -> None:

@@ -1,0 +1,157 @@
+"""FineTuning: train a pretrained net's new head first, then the whole net at discriminative LRs."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from lightkit._lightning import skip_unused_step_hooks
+from lightkit._validation import check_bool, check_float, check_int, short_repr
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_NORMS = (*_BATCH_NORMS, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+
+
+@skip_unused_step_hooks
+class FineTuning(Callback):
+    """Fine-tune a pretrained net: its head alone for ``freeze_epochs``, then the whole net with
+    the body at ``body_lr_ratio`` times the head's learning rate.
+
+    In the spirit of fastai's ``fine_tune`` and Lightning's ``BackboneFinetuning``, but without
+    changing the optimizer mid-run: the head and the body are two param groups from the start
+    (through the task's ``lr_multipliers``), and freezing turns the body's gradients off
+    (``requires_grad=False``: no backward pass through its weights, no optimizer update, no
+    weight decay). So LR schedulers see every group from the first step, and a run killed at any
+    point resumes bit-identically (whether the body is frozen follows from the epoch alone).
+
+    Normalisation layers (BatchNorm, GroupNorm, LayerNorm, InstanceNorm) are a documented choice:
+    with ``train_bn=True`` (the default, as in fastai) their affine weights keep training while
+    the body is frozen and BatchNorm keeps updating its running statistics, which adapts a net
+    pretrained on other images to yours; with ``train_bn=False`` they are frozen too and
+    BatchNorm layers stay in eval mode (running statistics kept) until the body is unfrozen.
+
+    The head is the net's last ``nn.Linear`` layer (the new head of ``lk.models.backbone``, and
+    of lightkit's ``MLP`` and ``ConvNet``), or the submodule named by ``head``. Works on any task
+    module with a ``net`` attribute and ``lr_multipliers`` (every lightkit task); under DDP, use
+    ``strategy="ddp_find_unused_parameters_true"`` (``lk.fine_tune`` does), since frozen
+    parameters get no gradient.
+
+    Args:
+        freeze_epochs: Epochs that train only the head (0: none, the body trains at once at its
+            lower learning rate).
+        body_lr_ratio: The body's learning rate as a fraction of the head's, in (0, 1].
+        head: The head's name inside ``net`` (``"fc"``, ``"classifier.3"``); default: the last
+            ``nn.Linear``.
+        train_bn: Keep normalisation layers training while the body is frozen.
+
+    Example:
+        >>> trainer = lk.make_trainer(max_epochs=5, callbacks=[lk.callbacks.FineTuning(freeze_epochs=1)])
+    """
+
+    def __init__(
+        self,
+        freeze_epochs: int = 1,
+        body_lr_ratio: float = 0.1,
+        head: str | None = None,
+        train_bn: bool = True,
+    ) -> None:
+        owner = "FineTuning"
+        self.freeze_epochs = check_int(owner, "freeze_epochs", freeze_epochs, minimum=0)
+        self.body_lr_ratio = check_float(
+            owner, "body_lr_ratio", body_lr_ratio, 0.0, 1.0, min_inclusive=False
+        )
+        if head is not None and (not isinstance(head, str) or not head):
+            raise TypeError(
+                f"{owner}: head must be the name of a submodule of the net (such as 'fc') or "
+                f"None, got {short_repr(head)}"
+            )
+        self.head = head
+        self.train_bn = check_bool(owner, "train_bn", train_bn)
+        self._frozen: list[nn.Parameter] = []
+        self._frozen_norms: list[nn.Module] = []
+
+    # --- which parameters are the head -----------------------------------------------------------
+
+    def head_name(self, pl_module: L.LightningModule) -> str:
+        """The head's name inside ``pl_module.net`` (checked)."""
+        net = getattr(pl_module, "net", None)
+        if not isinstance(net, nn.Module):
+            raise TypeError(
+                f"FineTuning: the module ({type(pl_module).__name__}) has no `net` attribute "
+                "holding the network; fine-tuning needs a lightkit task module (or one with `net`)"
+            )
+        children = [n for n, _ in net.named_children()]
+        if self.head is not None:
+            try:
+                module = net.get_submodule(self.head)
+            except AttributeError:
+                raise ValueError(
+                    f"FineTuning: the net ({type(net).__name__}) has no submodule {self.head!r} "
+                    f"to use as its head; its top-level parts are {children}"
+                ) from None
+            if not any(True for _ in module.parameters()):
+                raise ValueError(f"FineTuning: head {self.head!r} has no parameters to train")
+            return self.head
+        linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(
+                f"FineTuning: cannot find the head of {type(net).__name__} (it has no nn.Linear "
+                f"layer); pass head=<the name of its last layer or block>, one of {children}"
+            )
+        return linears[-1]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        head = self.head_name(pl_module)
+        if not hasattr(pl_module, "lr_multipliers"):
+            raise TypeError(
+                f"FineTuning: {type(pl_module).__name__} has no `lr_multipliers`; use a lightkit "
+                "task module"
+            )
+        # Read when the optimizer is built, which Lightning does after this hook.
+        pl_module.lr_multipliers = {"net": self.body_lr_ratio, f"net.{head}": 1.0}
+
+    # --- freezing --------------------------------------------------------------------------------
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch < self.freeze_epochs:
+            self._freeze(pl_module)
+        elif self._frozen or self._frozen_norms:
+            self._unfreeze()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._unfreeze()  # the module you get back trains as a whole
+
+    def _freeze(self, pl_module: L.LightningModule) -> None:
+        net: nn.Module = pl_module.net  # type: ignore[assignment]
+        head = net.get_submodule(self.head_name(pl_module))
+        head_params = {id(p) for p in head.parameters()}
+        norm_params = set()
+        self._frozen_norms = []
+        for module in net.modules():
+            if isinstance(module, _NORMS):
+                if self.train_bn:
+                    norm_params |= {id(p) for p in module.parameters(recurse=False)}
+                elif isinstance(module, _BATCH_NORMS):
+                    module.eval()  # re-set each epoch: Lightning puts the module in train mode
+                    self._frozen_norms.append(module)
+        if not self._frozen:
+            self._frozen = [
+                p
+                for p in net.parameters()
+                if p.requires_grad and id(p) not in head_params and id(p) not in norm_params
+            ]
+        for param in self._frozen:
+            param.requires_grad_(False)
+
+    def _unfreeze(self) -> None:
+        for param in self._frozen:
+            param.requires_grad_(True)
+        for module in self._frozen_norms:
+            module.train()
+        self._frozen, self._frozen_norms = [], []
+
+
+__all__ = ["FineTuning"]

@@ -1,0 +1,173 @@
+"""FineTuning and lk.fine_tune: the head first, then everything at discriminative learning rates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import flat_weights, make_blobs
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+import lightkit as lk
+from lightkit.callbacks import FineTuning
+
+
+class Snapshots(Callback):
+    """The body's and the head's weights at the end of each training epoch."""
+
+    def __init__(self):
+        self.body, self.head = [], []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        net = pl_module.net
+        self.body.append(
+            torch.cat([p.detach().flatten().clone() for p in net.layers[:-1].parameters()])
+        )
+        self.head.append(
+            torch.cat([p.detach().flatten().clone() for p in net.layers[-1].parameters()])
+        )
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return lk.ClassificationModule(
+        lk.models.MLP(8, 3, hidden=[16, 16]), 3, optimizer=lk.optim.adamw(lr=1e-2)
+    )
+
+
+def _options(tmp_path, **kwargs):
+    return dict(default_root_dir=tmp_path, logger=False, enable_progress_bar=False, verbose=False,
+                enable_model_summary=False, **kwargs)  # fmt: skip
+
+
+def test_the_head_trains_alone_first_then_everything_at_a_lower_body_lr(tmp_path):
+    module, snaps = _mlp(), Snapshots()
+    start_body = torch.cat(
+        [p.detach().flatten().clone() for p in module.net.layers[:-1].parameters()]
+    )
+    dm = lk.data.DataModule(make_blobs(128), batch_size=32)
+    trainer = lk.fine_tune(
+        module, dm, epochs=3, freeze_epochs=1, callbacks=[snaps], **_options(tmp_path)
+    )
+    torch.testing.assert_close(snaps.body[0], start_body, rtol=0, atol=0)  # frozen in epoch 0
+    assert not torch.equal(snaps.body[1], snaps.body[0])  # trained from epoch 1
+    assert not torch.equal(snaps.head[0], snaps.head[1])
+    lrs = sorted(g["lr"] for g in trainer.optimizers[0].param_groups)
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-2)  # body 0.1x the head
+    assert all(p.requires_grad for p in module.parameters())  # handed back trainable
+
+
+def test_adamw_puts_biases_and_norms_in_a_group_without_weight_decay(tmp_path):
+    module = lk.ClassificationModule(
+        lk.models.ConvNet(1, 3, widths=(4,)), 3, optimizer=lk.optim.adamw()
+    )
+    optimizer = module.configure_optimizers()
+    flat = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0]
+    decayed = [g for g in optimizer.param_groups if g["weight_decay"] == 0.01]
+    assert flat and decayed
+    assert all(p.ndim <= 1 for g in flat for p in g["params"])
+    assert all(p.ndim > 1 for g in decayed for p in g["params"])
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(module.parameters()))
+    plain = lk.ClassificationModule(
+        lk.models.ConvNet(1, 3, widths=(4,)),
+        3,
+        optimizer=lk.optim.adamw(filter_bias_and_norm=False),
+    ).configure_optimizers()
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0.01
+    assert lk.optim.adamw().to_spec()["init_args"]["filter_bias_and_norm"] is True
+
+
+def test_a_killed_fine_tuning_run_resumes_bit_identically(tmp_path):
+    dm = lambda: lk.data.DataModule(make_blobs(128), batch_size=32)  # noqa: E731
+    whole = _mlp()
+    lk.fine_tune(whole, dm(), epochs=4, freeze_epochs=2, **_options(tmp_path / "whole"))
+    # The same run stopped after the frozen epoch 0 (max_epochs=1), then resumed to the end.
+    part = _mlp()
+    lk.fit(
+        part,
+        dm(),
+        max_epochs=1,
+        callbacks=[FineTuning(freeze_epochs=2)],
+        **_options(tmp_path / "part"),
+    )
+    resumed = _mlp()
+    lk.fine_tune(
+        resumed, dm(), epochs=4, freeze_epochs=2, resume=True, **_options(tmp_path / "part")
+    )
+    torch.testing.assert_close(flat_weights(resumed), flat_weights(whole), rtol=0, atol=0)
+
+
+def test_batchnorm_is_kept_or_frozen_as_asked(tmp_path):
+    def run(train_bn):
+        torch.manual_seed(0)
+        module = lk.ClassificationModule(lk.models.ConvNet(1, 3, widths=(4,)), 3)
+        bn = next(m for m in module.net.modules() if isinstance(m, nn.BatchNorm2d))
+        before = bn.running_mean.clone(), bn.weight.detach().clone()
+        x = torch.randn(64, 1, 8, 8) + 2
+        dm = lk.data.DataModule(
+            torch.utils.data.TensorDataset(x, torch.randint(0, 3, (64,))), batch_size=16
+        )
+        lk.fit(module, dm, max_epochs=1, callbacks=[FineTuning(freeze_epochs=1, train_bn=train_bn)],
+               **_options(tmp_path / str(train_bn)))  # fmt: skip
+        return before, (bn.running_mean, bn.weight.detach())
+
+    (mean0, weight0), (mean1, weight1) = run(train_bn=False)
+    torch.testing.assert_close(mean1, mean0, rtol=0, atol=0)
+    torch.testing.assert_close(weight1, weight0, rtol=0, atol=0)
+    (mean0, weight0), (mean1, weight1) = run(train_bn=True)
+    assert not torch.equal(mean1, mean0) and not torch.equal(weight1, weight0)
+
+
+def test_bad_options_say_what_to_pass(tmp_path):
+    dm = lk.data.DataModule(make_blobs(64), batch_size=32)
+    headless = lk.ClassificationModule(nn.Sequential(nn.Conv1d(1, 3, 8), nn.Flatten()), 3)
+    with pytest.raises(
+        ValueError, match=r"cannot find the head of Sequential.*pass head=.*\['0', '1'\]"
+    ):
+        lk.fine_tune(headless, dm, epochs=2, **_options(tmp_path))
+    with pytest.raises(ValueError, match=r"no submodule 'classifier'.*\['layers'\]"):
+        lk.fine_tune(_mlp(), dm, epochs=2, head="classifier", **_options(tmp_path))
+    with pytest.raises(ValueError, match=r"freeze_epochs=2 leaves no epoch of the 2"):
+        lk.fine_tune(_mlp(), dm, epochs=2, freeze_epochs=2, **_options(tmp_path))
+    with pytest.raises(ValueError, match=r"body_lr_ratio must be a number in \(0, 1\]"):
+        FineTuning(body_lr_ratio=0.0)
+    with pytest.raises(ValueError, match=r"freeze_epochs must be an integer >= 0"):
+        FineTuning(freeze_epochs=-1)
+    with pytest.raises(TypeError, match=r"give the number of epochs as epochs="):
+        lk.fine_tune(_mlp(), dm, max_epochs=3)
+
+
+def test_fine_tuning_works_from_a_config(tmp_path):
+    from lightkit.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        """
+trainer:
+  max_epochs: 2
+  limit_train_batches: 2
+  limit_val_batches: 1
+  enable_progress_bar: false
+  callbacks:
+    - class_path: lightkit.callbacks.FineTuning
+      init_args: {freeze_epochs: 1, body_lr_ratio: 0.2}
+model:
+  class_path: lightkit.ClassificationModule
+  init_args:
+    num_classes: 10
+    net:
+      class_path: lightkit.models.MLP
+      init_args: {in_features: 64, out_features: 10, hidden: [16]}
+data:
+  class_path: lightkit.data.DigitsDataModule
+"""
+    )
+    assert (
+        main(["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path / 'runs'}"])
+        == 0
+    )
+    checkpoint = torch.load(
+        tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+    groups = checkpoint["optimizer_states"][0]["param_groups"]
+    assert sorted(g["lr"] for g in groups) == pytest.approx([0.2e-3, 1e-3])
