@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import flat_weights, make_blobs
 from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 import lightkit as lk
+from helpers import flat_weights, make_blobs
 from lightkit.callbacks import FineTuning
 
 

@@ -7,11 +7,11 @@ import csv
 import numpy as np
 import pytest
 import torch
-from helpers import make_blobs
 from PIL import Image
 from torch.utils.data import TensorDataset
 
 import lightkit as lk
+from helpers import make_blobs
 from lightkit.callbacks import PredictionWriter
 
 
@@ -83,7 +83,7 @@ def test_segmentation_masks_are_saved_as_pngs_of_class_indices(tmp_path):
         dm.train_dataset, predict=TensorDataset(images), batch_size=4, val_split=0.0
     )
     module = lk.SegmentationModule(lk.models.UNet(3, 3, base=4, depth=2), 3)
-    writer, probs, rows = _predict(module, dm_predict, tmp_path / "seg.csv")
+    _, probs, rows = _predict(module, dm_predict, tmp_path / "seg.csv")
     assert rows[0] == ["index", "mask"] and len(rows) == len(images) + 1
     mask = np.array(Image.open(tmp_path / rows[1][1]))
     np.testing.assert_array_equal(mask, probs[0].argmax(0).numpy())

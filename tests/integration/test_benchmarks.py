@@ -94,7 +94,10 @@ def test_data_loading_benchmark_tiny():
 
 def test_figures_benchmark_runs():
     out = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "figures.py")], capture_output=True, text=True, timeout=300
+        [sys.executable, str(BENCHMARKS / "figures.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line.split() for line in out.stdout.splitlines()[1:]]

@@ -8,8 +8,8 @@ from lightkit.callbacks.hparams import HParamsMetrics
 from lightkit.callbacks.model_checkpoint import ModelCheckpoint
 from lightkit.callbacks.model_summary import TorchinfoSummary
 from lightkit.callbacks.nan_guard import NaNGuard, NonFiniteError
-from lightkit.callbacks.predictions import PredictionWriter
 from lightkit.callbacks.no_validation import NoValidationFallback
+from lightkit.callbacks.predictions import PredictionWriter
 from lightkit.callbacks.progress import PlainProgressBar
 from lightkit.callbacks.rng_state import RNGState
 
