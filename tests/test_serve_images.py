@@ -270,3 +270,148 @@ def test_the_readme_curl_commands_for_images(image_server, tmp_path):
     labels = predictor.predict_labels([tmp_path / "cat.jpg", tmp_path / "dog.png"])
     assert [p["label"] for p in answers[0]["predictions"]] == labels
     assert answers[1]["label"] == labels[0] and answers[2]["label"] == labels[0]
+
+
+# --- bounds on the work one request or one crafted checkpoint can cause (a hostile review) ------
+
+
+def _strip_png(width: int, height: int = 1) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _resize_pipeline(size, *extra):
+    steps = [
+        {
+            "op": "Resize",
+            "size": size,
+            "interpolation": "bilinear",
+            "max_size": None,
+            "antialias": True,
+        },
+        *extra,
+        {"op": "ToImage"},
+        {"op": "ToDtype", "dtype": "float32", "scale": True},
+    ]
+    return {"class_path": "lightkit.data._recorded.eval_pipeline", "init_args": {"steps": steps}}
+
+
+def test_a_thin_strip_is_refused_before_the_transform_blows_it_up():
+    # 138 bytes of PNG; resizing its shorter side to 224 would make 3×224×4,480,000 numbers.
+    spec = _resize_pipeline(224, {"op": "CenterCrop", "size": [224, 224]})
+    inputs = RequestInputs((3, 224, 224), transform_spec=spec)
+    status, message = inputs.images([("strip.png", _strip_png(20000))])
+    assert status == 422 and "would make a 3×224×4480000 image" in message
+
+
+def test_a_crafted_transform_is_refused_before_the_server_starts_and_before_predicting(
+    image_checkpoint, tmp_path
+):
+    from helpers import tamper_checkpoint
+
+    from lightkit.serve import make_server
+
+    def edit(checkpoint):
+        checkpoint["lightkit"]["inference"]["transform"] = _resize_pipeline([8192, 8192])
+
+    bad = tamper_checkpoint(image_checkpoint, tmp_path / "bad.ckpt", edit)
+    with pytest.raises(ValueError, match=r"would make a 3×8192×8192 image"):
+        make_server(bad)
+    (tmp_path / "a.png").write_bytes(_png(3))
+    with pytest.raises(ValueError, match=r"would make a 3×8192×8192 image"):
+        lk.Predictor.from_checkpoint(bad).predict([tmp_path / "a.png"])
+
+    def inconsistent(checkpoint):  # within bounds, but never the recorded input shape
+        checkpoint["lightkit"]["inference"]["transform"] = _resize_pipeline(
+            [20, 20], {"op": "CenterCrop", "size": [16, 16]}
+        )
+
+    odd = tamper_checkpoint(image_checkpoint, tmp_path / "odd.ckpt", inconsistent)
+    with pytest.raises(
+        ValueError,
+        match=r"turns every image into \(3, 16, 16\), but its recorded input shape is \(3, 12, 12\)",
+    ):
+        make_server(odd)
+
+
+def test_only_common_image_formats_are_decoded():
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    inputs = RequestInputs((3, 12, 12), transform=lk.data.transforms.eval_preset(12))
+    status, message = inputs.images([("page.eps", eps)])
+    assert status == 422 and "not an image in a format lightkit reads (PNG, JPEG" in message
+
+
+def test_whatever_a_format_plugin_raises_is_a_bad_image(monkeypatch):
+    from PIL import ImageFile
+
+    def broken(self):
+        raise NotImplementedError("unknown pixel format")
+
+    data = _png(2)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    inputs = RequestInputs((3, 12, 12), transform=lk.data.transforms.eval_preset(12))
+    status, message = inputs.images([("odd.png", data)])
+    assert status == 422 and "NotImplementedError: unknown pixel format" in message
+
+
+def test_rgba_images_decode_with_four_channels():
+    from lightkit.data.datasets import decode_image
+
+    image = decode_image(_png(5), "RGBA", "x.png")
+    assert image.mode == "RGBA"
+    out = io.BytesIO()
+    Image.fromarray(np.full((4, 5), 30000, np.uint16)).save(out, "PNG")  # 16-bit
+    deep = decode_image(out.getvalue(), "RGBA", "deep.png")
+    assert tuple(deep.shape) == (4, 4, 5) and float(deep[3].min()) == 1.0
+
+
+def test_request_bounds_on_pixels_and_model_input(monkeypatch):
+    from lightkit.serve import _requests
+
+    inputs = RequestInputs((3, 12, 12), transform=lk.data.transforms.eval_preset(12))
+    monkeypatch.setattr(_requests, "MAX_IMAGE_PIXELS", 100)
+    status, message = inputs.images([("big.png", _png(1))])  # 18×14 = 252 pixels
+    assert status == 422 and "252 pixels (18×14), more than the limit of 100" in message
+    monkeypatch.setattr(_requests, "MAX_IMAGE_PIXELS", 2**25)
+    monkeypatch.setattr(_requests, "MAX_REQUEST_PIXELS", 400)
+    status, message = inputs.images([("a.png", _png(1)), ("b.png", _png(2))])
+    assert status == 413 and "pixels in all" in message
+    monkeypatch.setattr(_requests, "MAX_REQUEST_PIXELS", 2**26)
+    monkeypatch.setattr(_requests, "MAX_REQUEST_INPUT_BYTES", 3 * 12 * 12 * 4 + 1)
+    status, message = inputs.images([("a.png", _png(1)), ("b.png", _png(2))])
+    assert status == 413 and "MiB of model input" in message
+
+
+def test_base64_with_line_breaks_or_without_padding_is_accepted():
+    inputs = RequestInputs((3, 12, 12), transform=lk.data.transforms.eval_preset(12))
+    wrapped = base64.encodebytes(_png(4)).decode()  # 76-character lines
+    assert "\n" in wrapped
+    unpadded = base64.b64encode(_png(6)).decode().rstrip("=")
+    for value in (wrapped, unpadded):
+        assert isinstance(inputs.payload({"image": value}), Samples)
+
+
+@pytest.mark.parametrize(
+    ("step", "match"),
+    [
+        ({"op": "ToDtype", "dtype": ["float32"], "scale": True}, "bad dtype"),
+        (
+            {
+                "op": "Resize",
+                "size": [8],
+                "interpolation": {"a": 1},
+                "max_size": None,
+                "antialias": True,
+            },
+            "bad interpolation",
+        ),
+        ({"op": "Grayscale", "num_output_channels": 3.0}, "bad num_output_channels"),
+        ({"op": "Pad", "padding": 1, "fill": 0, "padding_mode": ["edge"]}, "bad padding_mode"),
+    ],
+)
+def test_unhashable_or_float_step_arguments_are_named(step, match):
+    from lightkit.data._recorded import check_steps
+
+    with pytest.raises(ValueError, match=match):
+        check_steps({"steps": [step]}, "test")

@@ -20,6 +20,7 @@ from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import check_trust, from_spec, resolve, trusting
 from lightkit._validation import check_choice, check_class_names, check_int, check_path
 from lightkit.checkpointing import load_checkpoint
+from lightkit.data._recorded import check_image_size
 from lightkit.data.datasets import load_image
 from lightkit.outputs import DescribedTask, TaskOutputs
 
@@ -111,6 +112,12 @@ class Predictor:
                 self._transform_spec, "Predictor: the recorded eval transform", kind="transform"
             )
         return self._transform
+
+    @property
+    def transform_spec(self) -> dict[str, Any] | None:
+        """The eval transform recorded in the checkpoint, as plain data (None when the transform
+        was given, or none was recorded)."""
+        return dict(self._transform_spec) if self._transform_spec is not None else None
 
     @transform.setter
     def transform(self, value: Any) -> None:
@@ -332,6 +339,18 @@ class Predictor:
 
     def _image(self, path: Path, index: int) -> torch.Tensor:
         image = load_image(path, self.image_mode)  # BadImageError names the file
+        if self._transform_spec is not None:  # from the checkpoint: sizes checked before it runs
+            if isinstance(image, torch.Tensor):
+                channels, height, width = image.shape[-3:]
+            else:
+                channels, (width, height) = len(image.getbands()), image.size
+            check_image_size(
+                self._transform_spec,
+                channels,
+                height,
+                width,
+                f"Predictor.predict: image {os.fspath(path)!r}",
+            )
         transform = self.transform
         if transform is None:
             if not self._warned_no_transform:

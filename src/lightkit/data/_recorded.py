@@ -103,6 +103,8 @@ def _is_number(value: Any) -> bool:
 
 
 def _valid(op: str, name: str, value: Any) -> bool:
+    if name in ("dtype", "interpolation", "padding_mode") and not isinstance(value, str):
+        return False
     if name == "dtype":
         return value in _DTYPES
     if name in ("scale",):
@@ -121,7 +123,7 @@ def _valid(op: str, name: str, value: Any) -> bool:
         ok = ok and all(_is_number(v) for v in value)
         return ok and (name == "mean" or all(v > 0 for v in value))
     if name == "num_output_channels":
-        return value in (1, 3) and not isinstance(value, bool)
+        return _is_int(value, 1, 3) and value != 2
     if name == "padding":
         sides = value if isinstance(value, list) else [value]
         return len(sides) in (1, 2, 4) and all(_is_int(s, 0, MAX_SIDE) for s in sides)
@@ -168,6 +170,78 @@ def _build(step: Mapping[str, Any]) -> Any:
     if op == "Pad":
         return v2.Pad(step["padding"], fill=step["fill"], padding_mode=step["padding_mode"])
     return getattr(v2, op)()
+
+
+# --- sizes: what a recorded transform makes of an image of a given size ----------------------------
+
+# The most numbers any step of a recorded transform may make from one image (unless the decoded
+# image itself holds more): 32M, a 3×3264×3264 image. It bounds the memory a crafted transform
+# (Resize to 8192² then Pad) or a crafted image (a 20000×1 strip resized by its shorter side)
+# can take, and is checked before the transform runs.
+MAX_STEP_NUMEL = 2**25
+
+
+def output_sizes(
+    spec: Mapping[str, Any], channels: int, height: int, width: int
+) -> list[tuple[int, int, int]]:
+    """The ``(C, H, W)`` after each step of a recorded transform (``eval_preset`` or
+    ``eval_pipeline``, already checked) for an input image of that size."""
+    args = spec.get("init_args") or {}
+    if spec.get("class_path") == PIPELINE_PATH:
+        steps = args["steps"]
+    else:  # eval_preset: resize the shorter side (bounded longer side), centre crop
+        size = args["image_size"]
+        steps = [
+            {"op": "Resize", "size": size, "max_size": 8 * size if isinstance(size, int) else None},
+            {"op": "CenterCrop", "size": size},
+        ]
+    c, h, w = channels, height, width
+    sizes = []
+    for step in steps:
+        op = step["op"]
+        if op == "Grayscale":
+            c = step["num_output_channels"]
+        elif op == "Resize":
+            h, w = _resized(h, w, step["size"], step.get("max_size"))
+        elif op == "CenterCrop":
+            size = step["size"] if isinstance(step["size"], list) else [step["size"]]
+            h, w = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+        elif op == "Pad":
+            pad = step["padding"] if isinstance(step["padding"], list) else [step["padding"]]
+            left, top, right, bottom = (
+                (pad * 4)[:4]
+                if len(pad) == 1
+                else ((pad[0], pad[1], pad[0], pad[1]) if len(pad) == 2 else tuple(pad))
+            )
+            h, w = h + top + bottom, w + left + right
+        sizes.append((c, h, w))
+    return sizes
+
+
+def _resized(h: int, w: int, size: Any, max_size: int | None) -> tuple[int, int]:
+    sides = size if isinstance(size, list) else [size]
+    if len(sides) == 2:
+        return sides[0], sides[1]
+    short, long = (h, w) if h <= w else (w, h)
+    new_short, new_long = sides[0], int(sides[0] * long / max(short, 1))
+    if max_size is not None and new_long > max_size:
+        new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_short, new_long) if h <= w else (new_long, new_short)
+
+
+def check_image_size(
+    spec: Mapping[str, Any], channels: int, height: int, width: int, what: str
+) -> None:
+    """Raise ``ValueError`` when a step of the recorded transform would make more than
+    :data:`MAX_STEP_NUMEL` numbers (or more than the image itself holds, if that is larger)."""
+    limit = max(MAX_STEP_NUMEL, channels * height * width)
+    for i, (c, h, w) in enumerate(output_sizes(spec, channels, height, width)):
+        if c * h * w > limit:
+            raise ValueError(
+                f"{what}: the eval transform would make a {c}×{h}×{w} image from this "
+                f"{width}×{height} image (step {i}), more than the {limit:,} numbers lightkit "
+                "allows; send an image of more usual proportions"
+            )
 
 
 # --- describing (the user's own transform) --------------------------------------------------------
@@ -316,4 +390,12 @@ def _compare(original: Any, rebuilt: Any, image_mode: str) -> None:
         )
 
 
-__all__ = ["NotDescribable", "check_steps", "describe_transform", "eval_pipeline"]
+__all__ = [
+    "MAX_STEP_NUMEL",
+    "NotDescribable",
+    "check_image_size",
+    "check_steps",
+    "describe_transform",
+    "eval_pipeline",
+    "output_sizes",
+]

@@ -19,7 +19,10 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-_MODES = ("RGB", "L")
+_MODES = ("RGB", "L", "RGBA")
+# The formats lightkit decodes: PIL can read many more (EPS through Ghostscript, a subprocess;
+# rarely used plugins that are less hardened), and an image file is untrusted input.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF", "GIF", "PPM")  # JPEG: MPO too
 _BAD_FILE = ("error", "skip")
 
 PathLike = str | os.PathLike[str]
@@ -77,31 +80,40 @@ def load_image(path: PathLike, mode: str = "RGB") -> Image.Image | tv_tensors.Im
 
 
 def decode_image(
-    data: bytes, mode: str = "RGB", name: str = "the image"
+    data: bytes, mode: str = "RGB", name: str = "the image", max_pixels: int | None = None
 ) -> Image.Image | tv_tensors.Image:
     """:func:`load_image` for the bytes of an image file (an upload); ``name`` names it in errors.
+
+    ``max_pixels``: a lower limit than ``PIL.Image.MAX_IMAGE_PIXELS`` (a server's), checked on
+    the header before anything is decoded.
 
     Example:
         >>> from lightkit.data.datasets import decode_image
         >>> image = decode_image(Path("cat.jpg").read_bytes(), name="cat.jpg")
     """
     _check_choice("decode_image", "mode", mode, _MODES)
-    return _load(io.BytesIO(data), name, mode)
+    return _load(io.BytesIO(data), name, mode, max_pixels)
 
 
-def _load(source: Any, name: str, mode: str) -> Image.Image | tv_tensors.Image:
-    with _open(source, name) as img:
+def _load(
+    source: Any, name: str, mode: str, max_pixels: int | None = None
+) -> Image.Image | tv_tensors.Image:
+    with _open(source, name, max_pixels) as img:
         try:
             img.load()
-        except (OSError, SyntaxError, ValueError) as err:
-            raise BadImageError(f"cannot read image file {name!r}: {err}") from err
+        except MemoryError as err:
+            raise BadImageError(f"image file {name!r} is too large to decode here") from err
+        except Exception as err:  # a format plugin may raise anything on a crafted file
+            raise BadImageError(
+                f"cannot read image file {name!r}: {type(err).__name__}: {err}"
+            ) from err
         if not mode:
             return img.copy()
         if img.mode in _HIGH_DEPTH_MODES:
             return _high_depth_image(img, name, mode)
         try:
             return img.convert(mode) if img.mode != mode else img.copy()
-        except (OSError, ValueError) as err:
+        except Exception as err:
             raise BadImageError(
                 f"cannot convert image file {name!r} from PIL mode {img.mode!r} to {mode!r}: {err}"
             ) from err
@@ -168,21 +180,26 @@ def _has_jpeg_end(path: PathLike) -> bool:
 
 
 @contextmanager
-def _open(path: Any, name: str | None = None) -> Iterator[Image.Image]:
+def _open(
+    path: Any, name: str | None = None, max_pixels: int | None = None
+) -> Iterator[Image.Image]:
     """``Image.open`` that names the file on failure and refuses possible decompression bombs."""
     name = name if name is not None else os.fspath(path)
     try:
         with warnings.catch_warnings():
             # PIL warns above MAX_IMAGE_PIXELS and raises above twice that; refuse both.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            Image.init()  # registers every format plugin (once), so that formats= can name them
+            img = Image.open(path, formats=IMAGE_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImageError(_bomb_message(name, _pixels_in(err), None)) from None
-    except (OSError, SyntaxError, ValueError) as err:  # UnidentifiedImageError is an OSError
+    except FileNotFoundError as err:
+        raise BadImageError(f"cannot read image file {name!r}: {err}") from err
+    except Exception as err:  # a format plugin may raise anything on a crafted file
         detail = (
-            "not an image format PIL can read"
+            f"not an image in a format lightkit reads ({', '.join(IMAGE_FORMATS)})"
             if isinstance(err, Image.UnidentifiedImageError)
-            else str(err)
+            else f"{type(err).__name__}: {err}"
         )
         raise BadImageError(f"cannot read image file {name!r}: {detail}") from err
     with img:
@@ -190,6 +207,11 @@ def _open(path: Any, name: str | None = None) -> Iterator[Image.Image]:
         width, height = img.size
         if limit is not None and width * height > limit:  # whatever the warning filters say
             raise BadImageError(_bomb_message(name, width * height, img.size))
+        if max_pixels is not None and width * height > max_pixels:
+            raise BadImageError(
+                f"image file {name!r} has {width * height:,} pixels ({width}×{height}), more "
+                f"than the limit of {max_pixels:,} here; send a smaller image"
+            )
         yield img
 
 
@@ -237,9 +259,11 @@ def _high_depth_image(img: Image.Image, name: str, mode: str) -> tv_tensors.Imag
     tensor = torch.from_numpy(array.astype(np.float32))[None]
     if scale != 1.0:
         tensor = tensor.div_(scale)
-    if mode == "RGB":
-        tensor = tensor.expand(3, -1, -1).contiguous()
-    return tv_tensors.Image(tensor)
+    if mode in ("RGB", "RGBA"):
+        tensor = tensor.expand(3, -1, -1)
+    if mode == "RGBA":  # opaque
+        tensor = torch.cat([tensor, torch.ones_like(tensor[:1])])
+    return tv_tensors.Image(tensor.contiguous())
 
 
 def _check_choice(owner: str, name: str, value: Any, choices: Sequence[str]) -> None:

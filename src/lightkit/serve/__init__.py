@@ -67,6 +67,7 @@ import torch
 from lightkit._metadata import CheckpointMetadata
 from lightkit._validation import check_bool, check_choice, check_float, check_int
 from lightkit.checkpointing import load_checkpoint
+from lightkit.data._recorded import check_image_size, output_sizes
 from lightkit.inference import Predictor
 from lightkit.serve._http import RequestGuard, read_timeout_protocol
 from lightkit.serve._requests import (
@@ -141,6 +142,7 @@ if ls is not None:
             self.inputs = RequestInputs(
                 self.input_shape,
                 transform=self.predictor.transform,
+                transform_spec=self.predictor.transform_spec,
                 image_mode=self.predictor.image_mode,
                 max_samples=self.max_samples,
             )
@@ -321,9 +323,12 @@ def make_server(
     predictor = Predictor.from_checkpoint(path, device="cpu", **extra)
     takes_images = predictor.transform is not None  # built now: a bad one fails here
     recorded = predictor.input_shape
+    spec = predictor.transform_spec
     del predictor
     if shape is None and recorded is not None:
         shape = tuple(recorded)
+    if spec is not None:
+        _check_recorded_transform(spec, meta.image_mode, shape, path)
     if shape is None:
         print(
             f"lightkit serve: {path!r} records no input shape (its task overrides shared_step?); "
@@ -355,6 +360,25 @@ def make_server(
     }
     guard = (RequestGuard, guard_args)
     return ls.LitServer(api, accelerator=accelerator, middlewares=[guard], devices=1)
+
+
+def _check_recorded_transform(
+    spec: dict[str, Any], image_mode: str, shape: tuple[int, ...] | None, path: str
+) -> None:
+    """A recorded eval transform must fit the recorded input shape and stay within the size
+    bounds on ordinary images (a crafted checkpoint's fails here, before the server starts)."""
+    channels = {"RGB": 3, "L": 1, "RGBA": 4}.get(image_mode, 3)
+    finals = set()
+    for height, width in ((48, 64), (64, 48), (480, 640)):
+        check_image_size(spec, channels, height, width, f"serve: {path!r}")
+        finals.add(output_sizes(spec, channels, height, width)[-1])
+    final = finals.pop() if len(finals) == 1 else None
+    if final is not None and shape is not None and len(shape) == 3 and final != tuple(shape):
+        raise ValueError(
+            f"serve: {path!r}: its recorded eval transform turns every image into {final}, but "
+            f"its recorded input shape is {tuple(shape)}; the file is inconsistent (damaged or "
+            "crafted), refusing to serve it"
+        )
 
 
 def _check_shape(input_shape: Any) -> tuple[int, ...] | None:

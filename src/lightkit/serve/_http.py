@@ -87,14 +87,14 @@ class RequestGuard:
                 await _reply(send, *files)
                 return
             async with self._parsers:
-                result = await asyncio.to_thread(self.inputs.images, files)
+                result = await asyncio.to_thread(_as_body, self.inputs.images, files)
         else:
             async with self._parsers:
-                result = await asyncio.to_thread(self.inputs.parse, body, content_type)
-        if not isinstance(result, Samples):
+                result = await asyncio.to_thread(_as_body, self.inputs.parse, body, content_type)
+        if isinstance(result, tuple):
             await _reply(send, *result)
             return
-        checked = result.to_body()
+        checked = result
         replayed = False
 
         async def replay() -> Message:
@@ -156,6 +156,13 @@ class RequestGuard:
         finally:
             await form.close()
         return files
+
+
+def _as_body(parse: Callable[..., Any], *args: Any) -> bytes | tuple[int, str]:
+    """``parse(*args)``'s samples as the compact body for the model worker (in the same worker
+    thread: encoding a large request must not hold the event loop), or its problem."""
+    result = parse(*args)
+    return result.to_body() if isinstance(result, Samples) else result
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:

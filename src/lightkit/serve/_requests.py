@@ -32,6 +32,7 @@ import torch
 
 from lightkit._spec import from_spec, trusting
 from lightkit._validation import short_repr
+from lightkit.data._recorded import check_image_size
 from lightkit.data.datasets import BadImageError, decode_image
 
 Problem = tuple[int, str]  # (HTTP status, message)
@@ -47,6 +48,12 @@ _CHUNK_NUMBERS = 2**15  # numbers converted to float32 per numpy call
 CHECKED = "lightkit_checked"  # the key of the compact body the guard hands on to LitServe
 _MIN_IMAGE_BODY_BYTES = 16 * 2**20  # room for a phone photo when images are taken
 DEFAULT_MAX_SAMPLES = 64
+# Bounds on the work one request's images may cause: pixels per image (a 33-megapixel photo) and
+# per request (checked on each header before decoding), and bytes of model input per request
+# (what the request becomes on its way to the model).
+MAX_IMAGE_PIXELS = 2**25
+MAX_REQUEST_PIXELS = 2**26
+MAX_REQUEST_INPUT_BYTES = 64 * 2**20
 
 
 _MAX_DEFAULT_BODY_BYTES = 256 * 2**20
@@ -230,9 +237,10 @@ class RequestInputs:
                 f"the request holds {len(files)} images, more than the server's limit of "
                 f"{self.max_samples} per request (max_samples)"
             )
-        arrays = []
+        arrays: list[np.ndarray] = []
+        budget = {"pixels": MAX_REQUEST_PIXELS, "bytes": MAX_REQUEST_INPUT_BYTES}
         for name, data in files:
-            array = self._image(data, name)
+            array = self._image(data, name, budget)
             if isinstance(array, tuple):
                 return array
             arrays.append(array)
@@ -279,24 +287,47 @@ class RequestInputs:
                 return 422, f"{where} must be a base64 string of an image file, got {_kind(value)}"
             if value.startswith("data:") and ";base64," in value[:200]:
                 value = value.split(";base64,", 1)[1]
+            value = "".join(value.split())  # line breaks (base64's default output wraps lines)
+            value += "=" * (-len(value) % 4)  # padding that encoders may leave out
             try:
                 files.append((where, base64.b64decode(value, validate=True)))
             except (binascii.Error, ValueError):
                 return 422, f"{where} is not valid base64"
         return self.images(files, many=many)
 
-    def _image(self, data: bytes, name: str) -> np.ndarray | Problem:
+    def _image(self, data: bytes, name: str, budget: dict[str, int]) -> np.ndarray | Problem:
         where = name if name.startswith(("the ", '"')) else f"image {short_repr(name, 60)}"
         try:
-            image = decode_image(data, self.image_mode, name)
+            image = decode_image(data, self.image_mode, name, max_pixels=MAX_IMAGE_PIXELS)
         except BadImageError as err:
             return 422, str(err)
+        if isinstance(image, torch.Tensor):
+            channels, height, width = image.shape[-3:]
+        else:
+            channels, (width, height) = len(image.getbands()), image.size
+        budget["pixels"] -= height * width
+        if budget["pixels"] < 0:
+            return 413, (
+                f"the request's images hold more than {MAX_REQUEST_PIXELS:,} pixels in all, the "
+                "server's limit per request; send fewer or smaller images per request"
+            )
+        if self.transform_spec is not None:  # untrusted: its sizes are checked before it runs
+            try:
+                check_image_size(self.transform_spec, channels, height, width, where)
+            except ValueError as err:
+                return 422, str(err)
         try:
             tensor = self.transform()(image)
         except Exception as err:
             return 422, f"{where}: the eval transform failed on it ({type(err).__name__}: {err})"
         if not isinstance(tensor, torch.Tensor):
             return 422, f"{where}: the eval transform gave {type(tensor).__name__}, not a tensor"
+        budget["bytes"] -= tensor.numel() * 4
+        if budget["bytes"] < 0:
+            return 413, (
+                f"the request's images make more than {MAX_REQUEST_INPUT_BYTES // 2**20} MiB of "
+                "model input, the server's limit per request; send fewer images per request"
+            )
         array = tensor.detach().float().contiguous().numpy()
         if self.input_shape is not None and array.shape != self.input_shape:
             return 422, (
