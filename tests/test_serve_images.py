@@ -309,7 +309,6 @@ def test_a_crafted_transform_is_refused_before_the_server_starts_and_before_pred
     image_checkpoint, tmp_path
 ):
     from helpers import tamper_checkpoint
-
     from lightkit.serve import make_server
 
     def edit(checkpoint):
