@@ -265,8 +265,10 @@ def _check_labels(module: Any, y: torch.Tensor) -> list[Finding]:
     if ratio >= 10:
         findings.append(Finding(
             "data", "warning", f"classes are imbalanced {ratio:.0f}:1 ({shares})",
-            "weight the loss (pos_weight for binary, class weights), resample the training set, "
-            "and watch f1 or auroc rather than accuracy",
+            "weight the loss: class_weights=\"balanced\" (ClassificationModule, "
+            "MultilabelClassificationModule) or pos_weight=\"balanced\" "
+            "(BinaryClassificationModule), or focal_gamma=2.0; and watch f1 or auroc rather "
+            "than accuracy",
         ))  # fmt: skip
     else:
         findings.append(Finding("data", "ok", f"label counts {shares}"))

@@ -29,7 +29,7 @@ from lightkit._validation import (
 from lightkit.data._checks import check_dataset, check_first_sample
 from lightkit.data._recorded import NotDescribable, describe_transform
 from lightkit.data._splits import split_indices
-from lightkit.data.datasets import SegmentationDataset
+from lightkit.data.datasets import ImageFileDataset, SegmentationDataset
 from lightkit.data.loaders import (
     InMemoryLoader,
     check_device,
@@ -239,6 +239,20 @@ class DataModule(L.LightningDataModule):
             return None
         return {"transform": spec, "image_mode": mode or "RGB"}
 
+    def train_targets(self) -> torch.Tensor:
+        """The targets of the training split, in order, without running any transform (tensors
+        and ``ImageFileDataset`` labels are read directly; other datasets are indexed once).
+        Used by ``class_weights="balanced"`` and ``pos_weight="balanced"``."""
+        if self.train_dataset is None:
+            self.setup("fit")
+        targets = _targets(self.train_dataset)
+        if targets is None:
+            raise ValueError(
+                f"{type(self).__name__}: the training samples have no targets to count "
+                "(expected (input, target) pairs)"
+            )
+        return targets
+
     # --- loaders ---------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader | InMemoryLoader:
@@ -369,6 +383,28 @@ class DataModule(L.LightningDataModule):
 
 
 _UNKNOWN = object()
+
+
+def _targets(dataset: Any) -> torch.Tensor | None:
+    """The targets of ``dataset``'s samples (see ``DataModule.train_targets``), or None."""
+    if isinstance(dataset, TransformedDataset):
+        return _targets(dataset.dataset)  # transforms change inputs, not targets
+    if isinstance(dataset, Subset):
+        inner = _targets(dataset.dataset)
+        return (
+            inner[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+            if inner is not None
+            else None
+        )
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return dataset.tensors[1]
+    labels = getattr(dataset, "labels", None)
+    if isinstance(dataset, ImageFileDataset) and labels is not None:
+        return torch.tensor(labels)
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items or not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):
+        return None
+    return torch.stack([torch.as_tensor(item[1]) for item in items])
 
 
 def _own_transform(dataset: Any) -> Any:

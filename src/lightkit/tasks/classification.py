@@ -27,6 +27,15 @@ from lightkit.tasks._checks import (
     check_num_classes,
     check_threshold,
 )
+from lightkit.tasks._imbalance import (
+    balanced_class_weights,
+    balanced_pos_weights,
+    binary_loss,
+    check_class_weights,
+    check_focal_gamma,
+    multiclass_loss,
+    training_targets,
+)
 from lightkit.tasks._metrics import MicroAccuracy
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
 
@@ -52,10 +61,18 @@ class ClassificationModule(TaskModule):
         channels_last: Channels-last weights and 4-D inputs.
         gradient_checkpointing: Recompute activations in backward to save memory (these four
             as in :class:`~lightkit.TaskModule`).
+        class_weights: For imbalanced classes: ``"balanced"`` (scikit-learn's rule, ``n_samples
+            / (num_classes * count)`` per class, counted on the training split of the lightkit
+            data module when training starts), one positive weight per class (a list or
+            tensor), or None. The loss is the weighted mean, as ``nn.CrossEntropyLoss``'s.
+        focal_gamma: Focal loss (Lin et al., 2017): each sample's loss is scaled by ``(1 -
+            p_true) ** focal_gamma``, so confidently right samples count less; 0 (default) is
+            plain cross-entropy. Metrics are unaffected by both.
 
     Example:
         >>> net = lk.models.ConvNet(in_channels=1, num_classes=10)
         >>> module = lk.ClassificationModule(net, num_classes=10, optimizer=lk.optim.adam(lr=3e-3))
+        >>> rare = lk.ClassificationModule(net, num_classes=10, class_weights="balanced")
     """
 
     def __init__(
@@ -69,13 +86,19 @@ class ClassificationModule(TaskModule):
         compile: bool = False,
         channels_last: bool = False,
         gradient_checkpointing: bool = False,
+        class_weights: str | list[float] | torch.Tensor | None = None,
+        focal_gamma: float = 0.0,
     ) -> None:
-        check_num_classes(type(self).__name__, num_classes, "num_classes")
-        check_float(
-            type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0, max_inclusive=False
-        )
+        name = type(self).__name__
+        check_num_classes(name, num_classes, "num_classes")
+        check_float(name, "label_smoothing", label_smoothing, 0.0, 1.0, max_inclusive=False)
+        class_weights = check_class_weights(name, "class_weights", class_weights, num_classes)
+        focal_gamma = check_focal_gamma(name, focal_gamma)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
+        self.class_weights = class_weights
+        self.focal_gamma = focal_gamma
+        self._loss_weight: torch.Tensor | None = None
         super().__init__(
             net,
             optimizer=optimizer,
@@ -109,7 +132,24 @@ class ClassificationModule(TaskModule):
                 f"{self._name}: expected one integer label per sample (shape ({preds.shape[0]},)), "
                 f"got target of shape {tuple(target.shape)}"
             )
-        return F.cross_entropy(preds, target, label_smoothing=self.label_smoothing)
+        if self.class_weights is None and self.focal_gamma == 0:
+            return F.cross_entropy(preds, target, label_smoothing=self.label_smoothing)
+        weight = self._weights(preds)
+        return multiclass_loss(preds, target, weight, self.focal_gamma, self.label_smoothing)
+
+    def _weights(self, preds: torch.Tensor) -> torch.Tensor | None:
+        """The class weights as a tensor on the logits' device ("balanced": counted once)."""
+        if self.class_weights is None:
+            return None
+        cached = self._loss_weight
+        if cached is None or cached.device != preds.device:
+            values = self.class_weights
+            if values == "balanced":
+                targets = training_targets(self, self._name, "class_weights")
+                values = balanced_class_weights(targets, self.num_classes)
+            cached = torch.tensor(values, dtype=torch.float32, device=preds.device)
+            self._loss_weight = cached
+        return cached.to(preds.dtype)
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
@@ -133,7 +173,8 @@ class BinaryClassificationModule(TaskModule):
     Args:
         net: Any ``nn.Module`` mapping a batch to ``N`` or ``N×1`` logits.
         pos_weight: Weight of positive samples in the loss (for example ``n_negative /
-            n_positive``), or None.
+            n_positive``), ``"balanced"`` (exactly that, counted on the training split of the
+            lightkit data module when training starts), or None.
         threshold: Probability above which a sample is predicted positive (for ``acc``, ``f1``).
         optimizer: ``params -> Optimizer``; default ``lk.optim.adam(lr=1e-3)``.
         scheduler: ``optimizer -> LRScheduler`` or a :mod:`lightkit.optim` preset, or None.
@@ -142,6 +183,8 @@ class BinaryClassificationModule(TaskModule):
         channels_last: Channels-last weights and 4-D inputs.
         gradient_checkpointing: Recompute activations in backward to save memory (these four
             as in :class:`~lightkit.TaskModule`).
+        focal_gamma: Focal loss: each sample's loss scaled by ``(1 - p_true) ** focal_gamma``
+            (0: plain BCE).
 
     Example:
         >>> module = lk.BinaryClassificationModule(lk.models.MLP(30, 1), pos_weight=2.0)
@@ -158,12 +201,21 @@ class BinaryClassificationModule(TaskModule):
         compile: bool = False,
         channels_last: bool = False,
         gradient_checkpointing: bool = False,
+        focal_gamma: float = 0.0,
     ) -> None:
         name = type(self).__name__
-        if pos_weight is not None:
+        if pos_weight is not None and pos_weight != "balanced":
+            if isinstance(pos_weight, str):
+                raise TypeError(
+                    f"{name}: pos_weight must be a positive number, 'balanced' or None, got "
+                    f"{pos_weight!r}"
+                )
             check_float(name, "pos_weight", pos_weight, 0.0, min_inclusive=False)
         check_threshold(name, threshold)
+        focal_gamma = check_focal_gamma(name, focal_gamma)
         self.threshold = threshold
+        self.focal_gamma = focal_gamma
+        self.balanced = pos_weight == "balanced"
         super().__init__(
             net,
             optimizer=optimizer,
@@ -173,7 +225,8 @@ class BinaryClassificationModule(TaskModule):
             channels_last=channels_last,
             gradient_checkpointing=gradient_checkpointing,
         )
-        weight = torch.tensor(float(pos_weight)) if pos_weight is not None else None
+        fixed = pos_weight is not None and not self.balanced
+        weight = torch.tensor(float(pos_weight)) if fixed else None  # type: ignore[arg-type]
         self.register_buffer("pos_weight", weight, persistent=False)
 
     def build_metrics(self) -> MetricCollection:
@@ -199,9 +252,12 @@ class BinaryClassificationModule(TaskModule):
     def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = self._logits(preds)
         target = _flat_target(self._name, target, logits)
-        return F.binary_cross_entropy_with_logits(
-            logits, target.to(logits.dtype), pos_weight=self.pos_weight
-        )
+        if self.balanced and self.pos_weight is None:
+            targets = training_targets(self, self._name, "pos_weight")
+            weight = balanced_pos_weights(targets.reshape(-1, 1))[0]
+            self.pos_weight = torch.tensor(weight, device=logits.device)
+        pos_weight = self.pos_weight
+        return binary_loss(logits, target.to(logits.dtype), pos_weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
         logits = self._logits(preds)
@@ -236,6 +292,12 @@ class MultilabelClassificationModule(TaskModule):
         channels_last: Channels-last weights and 4-D inputs.
         gradient_checkpointing: Recompute activations in backward to save memory (these four
             as in :class:`~lightkit.TaskModule`).
+        class_weights: The weight of each label's positives in the loss (BCE's ``pos_weight``):
+            ``"balanced"`` (``negatives / positives`` per label, counted on the training split
+            of the lightkit data module when training starts), one positive weight per label,
+            or None.
+        focal_gamma: Focal loss: each label's loss scaled by ``(1 - p_true) ** focal_gamma``
+            (0: plain BCE).
 
     Example:
         >>> module = lk.MultilabelClassificationModule(lk.models.MLP(16, 5), num_labels=5)
@@ -252,11 +314,19 @@ class MultilabelClassificationModule(TaskModule):
         compile: bool = False,
         channels_last: bool = False,
         gradient_checkpointing: bool = False,
+        class_weights: str | list[float] | torch.Tensor | None = None,
+        focal_gamma: float = 0.0,
     ) -> None:
-        check_num_classes(type(self).__name__, num_labels, "num_labels")
-        check_threshold(type(self).__name__, threshold)
+        name = type(self).__name__
+        check_num_classes(name, num_labels, "num_labels")
+        check_threshold(name, threshold)
+        class_weights = check_class_weights(name, "class_weights", class_weights, num_labels)
+        focal_gamma = check_focal_gamma(name, focal_gamma)
         self.num_labels = num_labels
         self.threshold = threshold
+        self.class_weights = class_weights
+        self.focal_gamma = focal_gamma
+        self._loss_weight: torch.Tensor | None = None
         super().__init__(
             net,
             optimizer=optimizer,
@@ -288,7 +358,19 @@ class MultilabelClassificationModule(TaskModule):
                 f"{self._name}: expected targets of shape N×{self.num_labels} like the logits "
                 f"{tuple(preds.shape)}, got {tuple(target.shape)}"
             )
-        return F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype))
+        if self.class_weights is None and self.focal_gamma == 0:
+            return F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype))
+        weight = None
+        if self.class_weights is not None:
+            if self._loss_weight is None or self._loss_weight.device != preds.device:
+                values = self.class_weights
+                if values == "balanced":
+                    values = balanced_pos_weights(
+                        training_targets(self, self._name, "class_weights")
+                    )
+                self._loss_weight = torch.tensor(values, dtype=torch.float32, device=preds.device)
+            weight = self._loss_weight.to(preds.dtype)
+        return binary_loss(preds, target.to(preds.dtype), weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
         return preds.sigmoid(), target.long()

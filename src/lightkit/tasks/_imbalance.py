@@ -1,0 +1,117 @@
+"""Class imbalance for the classification tasks: class weights ("balanced" or given) and focal loss."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lightkit._validation import check_float, short_repr
+
+
+def check_class_weights(owner: str, name: str, value: Any, count: int) -> str | list[float] | None:
+    """None, ``"balanced"``, or ``count`` finite positive weights (a list or tensor) as a list."""
+    if value is None or value == "balanced":
+        return value
+    if isinstance(value, str):
+        raise ValueError(
+            f"{owner}: {name} must be None, 'balanced' or {count} weights, got {value!r}"
+        )
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().flatten().tolist()
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != count
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            for v in value
+        )
+    ):
+        raise ValueError(
+            f"{owner}: {name} must be None, 'balanced' or {count} positive finite weights (one "
+            f"per class), got {short_repr(value)}"
+        )
+    return [float(v) for v in value]
+
+
+def check_focal_gamma(owner: str, value: Any) -> float:
+    return check_float(owner, "focal_gamma", value, 0.0, 10.0)
+
+
+def training_targets(module: Any, owner: str, name: str) -> torch.Tensor:
+    """The training targets of the module's data module (for ``"balanced"`` weights)."""
+    trainer = getattr(module, "_trainer", None)
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    count = getattr(datamodule, "train_targets", None)
+    if not callable(count):
+        raise ValueError(
+            f"{owner}: {name}='balanced' counts the training labels of a lightkit data module "
+            "(trainer.fit(module, datamodule=lk.data.DataModule(...))); with other data, pass "
+            "the weights themselves"
+        )
+    return count()
+
+
+def balanced_class_weights(targets: torch.Tensor, num_classes: int) -> list[float]:
+    """scikit-learn's "balanced": ``n_samples / (n_classes * count)`` per class (1 for a class
+    with no training sample)."""
+    counts = torch.bincount(targets.long().flatten(), minlength=num_classes)[:num_classes].double()
+    total = float(counts.sum())
+    return [total / (num_classes * c) if c > 0 else 1.0 for c in counts.tolist()]
+
+
+def balanced_pos_weights(targets: torch.Tensor) -> list[float]:
+    """Per label (column), ``negatives / positives`` (1 for a label never or always present)."""
+    t = targets.reshape(targets.shape[0], -1).double()
+    positives, negatives = t.sum(0), (1 - t).sum(0)
+    return [
+        n / p if p > 0 and n > 0 else 1.0
+        for p, n in zip(positives.tolist(), negatives.tolist(), strict=True)
+    ]
+
+
+def multiclass_loss(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    gamma: float,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """Cross-entropy, class-weighted (a weighted mean, as ``nn.CrossEntropyLoss``), with the focal
+    term ``(1 - p_t) ** gamma`` when ``gamma > 0``."""
+    if gamma == 0:
+        return F.cross_entropy(preds, target, weight=weight, label_smoothing=label_smoothing)
+    losses = F.cross_entropy(
+        preds, target, weight=weight, label_smoothing=label_smoothing, reduction="none"
+    )
+    p_true = preds.float().softmax(-1).gather(1, target[:, None]).squeeze(1)
+    losses = (1 - p_true).pow(gamma).to(losses.dtype) * losses
+    denominator = weight[target].sum() if weight is not None else target.new_tensor(len(target))
+    return losses.sum() / denominator
+
+
+def binary_loss(
+    logits: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor | None, gamma: float
+) -> torch.Tensor:
+    """BCE with logits (``pos_weight`` per label), with the focal term when ``gamma > 0``."""
+    if gamma == 0:
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+    losses = F.binary_cross_entropy_with_logits(
+        logits, target, pos_weight=pos_weight, reduction="none"
+    )
+    p = logits.float().sigmoid()
+    p_true = p * target + (1 - p) * (1 - target)
+    return ((1 - p_true).pow(gamma).to(losses.dtype) * losses).mean()
+
+
+__all__ = [
+    "balanced_class_weights",
+    "balanced_pos_weights",
+    "binary_loss",
+    "check_class_weights",
+    "check_focal_gamma",
+    "multiclass_loss",
+    "training_targets",
+]
