@@ -5,10 +5,12 @@ five rounds of 20 calls, against a plain-PyTorch baseline that does the same ten
 text (``torch.bincount`` heat map and ``make_grid``), and prints the ratio::
 
     python benchmarks/figures.py
+    python benchmarks/figures.py --rounds 1 --calls 2   # tiny mode
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -16,8 +18,11 @@ from torchvision.utils import make_grid
 
 from lightkit.callbacks.figures import confusion_image, prediction_image
 
+ROUNDS, CALLS = 5, 20
 
-def _best_ms(fn, rounds: int = 5, calls: int = 20) -> float:
+
+def _best_ms(fn) -> float:
+    rounds, calls = ROUNDS, CALLS
     fn()
     best = float("inf")
     for _ in range(rounds):
@@ -29,6 +34,12 @@ def _best_ms(fn, rounds: int = 5, calls: int = 20) -> float:
 
 
 def main() -> None:
+    global ROUNDS, CALLS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--calls", type=int, default=CALLS)
+    args = parser.parse_args()
+    ROUNDS, CALLS = args.rounds, args.calls
     g = torch.Generator().manual_seed(0)
     matrix = torch.randint(0, 50, (10, 10), generator=g)
     x = torch.rand(16, 3, 32, 32, generator=g)

@@ -89,6 +89,7 @@ def _expected(predictor, images: list[bytes], tmp_path) -> tuple[torch.Tensor, l
     return predictor.predict(files), predictor.predict_labels(files)
 
 
+@pytest.mark.slow  # a real server: about 20 s to start
 def test_multipart_uploads_are_predicted_as_the_predictor_does(image_server, tmp_path):
     url, predictor = image_server
     images = [_png(35), _png(190)]
@@ -104,6 +105,7 @@ def test_multipart_uploads_are_predicted_as_the_predictor_does(image_server, tmp
     torch.testing.assert_close(got, probs, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_base64_json_and_raw_image_bodies(image_server, tmp_path):
     url, predictor = image_server
     images = [_png(40), _png(200), _png(120)]
@@ -122,6 +124,7 @@ def test_base64_json_and_raw_image_bodies(image_server, tmp_path):
     assert status == 200 and raw["label"] == labels[1]
 
 
+@pytest.mark.slow
 def test_several_numeric_samples_in_one_request(image_server):
     url, predictor = image_server
     x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -131,6 +134,7 @@ def test_several_numeric_samples_in_one_request(image_server):
     torch.testing.assert_close(got, predictor.predict(x), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "status", "message"),
     [
@@ -176,6 +180,7 @@ def test_bad_image_requests_get_4xx_naming_what_is_wrong(image_server, make, sta
     assert (got, message in answer.get("detail", "")) == (status, True), answer
 
 
+@pytest.mark.slow
 def test_a_good_request_still_works_after_bad_ones(image_server):
     url, _ = image_server
     _post(url, b"junk", "image/png")
@@ -240,6 +245,7 @@ def test_the_unguarded_api_path_takes_images_too(image_checkpoint):
     assert "not valid base64" in answers[1]["detail"]
 
 
+@pytest.mark.slow
 def test_the_readme_curl_commands_for_images(image_server, tmp_path):
     """The README's image curl lines, run as written against a real server."""
     import re

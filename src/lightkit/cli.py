@@ -566,6 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=20.0,
         help="seconds a client has to send a whole request; slower ones get 408",
     )
+    srv.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each image's prediction with its flip",
+    )
     srv.add_argument("--accelerator", choices=["auto", "cpu", "cuda"], default="auto")
     srv.add_argument("--verbose", action="store_true", help="print the size of every batch")
     srv.add_argument("--trust", nargs="+", metavar="MODULE", help=_TRUST_HELP)
@@ -603,6 +608,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 input_shape=args.input_shape,
                 read_timeout=args.read_timeout,
                 max_samples=args.max_samples,
+                tta=args.tta,
                 accelerator=args.accelerator,
                 verbose=args.verbose,
                 **({"trust": args.trust} if args.trust else {}),

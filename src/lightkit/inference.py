@@ -18,7 +18,13 @@ from torchvision.transforms import v2
 
 from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import check_trust, from_spec, resolve, trusting
-from lightkit._validation import check_choice, check_class_names, check_int, check_path
+from lightkit._validation import (
+    check_bool,
+    check_choice,
+    check_class_names,
+    check_int,
+    check_path,
+)
 from lightkit.checkpointing import load_checkpoint
 from lightkit.data._recorded import check_image_size
 from lightkit.data.datasets import load_image
@@ -50,6 +56,11 @@ class Predictor:
         image_mode: How image files are loaded: ``"RGB"``, ``"L"`` (grayscale) or ``"RGBA"``.
         class_names: The name of each class, for :meth:`predict_labels`; default: the names
             recorded in the checkpoint (``ImageFolderDataModule``'s folders, ``class_names=``).
+        tta: Test-time augmentation: predict each image batch (``N×C×H×W``) as it is and
+            flipped left to right, and average the two natural outputs (segmentation
+            probabilities are flipped back first, so each pixel averages with itself). Hard
+            predictions (:meth:`predict_labels`, serve's labels) come from the average. Costs a
+            second forward pass.
 
     Example:
         >>> predictor = lk.Predictor.from_checkpoint("runs/version_0/checkpoints/best.ckpt")
@@ -66,7 +77,9 @@ class Predictor:
         input_shape: Sequence[int] | None = None,
         image_mode: str = "RGB",
         class_names: Sequence[str] | None = None,
+        tta: bool = False,
     ) -> None:
+        self.tta = check_bool("Predictor", "tta", tta)
         if not isinstance(module, nn.Module):
             raise TypeError(
                 f"Predictor: module must be a torch.nn.Module, got {type(module).__name__}"
@@ -134,6 +147,7 @@ class Predictor:
         task: type[L.LightningModule] | None = None,
         transform: Any = None,
         trust: str | list[str] | None = None,
+        tta: bool = False,
     ) -> Predictor:
         """Rebuild the task module (and its net) from a checkpoint alone and wrap it.
 
@@ -154,10 +168,12 @@ class Predictor:
             transform: See :class:`Predictor`.
             trust: Module prefixes or class paths (``"mypkg.nets"``) that the checkpoint may name
                 and lightkit may import and call: see "What lightkit trusts" in the README.
+            tta: Test-time augmentation (flips); see :class:`Predictor`.
 
         Example:
             >>> predictor = lk.Predictor.from_checkpoint("best.ckpt", trust=["mypkg.nets"])
         """
+        check_bool("Predictor.from_checkpoint", "tta", tta)
         trusted = check_trust(trust, "Predictor.from_checkpoint")
         check_path("Predictor.from_checkpoint", "path", path, "a checkpoint file path")
         checkpoint = load_checkpoint(path)
@@ -202,6 +218,7 @@ class Predictor:
             input_shape=meta.input_shape,
             image_mode=meta.image_mode,
             class_names=getattr(module, "class_names", None) or meta.class_names,
+            tta=tta,
         )
         if transform is None and transform_spec is not None:
             predictor._transform_spec = dict(transform_spec)
@@ -238,6 +255,8 @@ class Predictor:
         :meth:`~lightkit.TaskOutputs.predicted`.
         """
         x = x.to(self.device, non_blocking=True)
+        if self.tta:
+            return self._predict_flipped(x, labels)
         raw = self.module(x)
         to_output = getattr(self.module, "predict_output", None)
         out = (to_output(raw) if callable(to_output) else raw).float().cpu()
@@ -245,6 +264,33 @@ class Predictor:
             return out
         predicted = self.task_outputs.predicted(raw)
         return out, predicted.cpu() if predicted is not None else None
+
+    def _predict_flipped(self, x: torch.Tensor, labels: bool) -> Any:
+        """The average of the natural outputs for ``x`` and ``x`` flipped left to right."""
+        if x.ndim != 4:
+            raise ValueError(
+                f"Predictor: tta=True flips images (N×C×H×W batches), got inputs of shape "
+                f"{tuple(x.shape)}; use tta=False for other inputs"
+            )
+        to_output = getattr(self.module, "predict_output", None)
+        outputs = []
+        for flipped in (False, True):
+            raw = self.module(x.flip(-1) if flipped else x)
+            out = (to_output(raw) if callable(to_output) else raw).float()
+            if flipped and self.task_outputs.kind == "segmentation":
+                out = out.flip(-1)  # back to the original pixels
+            outputs.append(out)
+        out = ((outputs[0] + outputs[1]) / 2).cpu()
+        if not labels:
+            return out
+        kind, threshold = self.task_outputs.kind, self.task_outputs.threshold
+        if kind in ("multiclass", "segmentation"):
+            predicted = out.argmax(1 if kind == "segmentation" else -1)
+        elif kind in ("binary", "multilabel"):
+            predicted = (out > threshold).long()
+        else:
+            predicted = None
+        return out, predicted
 
     @torch.inference_mode()
     def predict_labels(self, inputs: Any, batch_size: int = 256) -> Any:

@@ -49,6 +49,10 @@ class ImageFolderDataModule(DataModule):
             found when a batch first reads it, inside a DataLoader worker. (With
             ``on_bad_file="skip"`` every file is decoded when the module is built and the bad
             ones are dropped with a warning, so there is nothing left to verify.)
+        auto_augment: ``None``, ``"rand"``, ``"trivial"`` or ``"augmix"``: an automatic
+            augmentation policy for training images (see
+            :func:`~lightkit.data.transforms.train_preset`).
+        random_erasing: Probability of random erasing on training images.
 
     Example:
         >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
@@ -70,6 +74,8 @@ class ImageFolderDataModule(DataModule):
         seed: int = 0,
         on_bad_file: str = "error",
         verify_files: bool = False,
+        auto_augment: str | None = None,
+        random_erasing: float = 0.0,
     ) -> None:
         name = type(self).__name__
         check_bool(name, "verify_files", verify_files)
@@ -84,8 +90,17 @@ class ImageFolderDataModule(DataModule):
             raise ValueError(
                 f"{name}: mean and std need {channels} value(s) for mode={mode!r}, got {mean} and {std}"
             )
+        if not augment and (auto_augment is not None or random_erasing):
+            raise ValueError(
+                f"{name}: auto_augment and random_erasing are training augmentations; they need "
+                "augment=True"
+            )
         train_tf = (
-            train_preset(image_size, mean, std) if augment else eval_preset(image_size, mean, std)
+            train_preset(
+                image_size, mean, std, auto_augment=auto_augment, random_erasing=random_erasing
+            )
+            if augment
+            else eval_preset(image_size, mean, std)
         )
         super().__init__(
             None,

@@ -34,8 +34,11 @@ def train_preset(
     rotation: float = 15,
     color_jitter: float = 0.2,
     random_resized_crop: bool = True,
+    auto_augment: str | None = None,
+    random_erasing: float = 0.0,
 ) -> v2.Compose:
-    """Training augmentation: random resized crop (or resize), flip, rotation, colour jitter.
+    """Training augmentation: random resized crop (or resize), flip, rotation, colour jitter,
+    and optionally an automatic augmentation policy and random erasing.
 
     Args:
         image_size: Output size (an int for square images, or ``(height, width)``).
@@ -46,6 +49,12 @@ def train_preset(
         rotation: Maximum rotation in degrees (0 disables it).
         color_jitter: Brightness, contrast and saturation jitter strength (0 disables it).
         random_resized_crop: Crop a random 60-100% area and resize it; else resize and centre crop.
+        auto_augment: An automatic augmentation policy from torchvision, applied after the
+            colour jitter on the 8-bit image: ``"rand"`` (``RandAugment``), ``"trivial"``
+            (``TrivialAugmentWide``), ``"augmix"`` (``AugMix``; for classification only: it mixes
+            augmented copies, which a segmentation mask cannot follow), or None.
+        random_erasing: Probability of erasing a random rectangle of the normalized image
+            (``RandomErasing``, as in timm's recipes), in ``[0, 1]``; 0 disables it.
 
     Example:
         >>> tf = lk.data.transforms.train_preset(64, mean=(0.5,), std=(0.25,), rotation=0)
@@ -59,6 +68,12 @@ def train_preset(
     rotation = check_float(owner, "rotation", rotation, 0.0, 180.0)
     color_jitter = check_float(owner, "color_jitter", color_jitter, minimum=0.0)
     check_bool(owner, "random_resized_crop", random_resized_crop)
+    if auto_augment is not None and auto_augment not in _AUTO_AUGMENT:
+        raise ValueError(
+            f"{owner}: auto_augment must be None or one of {sorted(_AUTO_AUGMENT)}, got "
+            f"{short_repr(auto_augment)}"
+        )
+    random_erasing = check_float(owner, "random_erasing", random_erasing, 0.0, 1.0)
     ops: list[v2.Transform] = [v2.ToImage()]
     if random_resized_crop:
         ops.append(v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True))
@@ -75,8 +90,15 @@ def train_preset(
         ops.append(
             v2.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter)
         )
+    if auto_augment is not None:
+        ops.append(_AUTO_AUGMENT[auto_augment]())
     ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    if random_erasing:
+        ops.append(v2.RandomErasing(p=random_erasing))
     return v2.Compose(ops)
+
+
+_AUTO_AUGMENT = {"rand": v2.RandAugment, "trivial": v2.TrivialAugmentWide, "augmix": v2.AugMix}
 
 
 def eval_preset(

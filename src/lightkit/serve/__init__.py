@@ -121,9 +121,11 @@ if ls is not None:
             input_shape: Sequence[int] | None = None,
             trust: Sequence[str] | None = None,
             max_samples: int = DEFAULT_MAX_SAMPLES,
+            tta: bool = False,
             **kwargs: Any,
         ) -> None:
             super().__init__(**kwargs)
+            self.tta = tta
             self.checkpoint = checkpoint
             self.verbose = verbose
             self.input_shape = tuple(input_shape) if input_shape is not None else None
@@ -135,7 +137,9 @@ if ls is not None:
 
         def setup(self, device: str) -> None:
             extra = {"trust": self.trust} if self.trust is not None else {}
-            self.predictor = Predictor.from_checkpoint(self.checkpoint, device=device, **extra)
+            self.predictor = Predictor.from_checkpoint(
+                self.checkpoint, device=device, tta=self.tta, **extra
+            )
             if self.input_shape is None and self.predictor.input_shape is not None:
                 self.input_shape = tuple(self.predictor.input_shape)
             # For bodies that did not come through RequestGuard (a LitServer built by hand).
@@ -285,6 +289,7 @@ def make_server(
     input_shape: Sequence[int] | None = None,
     trust: Sequence[str] | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
+    tta: bool = False,
 ) -> Any:
     """Build (but do not start) the ``litserve.LitServer`` for ``checkpoint``; see :func:`serve`.
 
@@ -300,6 +305,7 @@ def make_server(
     check_choice("serve", "accelerator", accelerator, ("auto", "cpu", "cuda"))
     check_bool("serve", "verbose", verbose)
     check_int("serve", "max_samples", max_samples, minimum=1, maximum=100_000)
+    check_bool("serve", "tta", tta)
     shape = _check_shape(input_shape)
     if trust is not None and (
         isinstance(trust, str)
@@ -343,6 +349,7 @@ def make_server(
         input_shape=shape,
         trust=trust,
         max_samples=max_samples,
+        tta=tta,
         max_batch_size=max_batch_size,
         batch_timeout=batch_timeout,
     )
@@ -410,6 +417,7 @@ def serve(
     read_timeout: float = 20.0,
     trust: Sequence[str] | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
+    tta: bool = False,
 ) -> None:
     """Serve a lightkit checkpoint over HTTP until interrupted (see the module docstring).
 
@@ -433,6 +441,8 @@ def serve(
             allow-list (see ``Predictor.from_checkpoint``).
         max_samples: Most samples (``"instances"``, ``"images"``, uploaded files) one request
             may hold; more get 413.
+        tta: Test-time augmentation: average each image's prediction with its left-right flip
+            (see :class:`~lightkit.Predictor`); twice the compute per request.
 
     Example:
         >>> from lightkit.serve import serve
@@ -451,6 +461,7 @@ def serve(
         input_shape=input_shape,
         trust=trust,
         max_samples=max_samples,
+        tta=tta,
     )
     with _stop_on_sigterm():
         try:

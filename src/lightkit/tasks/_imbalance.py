@@ -86,10 +86,17 @@ def multiclass_loss(
     losses = F.cross_entropy(
         preds, target, weight=weight, label_smoothing=label_smoothing, reduction="none"
     )
-    p_true = preds.float().softmax(-1).gather(1, target[:, None]).squeeze(1)
+    probs = preds.float().softmax(-1)
+    if target.is_floating_point():  # soft targets (MixUp, CutMix): the expected p_true
+        p_true = (probs * target.float()).sum(1)
+        per_sample = None  # a plain mean, as cross_entropy's for class probabilities
+    else:
+        p_true = probs.gather(1, target[:, None]).squeeze(1)
+        per_sample = weight[target] if weight is not None else None
     losses = (1 - p_true).pow(gamma).to(losses.dtype) * losses
-    denominator = weight[target].sum() if weight is not None else target.new_tensor(len(target))
-    return losses.sum() / denominator
+    if per_sample is None:
+        return losses.mean()
+    return losses.sum() / per_sample.sum().to(losses.dtype)
 
 
 def binary_loss(

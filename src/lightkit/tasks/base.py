@@ -352,15 +352,32 @@ class TaskModule(L.LightningModule):
     def shared_step(self, batch: Any, stage: str) -> torch.Tensor:
         """Forward, loss and metric update for one batch of ``stage`` (train, val or test)."""
         x, target = self.unpack_batch(batch)
+        loss_target = target
+        if self._mixer is not None and stage == "train":  # MixUp / CutMix: soft targets
+            x, loss_target = self._mix(x, target)
         preds = self(x)
         self.last_preds = preds.detach() if isinstance(preds, torch.Tensor) else None
-        loss = self.compute_loss(preds, target)
+        loss = self.compute_loss(preds, loss_target)
         metrics = self.stage_metrics(stage)
         if metrics is not None:
             metrics.update(*self.metric_inputs(preds.detach(), target))
         # For TaskBookkeeping: the batch's size and loss, whatever the step then returns.
         self._task_state.record_step(stage, loss, x)
         return loss
+
+    #: A torchvision batch transform ``(x, target) -> (mixed x, soft targets)`` applied to
+    #: training batches (``ClassificationModule(mixup=..., cutmix=...)``); metrics still see the
+    #: hard targets. Kept out of the module's submodules (it holds no weights).
+    _mixer: Any = None
+
+    def _mix(self, x: Any, target: Any) -> tuple[Any, Any]:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{self._name}: mixup and cutmix mix images (N×C×H×W batches), got inputs of "
+                f"shape {shape}; pass mixup=0.0 and cutmix=0.0 for other data"
+            )
+        return self._mixer(x, target)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         self._maybe_check_batch(batch, batch_idx, "train")

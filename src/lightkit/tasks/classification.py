@@ -18,6 +18,7 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
     MultilabelF1Score,
 )
+from torchvision.transforms import v2
 
 from lightkit._validation import check_float
 from lightkit.outputs import TaskOutputs
@@ -68,6 +69,11 @@ class ClassificationModule(TaskModule):
         focal_gamma: Focal loss (Lin et al., 2017): each sample's loss is scaled by ``(1 -
             p_true) ** focal_gamma``, so confidently right samples count less; 0 (default) is
             plain cross-entropy. Metrics are unaffected by both.
+        mixup: MixUp's ``alpha`` (torchvision's ``v2.MixUp``; 0.2 to 0.4 are usual), or 0 for
+            none. Training image batches are mixed on the device and the loss uses the soft
+            targets; metrics and the label checks use the hard labels.
+        cutmix: CutMix's ``alpha`` (``v2.CutMix``; 1.0 is usual), or 0. With both, each batch
+            gets one of the two at random.
 
     Example:
         >>> net = lk.models.ConvNet(in_channels=1, num_classes=10)
@@ -88,9 +94,13 @@ class ClassificationModule(TaskModule):
         gradient_checkpointing: bool = False,
         class_weights: str | list[float] | torch.Tensor | None = None,
         focal_gamma: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
     ) -> None:
         name = type(self).__name__
         check_num_classes(name, num_classes, "num_classes")
+        mixup = check_float(name, "mixup", mixup, 0.0, 10.0)
+        cutmix = check_float(name, "cutmix", cutmix, 0.0, 10.0)
         check_float(name, "label_smoothing", label_smoothing, 0.0, 1.0, max_inclusive=False)
         class_weights = check_class_weights(name, "class_weights", class_weights, num_classes)
         focal_gamma = check_focal_gamma(name, focal_gamma)
@@ -98,6 +108,7 @@ class ClassificationModule(TaskModule):
         self.label_smoothing = label_smoothing
         self.class_weights = class_weights
         self.focal_gamma = focal_gamma
+        self.mixup, self.cutmix = mixup, cutmix
         self._loss_weight: torch.Tensor | None = None
         super().__init__(
             net,
@@ -108,6 +119,14 @@ class ClassificationModule(TaskModule):
             channels_last=channels_last,
             gradient_checkpointing=gradient_checkpointing,
         )
+        mixers = [
+            mix(alpha=alpha, num_classes=num_classes)
+            for mix, alpha in ((v2.MixUp, mixup), (v2.CutMix, cutmix))
+            if alpha > 0
+        ]
+        if mixers:
+            mixer = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+            object.__setattr__(self, "_mixer", mixer)  # not a submodule: no weights, no state
 
     def build_metrics(self) -> MetricCollection:
         # validate_args=False: check_batch validates labels; the metric's own checks would sync
@@ -127,7 +146,8 @@ class ClassificationModule(TaskModule):
                 f"{self._name}: the net must output logits of shape N×{self.num_classes} "
                 f"(num_classes={self.num_classes}), got {tuple(preds.shape)}"
             )
-        if target.shape != preds.shape[:1]:
+        soft = target.shape == preds.shape and target.is_floating_point()  # MixUp, CutMix
+        if target.shape != preds.shape[:1] and not soft:
             raise ValueError(
                 f"{self._name}: expected one integer label per sample (shape ({preds.shape[0]},)), "
                 f"got target of shape {tuple(target.shape)}"

@@ -18,6 +18,7 @@ import lightning as L
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
+    EMAWeightAveraging,
     LearningRateMonitor,
     ProgressBar,
     RichProgressBar,
@@ -33,6 +34,7 @@ from lightkit._hardware import (
     resolve_precision,
 )
 from lightkit._lightning import set_verbosity
+from lightkit._validation import check_float
 from lightkit.callbacks import (
     GPUMemoryMonitor,
     GradientNormMonitor,
@@ -73,6 +75,7 @@ def make_trainer(
     nan_guard: bool = True,
     version: int | str | None = None,
     verbose: bool = False,
+    ema: float | None = None,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Build a ``lightning.Trainer`` with lightkit's presets.
@@ -148,6 +151,13 @@ def make_trainer(
             "Restoring states", tips). By default only lightkit's own lines are shown (the model
             summary, one progress line per epoch), with every warning and error. It sets the
             level of Lightning's loggers for the whole process.
+        ema: Keep an exponential moving average of the weights with this decay (``0.999`` is
+            usual; in (0, 1)), updated after every optimizer step (Lightning's
+            ``EMAWeightAveraging``). Validation, early stopping and the best checkpoint use the
+            averaged weights, and every checkpoint's ``state_dict`` holds them (so
+            ``load_from_checkpoint``, ``Predictor``, export and serve use them); the raw weights
+            and the average's state travel in the checkpoint too, so a resumed run continues
+            exactly. None: no averaging.
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -179,6 +189,8 @@ def make_trainer(
         verbose=verbose,
         callbacks=trainer_kwargs.get("callbacks"),
     )
+    if ema is not None:
+        check_float("make_trainer", "ema", ema, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
     set_verbosity(verbose)
     accelerator = trainer_kwargs.pop("accelerator", "auto")
     hardware = resolve_hardware(accelerator)
@@ -196,6 +208,7 @@ def make_trainer(
             *_checkpoint_callbacks(run_dir, monitor, mode, checkpoint_every_n_steps),
             *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),
+            *([EMAWeightAveraging(decay=ema)] if ema is not None else []),
             *_as_list(trainer_kwargs.pop("callbacks", None)),
         ]
         if trainer_kwargs.get("enable_progress_bar") is not False and not any(
