@@ -33,7 +33,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--strategy", default="ddp")
+    parser.add_argument(
+        "--recipes",
+        action="store_true",
+        help="balanced sampler, MixUp/CutMix, EMA and fine-tuning on 1×2×4 'images'",
+    )
     args = parser.parse_args()
+    recipes = args.recipes
 
     trainer = lk.make_trainer(
         max_epochs=3,
@@ -46,11 +52,21 @@ def main() -> None:
         seed=0,
         enable_progress_bar=False,
         enable_model_summary=False,
+        **(
+            {"ema": 0.9, "callbacks": [lk.callbacks.FineTuning(freeze_epochs=1)]} if recipes else {}
+        ),
     )
     # Built after make_trainer(seed=0), so every launch starts from the same weights.
-    dm = lk.data.DataModule(blobs(), val_split=0.25, batch_size=32, num_workers=0)
+    data = blobs()
+    if recipes:  # 4-D inputs for MixUp/CutMix
+        data = TensorDataset(data.tensors[0].reshape(-1, 1, 2, 4), data.tensors[1])
+    sampler = "balanced" if recipes else None
+    dm = lk.data.DataModule(data, val_split=0.25, batch_size=32, num_workers=0, sampler=sampler)
     net = lk.models.MLP(8, 3, hidden=(32,))
-    module = lk.ClassificationModule(net, num_classes=3, optimizer=lk.optim.adam(lr=1e-2))
+    if recipes:
+        net = torch.nn.Sequential(torch.nn.Flatten(), net)
+    extra = {"mixup": 0.2, "cutmix": 1.0} if recipes else {}
+    module = lk.ClassificationModule(net, num_classes=3, optimizer=lk.optim.adam(lr=1e-2), **extra)
     trainer.fit(module, datamodule=dm)
     weights = torch.cat([p.detach().flatten() for p in module.parameters()])
     report = {

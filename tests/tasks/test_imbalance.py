@@ -120,3 +120,60 @@ def test_balanced_needs_a_lightkit_data_module():
     module = lk.ClassificationModule(lk.models.MLP(4, 2), 2, class_weights="balanced")
     with pytest.raises(ValueError, match=r"counts the training labels of a lightkit data module"):
         module.compute_loss(torch.randn(3, 2), torch.tensor([0, 1, 0]))
+
+
+def test_a_balanced_sampler_draws_the_classes_about_equally_and_resumes(tmp_path):
+    from helpers import flat_weights
+
+    data = _imbalanced(190, 10, seed=3)
+    dm = lk.data.DataModule(data, val_split=0.0, batch_size=50, sampler="balanced")
+    dm.setup("fit")
+    labels = torch.cat([batch[1] for batch in dm.train_dataloader()])
+    assert len(labels) == 200 and 0.35 < labels.float().mean().item() < 0.65  # was 0.05
+    # The DataLoader path (an image-file dataset would take it) draws alike.
+    dm_loader = lk.data.DataModule(data, val_split=0.0, batch_size=50, sampler="balanced")
+    dm_loader.setup("fit")
+    object.__setattr__(dm_loader, "_distributed", lambda: True)  # force the DataLoader path
+    loader_labels = torch.cat([batch[1] for batch in dm_loader.train_dataloader()])
+    assert 0.35 < loader_labels.float().mean().item() < 0.65
+
+    def run(root, epochs, resume=False):
+        torch.manual_seed(0)
+        module = lk.ClassificationModule(lk.models.MLP(8, 2), 2)
+        dm = lk.data.DataModule(_imbalanced(190, 10, seed=3), val_split=0.0, batch_size=50,
+                                sampler="balanced")  # fmt: skip
+        lk.fit(module, dm, max_epochs=epochs, resume=resume, default_root_dir=root, logger=False,
+               enable_progress_bar=False, enable_model_summary=False, verbose=False)  # fmt: skip
+        return flat_weights(module)
+
+    whole = run(tmp_path / "whole", 3)
+    run(tmp_path / "part", 1)
+    torch.testing.assert_close(run(tmp_path / "part", 3, resume=True), whole, rtol=0, atol=0)
+
+
+def test_the_balanced_sampler_needs_class_labels():
+    with pytest.raises(ValueError, match=r"sampler must be one of \('balanced',\)|sampler must be"):
+        lk.data.DataModule(_imbalanced(10, 10, seed=0), sampler="uniform")
+    multi = TensorDataset(torch.randn(20, 4), torch.zeros(20, 3))
+    dm = lk.data.DataModule(multi, val_split=0.0, sampler="balanced")
+    dm.setup("fit")
+    with pytest.raises(ValueError, match=r"needs one integer class label per training sample"):
+        dm.train_dataloader()
+
+
+@pytest.mark.slow
+def test_the_balanced_sampler_raises_minority_recall(tmp_path):
+    def train(sampler):
+        torch.manual_seed(0)
+        module = lk.ClassificationModule(lk.models.MLP(8, 2, hidden=[16]), 2)
+        dm = lk.data.DataModule(_imbalanced(1900, 100, seed=1), val_split=0.0, batch_size=64,
+                                sampler=sampler)  # fmt: skip
+        no_log_trainer(tmp_path / str(sampler), max_epochs=8).fit(module, datamodule=dm)
+        test = _imbalanced(500, 500, seed=2)
+        with torch.no_grad():
+            predicted = module.eval()(test.tensors[0]).argmax(1)
+        return multiclass_recall(predicted, test.tensors[1], num_classes=2, average="none")[
+            1
+        ].item()
+
+    assert train("balanced") > train(None) + 0.2

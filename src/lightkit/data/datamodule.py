@@ -13,12 +13,20 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    Subset,
+    TensorDataset,
+    WeightedRandomSampler,
+    random_split,
+)
 from torchvision import tv_tensors
 
 from lightkit._lightning import processed_counter, recount_batches
 from lightkit._validation import (
     check_bool,
+    check_choice,
     check_class_names,
     check_float,
     check_instance,
@@ -108,6 +116,12 @@ class DataModule(L.LightningDataModule):
         class_names: The name of each class (label ``i`` is ``class_names[i]``), or None.
             Recorded in checkpoints: ``lk.Predictor`` then returns names
             (``predict_labels``, ``class_names``), and so does ``lightkit serve``.
+        sampler: ``"balanced"`` for imbalanced classes: each training epoch draws as many
+            samples as the split holds, with replacement, each with probability proportional to
+            1 / its class's count (``WeightedRandomSampler``), so every class is seen about
+            equally often. Seeded from ``seed`` and resumed like the shuffle (under DDP,
+            Lightning shards it with its ``DistributedSamplerWrapper``); the in-memory fast path
+            draws the same way. Needs one integer label per sample. None: a plain shuffle.
 
     Example:
         >>> dm = lk.data.DataModule(my_dataset, val_split=0.2, batch_size=64)
@@ -129,9 +143,13 @@ class DataModule(L.LightningDataModule):
         eval_transform: Transform | None = None,
         seed: int = 0,
         class_names: Sequence[str] | None = None,
+        sampler: str | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if sampler is not None:
+            check_choice(name, "sampler", sampler, ("balanced",))
+        self.sampler = sampler
         if class_names is not None or type(self).class_names is None:  # a subclass may name them
             self.class_names = check_class_names(name, "class_names", class_names)
         batch_size = check_int(name, "batch_size", batch_size, minimum=1)
@@ -256,7 +274,9 @@ class DataModule(L.LightningDataModule):
     # --- loaders ---------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader | InMemoryLoader:
-        loader = self._loader(self.train_dataset, "train", shuffle=True)
+        loader = self._loader(
+            self.train_dataset, "train", shuffle=True, weights=self._sample_weights()
+        )
         pending, self._pending_loader_state = self._pending_loader_state, None
         if isinstance(loader, InMemoryLoader):
             trainer = self.trainer
@@ -342,8 +362,26 @@ class DataModule(L.LightningDataModule):
             )
         return self._loader(dataset, "predict")
 
+    def _sample_weights(self) -> torch.Tensor | None:
+        """``sampler="balanced"``: each training sample weighted by 1 / its class's count."""
+        if getattr(self, "sampler", None) != "balanced":
+            return None
+        targets = self.train_targets()
+        if targets.ndim != 1 or targets.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__}: sampler='balanced' needs one integer class label per "
+                f"training sample, got targets of shape {tuple(targets.shape)} "
+                f"({targets.dtype}); use class weights in the task instead"
+            )
+        counts = torch.bincount(targets.long())
+        return 1.0 / counts[targets.long()].double()
+
     def _loader(
-        self, dataset: Dataset | None, split: str, shuffle: bool = False
+        self,
+        dataset: Dataset | None,
+        split: str,
+        shuffle: bool = False,
+        weights: torch.Tensor | None = None,
     ) -> DataLoader | InMemoryLoader:
         if dataset is None:
             if self.train_dataset is None:
@@ -356,17 +394,31 @@ class DataModule(L.LightningDataModule):
         if tensors is not None and not self._distributed():
             # Fast path: whole-tensor indexing; the same batches as the DataLoader below.
             return InMemoryLoader(
-                tensors, self.batch_size, shuffle=shuffle, seed=seed, device=self.device
+                tensors,
+                self.batch_size,
+                shuffle=shuffle,
+                seed=seed,
+                device=self.device,
+                weights=weights,
             )
         workers = self._resolve_workers(dataset)
+        generator = torch.Generator().manual_seed(seed)
+        # Balanced: drawn with replacement from the loader's own generator, so checkpoints (which
+        # save it) resume it; under DDP Lightning shards it (DistributedSamplerWrapper).
+        sampler = (
+            WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+            if weights is not None
+            else None
+        )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(seed),
+            generator=generator,
             worker_init_fn=_seed_worker if workers > 0 else None,
         )
 

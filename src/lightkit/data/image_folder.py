@@ -53,6 +53,8 @@ class ImageFolderDataModule(DataModule):
             augmentation policy for training images (see
             :func:`~lightkit.data.transforms.train_preset`).
         random_erasing: Probability of random erasing on training images.
+        sampler: ``"balanced"``: draw training images with probability 1 / their class's count
+            (see :class:`~lightkit.data.DataModule`).
 
     Example:
         >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
@@ -76,6 +78,7 @@ class ImageFolderDataModule(DataModule):
         verify_files: bool = False,
         auto_augment: str | None = None,
         random_erasing: float = 0.0,
+        sampler: str | None = None,
     ) -> None:
         name = type(self).__name__
         check_bool(name, "verify_files", verify_files)
@@ -108,6 +111,7 @@ class ImageFolderDataModule(DataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             seed=seed,
+            sampler=sampler,
         )
         self.root = root
         self.image_size = image_size

@@ -35,6 +35,9 @@ class InMemoryLoader:
             RNG).
         device: Where the tensors and batches live (``None``: leave them where they are, which
             must then be one device for all of them).
+        weights: Sample each epoch's ``len`` samples with replacement, sample ``i`` with
+            probability proportional to ``weights[i]`` (``WeightedRandomSampler``'s draw, from
+            the loader's generator), instead of a permutation. Needs ``shuffle=True``.
 
     Example:
         >>> loader = lk.data.InMemoryLoader((x, y), batch_size=128, shuffle=True, seed=0)
@@ -49,6 +52,7 @@ class InMemoryLoader:
         drop_last: bool = False,
         seed: int | None = None,
         device: str | torch.device | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         owner = "InMemoryLoader"
         if isinstance(tensors, torch.Tensor):
@@ -86,6 +90,14 @@ class InMemoryLoader:
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._num_samples = n
+        if weights is not None:
+            check_instance(owner, "weights", weights, torch.Tensor, "a tensor of sample weights")
+            if not shuffle or weights.shape != (n,) or not bool(torch.isfinite(weights).all()):
+                raise ValueError(
+                    f"{owner}: weights must be {n} finite sample weights (one per sample) and "
+                    f"need shuffle=True, got shape {tuple(weights.shape)}"
+                )
+        self.weights = weights.double() if weights is not None else None
         # Resumable state: the generator as it was when the current epoch began, and how many of
         # its batches were handed out (or, through `position`, how many the trainer processed).
         self.position: Callable[[], int] | None = None
@@ -177,6 +189,8 @@ class InMemoryLoader:
         if generator is None:
             seed = int(torch.empty((), dtype=torch.int64).random_().item())
             generator = torch.Generator().manual_seed(seed)
+        if self.weights is not None:  # WeightedRandomSampler's draw
+            return torch.multinomial(self.weights, n, replacement=True, generator=generator)
         return torch.randperm(n, generator=generator)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -196,7 +210,7 @@ class InMemoryLoader:
             idx = order[start : start + self.batch_size]
             self._yielded += 1
             yield tuple(t.index_select(0, idx) for t in self.tensors)
-        if self.shuffle and self.generator is not None:
+        if self.shuffle and self.generator is not None and self.weights is None:
             # RandomSampler draws one more (empty) permutation when it is exhausted.
             torch.randperm(n, generator=self.generator)
 
