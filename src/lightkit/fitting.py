@@ -146,8 +146,9 @@ def fine_tune(
     (so ``resume=True``, OOM retries and every :func:`make_trainer` option work as there). Start
     from pretrained weights with ``lk.models.backbone(name, num_classes, weights=...)``: a
     torchvision weights name (from the local torch hub cache) or a ``state_dict`` file. A
-    multi-device DDP run needs ``strategy="ddp_find_unused_parameters_true"`` (frozen parameters
-    get no gradient); ``strategy="ddp"`` is turned into it.
+    multi-device DDP run needs DDP's ``find_unused_parameters`` (frozen parameters get no
+    gradient): ``"ddp"``, ``"ddp_spawn"`` and ``"ddp_notebook"``, and ``"auto"`` on several
+    devices or nodes, become their ``_find_unused_parameters_true`` variants.
 
     Args:
         module: A task module whose ``net`` is the pretrained network with its new head.
@@ -178,11 +179,27 @@ def fine_tune(
     callbacks = make_trainer_kwargs.pop("callbacks", None) or []
     if not isinstance(callbacks, list):
         callbacks = [callbacks]
-    if make_trainer_kwargs.get("strategy") == "ddp":
-        make_trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    make_trainer_kwargs["strategy"] = _with_unused_parameters(make_trainer_kwargs)
     return fit(
         module, datamodule, max_epochs=epochs, callbacks=[tuning, *callbacks], **make_trainer_kwargs
     )
+
+
+def _with_unused_parameters(kwargs: dict[str, Any]) -> Any:
+    """The strategy for fine-tuning: DDP variants that allow parameters without gradients."""
+    strategy = kwargs.get("strategy", "auto")
+    if strategy in ("ddp", "ddp_spawn", "ddp_notebook"):
+        return f"{strategy}_find_unused_parameters_true"
+    if strategy == "auto":
+        devices, nodes = kwargs.get("devices", "auto"), kwargs.get("num_nodes", 1)
+        several = (
+            (isinstance(devices, int) and (devices > 1 or devices == -1))
+            or (isinstance(devices, (list, tuple)) and len(devices) > 1)
+            or (devices in ("auto", "-1") and torch.cuda.device_count() > 1)
+            or (isinstance(nodes, int) and nodes > 1)
+        )
+        return "ddp_find_unused_parameters_true" if several else strategy
+    return strategy
 
 
 __all__ = ["fine_tune", "fit"]

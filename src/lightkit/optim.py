@@ -468,7 +468,8 @@ def warmup_cosine(warmup: float = 0.05, min_lr_ratio: float = 0.0) -> SchedulerP
 
 
 def onecycle(max_lr: float, pct_start: float = 0.3) -> SchedulerPreset:
-    """OneCycleLR: warm up to ``max_lr`` and anneal over the run; stepped every batch.
+    """OneCycleLR: warm up to ``max_lr`` and anneal over the run; stepped every batch. Param
+    groups at lower learning rates (``lr_multipliers``, fine-tuning) peak in proportion.
 
     Example:
         >>> lk.ClassificationModule(net, 10, optimizer=lk.optim.sgd(), scheduler=lk.optim.onecycle(0.1))
@@ -485,8 +486,13 @@ def onecycle(max_lr: float, pct_start: float = 0.3) -> SchedulerPreset:
     )
 
     def build(optimizer: Optimizer, total_steps: int | None) -> LRScheduler:
+        # Param groups at different learning rates (discriminative LRs, fine-tuning) keep their
+        # ratios: the group at the highest rate peaks at max_lr, the others in proportion.
+        rates = [group["lr"] for group in optimizer.param_groups]
+        top = max(rates)
+        peaks = [max_lr * rate / top for rate in rates] if top > 0 else max_lr
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start
+            optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start
         )
 
     kwargs = {"max_lr": max_lr, "pct_start": pct_start}

@@ -171,3 +171,43 @@ data:
     )
     groups = checkpoint["optimizer_states"][0]["param_groups"]
     assert sorted(g["lr"] for g in groups) == pytest.approx([0.2e-3, 1e-3])
+
+
+def test_an_interrupted_fine_tuning_run_leaves_nothing_frozen(tmp_path):
+    module = _mlp()
+
+    class Boom(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            raise RuntimeError("boom")  # mid-way through the frozen epoch
+
+    dm = lk.data.DataModule(make_blobs(64), batch_size=32)
+    with pytest.raises(RuntimeError, match="boom"):
+        lk.fit(module, dm, max_epochs=2, callbacks=[FineTuning(freeze_epochs=1), Boom()],
+               **_options(tmp_path))  # fmt: skip
+    assert all(p.requires_grad for p in module.parameters())
+    assert module.lr_multipliers is None
+
+
+def test_several_devices_get_ddp_that_allows_frozen_parameters():
+    from lightkit.fitting import _with_unused_parameters
+
+    assert _with_unused_parameters({"strategy": "ddp"}) == "ddp_find_unused_parameters_true"
+    assert (
+        _with_unused_parameters({"strategy": "ddp_spawn"})
+        == "ddp_spawn_find_unused_parameters_true"
+    )
+    assert _with_unused_parameters({"devices": 2}) == "ddp_find_unused_parameters_true"
+    assert _with_unused_parameters({"num_nodes": 2}) == "ddp_find_unused_parameters_true"
+    assert _with_unused_parameters({"devices": 1}) == "auto"
+    assert _with_unused_parameters({"strategy": "fsdp"}) == "fsdp"
+
+
+def test_onecycle_keeps_the_groups_learning_rate_ratios(tmp_path):
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), 3, optimizer=lk.optim.adam(lr=1e-2),
+                                     scheduler=lk.optim.onecycle(max_lr=0.1))  # fmt: skip
+    trainer = lk.fine_tune(module, lk.data.DataModule(make_blobs(64), batch_size=32), epochs=2,
+                           body_lr_ratio=0.1, **_options(tmp_path))  # fmt: skip
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert sorted(g["max_lr"] for g in scheduler.optimizer.param_groups) == pytest.approx(
+        [0.01, 0.1]
+    )

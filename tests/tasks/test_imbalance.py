@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,7 @@ def test_binary_and_multilabel_balanced_weights(tmp_path):
     )
     dm = lk.data.DataModule(TensorDataset(x, y), val_split=0.0, batch_size=20)
     no_log_trainer(tmp_path / "b", max_epochs=1).fit(binary, datamodule=dm)
-    assert binary.pos_weight.item() == pytest.approx(3.0)
+    assert binary._balanced_weight.item() == pytest.approx(3.0)
     labels = torch.stack([(torch.arange(40) < 8), (torch.arange(40) < 20)], 1).float()
     multi = lk.MultilabelClassificationModule(lk.models.MLP(4, 2), 2, class_weights="balanced")
     dm = lk.data.DataModule(TensorDataset(x, labels), val_split=0.0, batch_size=20)
@@ -116,10 +117,73 @@ def test_bad_imbalance_options_are_named(kwargs, match):
         lk.ClassificationModule(lk.models.MLP(4, 2), 2, **kwargs)
 
 
-def test_balanced_needs_a_lightkit_data_module():
+def test_balanced_without_a_lightkit_data_module_is_unweighted_with_a_warning():
     module = lk.ClassificationModule(lk.models.MLP(4, 2), 2, class_weights="balanced")
-    with pytest.raises(ValueError, match=r"counts the training labels of a lightkit data module"):
-        module.compute_loss(torch.randn(3, 2), torch.tensor([0, 1, 0]))
+    preds, target = torch.randn(3, 2), torch.tensor([0, 1, 0])
+    with pytest.warns(UserWarning, match=r"counts the training labels of a lightkit data module"):
+        loss = module.compute_loss(preds, target)  # as lk.diagnose does, outside a fit
+    torch.testing.assert_close(loss, F.cross_entropy(preds, target))
+
+
+def test_soft_targets_keep_the_weighted_mean():
+    module = lk.ClassificationModule(lk.models.MLP(4, 2), 2, class_weights=[1.0, 9.0])
+    preds = torch.randn(4, 2)
+    soft = torch.tensor([[0.7, 0.3], [1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    w = torch.tensor([1.0, 9.0])
+    per_sample = -(soft * w * preds.log_softmax(1)).sum(1)
+    torch.testing.assert_close(
+        module.compute_loss(preds, soft), per_sample.sum() / (soft @ w).sum()
+    )
+    hard = torch.tensor([0, 0, 1, 1])  # one-hot soft targets give exactly the hard-label loss
+    torch.testing.assert_close(
+        module.compute_loss(preds, F.one_hot(hard, 2).float()), module.compute_loss(preds, hard)
+    )
+
+
+def test_balanced_pos_weight_with_ema_and_batchnorm(tmp_path):
+    # EMA copies the module when fitting starts: the buffer list must not change afterwards.
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 8, 8)
+    y = (torch.arange(40) < 8).float()
+    module = lk.BinaryClassificationModule(
+        lk.models.ConvNet(1, 1, widths=(4,)), pos_weight="balanced"
+    )
+    dm = lk.data.DataModule(TensorDataset(x, y), val_split=0.25, batch_size=10)
+    lk.fit(module, dm, max_epochs=2, ema=0.9, default_root_dir=tmp_path, logger=False,
+           enable_progress_bar=False, enable_model_summary=False, verbose=False)  # fmt: skip
+    train = dm.train_targets()  # counted on the training split
+    assert module._balanced_weight.item() == pytest.approx(
+        float((train == 0).sum() / (train == 1).sum())
+    )
+
+
+def test_counting_names_bad_labels_and_reads_torchvision_targets():
+    class WithTargets(torch.utils.data.Dataset):
+        def __init__(self):
+            self.targets = [0, 1, 1, 1]
+            self.reads = 0
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            self.reads += 1
+            return torch.zeros(2), self.targets[i]
+
+    data = WithTargets()
+    dm = lk.data.DataModule(data, val_split=0.0)
+    dm.setup("fit")
+    before = data.reads
+    assert dm.train_targets().tolist() == [0, 1, 1, 1]
+    assert data.reads == before  # the targets attribute is read, not the samples
+    module = lk.ClassificationModule(lk.models.MLP(4, 2), 2)
+    from lightkit.tasks._imbalance import balanced_class_weights
+
+    with pytest.raises(ValueError, match=r"holds label 5, outside \[0, 2\)"):
+        balanced_class_weights(torch.tensor([0, 5]), 2, module._name)
+    assert lk.ClassificationModule(
+        lk.models.MLP(4, 2), 2, class_weights=np.array([1.0, 2.0])
+    ).class_weights == [1.0, 2.0]
 
 
 def test_a_balanced_sampler_draws_the_classes_about_equally_and_resumes(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch import nn
@@ -10,7 +12,15 @@ from lightkit._lightning import skip_unused_step_hooks
 from lightkit._validation import check_bool, check_float, check_int, short_repr
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-_NORMS = (*_BATCH_NORMS, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+_NORMS = (
+    *_BATCH_NORMS,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    *([nn.RMSNorm] if hasattr(nn, "RMSNorm") else []),
+)
 
 
 @skip_unused_step_hooks
@@ -34,8 +44,8 @@ class FineTuning(Callback):
     The head is the net's last ``nn.Linear`` layer (the new head of ``lk.models.backbone``, and
     of lightkit's ``MLP`` and ``ConvNet``), or the submodule named by ``head``. Works on any task
     module with a ``net`` attribute and ``lr_multipliers`` (every lightkit task); under DDP, use
-    ``strategy="ddp_find_unused_parameters_true"`` (``lk.fine_tune`` does), since frozen
-    parameters get no gradient.
+    ``strategy="ddp_find_unused_parameters_true"`` (``lk.fine_tune`` picks it for a run on
+    several devices), since frozen parameters get no gradient.
 
     Args:
         freeze_epochs: Epochs that train only the head (0: none, the body trains at once at its
@@ -70,6 +80,7 @@ class FineTuning(Callback):
         self.train_bn = check_bool(owner, "train_bn", train_bn)
         self._frozen: list[nn.Parameter] = []
         self._frozen_norms: list[nn.Module] = []
+        self._previous_multipliers: Any = None
 
     # --- which parameters are the head -----------------------------------------------------------
 
@@ -110,7 +121,10 @@ class FineTuning(Callback):
                 f"FineTuning: {type(pl_module).__name__} has no `lr_multipliers`; use a lightkit "
                 "task module"
             )
-        # Read when the optimizer is built, which Lightning does after this hook.
+        self._unfreeze()  # whatever an interrupted run left frozen trains again
+        # Read when the optimizer is built, which Lightning does after this hook; the module's
+        # own value comes back when fitting ends.
+        self._previous_multipliers = pl_module.lr_multipliers
         pl_module.lr_multipliers = {"net": self.body_lr_ratio, f"net.{head}": 1.0}
 
     # --- freezing --------------------------------------------------------------------------------
@@ -122,7 +136,19 @@ class FineTuning(Callback):
             self._unfreeze()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._unfreeze()  # the module you get back trains as a whole
+        self._restore(pl_module)  # the module you get back trains as a whole
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        # A crash, an interrupt or an out-of-memory retry (lk.fit) must not leave the body
+        # frozen: the next fit builds its optimizer from the trainable parameters.
+        self._restore(pl_module)
+
+    def _restore(self, pl_module: L.LightningModule) -> None:
+        self._unfreeze()
+        if hasattr(pl_module, "lr_multipliers"):
+            pl_module.lr_multipliers = self._previous_multipliers
 
     def _freeze(self, pl_module: L.LightningModule) -> None:
         net: nn.Module = pl_module.net  # type: ignore[assignment]

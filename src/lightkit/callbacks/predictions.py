@@ -11,6 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 
 from lightkit._validation import check_path
@@ -28,7 +29,7 @@ class PredictionWriter(BasePredictionWriter):
     * binary: ``index, label, probability`` (of the positive class);
     * multilabel: ``index, labels, p_<label>...`` (the labels present, joined by ``;``);
     * segmentation: ``index, mask``; each predicted mask is saved as a PNG of class indices
-      (``masks/<index>.png``, beside the CSV);
+      (``<csv name>_masks/<index>.png``, beside the CSV);
     * values (regression, your own outputs): ``index, output`` or ``output_0, output_1, ...``.
 
     ``index`` is the sample's position in the predict loader (the dataset index where Lightning
@@ -85,7 +86,15 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        if self._csv is None or not isinstance(prediction, torch.Tensor):
+        if self._csv is None:
+            return
+        if not isinstance(prediction, torch.Tensor):
+            if not getattr(self, "_warned", False):
+                self._warned = True
+                rank_zero_warn(
+                    f"PredictionWriter: predict_step returned {type(prediction).__name__}, not a "
+                    "tensor; such batches are not written"
+                )
             return
         prediction = prediction.detach().float().cpu()
         n = prediction.shape[0] if prediction.ndim else 1

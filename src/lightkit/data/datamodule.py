@@ -263,12 +263,16 @@ class DataModule(L.LightningDataModule):
         Used by ``class_weights="balanced"`` and ``pos_weight="balanced"``."""
         if self.train_dataset is None:
             self.setup("fit")
+        cached = getattr(self, "_train_targets", None)
+        if cached is not None and cached[0] is self.train_dataset:
+            return cached[1]
         targets = _targets(self.train_dataset)
         if targets is None:
             raise ValueError(
                 f"{type(self).__name__}: the training samples have no targets to count "
                 "(expected (input, target) pairs)"
             )
+        self._train_targets = (self.train_dataset, targets)
         return targets
 
     # --- loaders ---------------------------------------------------------------------------------
@@ -373,8 +377,14 @@ class DataModule(L.LightningDataModule):
                 f"training sample, got targets of shape {tuple(targets.shape)} "
                 f"({targets.dtype}); use class weights in the task instead"
             )
-        counts = torch.bincount(targets.long())
-        return 1.0 / counts[targets.long()].double()
+        labels = targets.long()
+        if len(labels) and int(labels.min()) < 0:
+            raise ValueError(
+                f"{type(self).__name__}: sampler='balanced' found label {int(labels.min())} in "
+                "the training split; class labels are integers from 0"
+            )
+        counts = torch.bincount(labels)
+        return 1.0 / counts[labels].double()
 
     def _loader(
         self,
@@ -453,10 +463,16 @@ def _targets(dataset: Any) -> torch.Tensor | None:
     labels = getattr(dataset, "labels", None)
     if isinstance(dataset, ImageFileDataset) and labels is not None:
         return torch.tensor(labels)
-    items = [dataset[i] for i in range(len(dataset))]
-    if not items or not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):
-        return None
-    return torch.stack([torch.as_tensor(item[1]) for item in items])
+    known = getattr(dataset, "targets", None)  # torchvision datasets (ImageFolder, CIFAR, MNIST)
+    if isinstance(known, (list, torch.Tensor)) and len(known) == len(dataset):
+        return torch.as_tensor(known)
+    targets = []
+    for i in range(len(dataset)):  # each sample read once, only its target kept
+        item = dataset[i]
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            return None
+        targets.append(torch.as_tensor(item[1]))
+    return torch.stack(targets) if targets else None
 
 
 def _own_transform(dataset: Any) -> Any:

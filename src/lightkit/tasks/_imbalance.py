@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -12,10 +13,15 @@ from lightkit._validation import check_float, short_repr
 
 
 def check_class_weights(owner: str, name: str, value: Any, count: int) -> str | list[float] | None:
-    """None, ``"balanced"``, or ``count`` finite positive weights (a list or tensor) as a list."""
-    if value is None or value == "balanced":
-        return value
+    """None, ``"balanced"``, or ``count`` finite positive weights (a list, tensor or numpy
+    array) as a list."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, (str, torch.Tensor)):
+        value = value.tolist()  # a numpy array
     if isinstance(value, str):
+        if value == "balanced":
+            return value
         raise ValueError(
             f"{owner}: {name} must be None, 'balanced' or {count} weights, got {value!r}"
         )
@@ -40,24 +46,39 @@ def check_focal_gamma(owner: str, value: Any) -> float:
     return check_float(owner, "focal_gamma", value, 0.0, 10.0)
 
 
-def training_targets(module: Any, owner: str, name: str) -> torch.Tensor:
-    """The training targets of the module's data module (for ``"balanced"`` weights)."""
+def training_targets(module: Any, owner: str, name: str) -> torch.Tensor | None:
+    """The training targets of the module's lightkit data module (for ``"balanced"`` weights),
+    or None (with a warning) when there is none to count: the loss is then unweighted."""
     trainer = getattr(module, "_trainer", None)
     datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
     count = getattr(datamodule, "train_targets", None)
     if not callable(count):
-        raise ValueError(
+        warnings.warn(
             f"{owner}: {name}='balanced' counts the training labels of a lightkit data module "
-            "(trainer.fit(module, datamodule=lk.data.DataModule(...))); with other data, pass "
-            "the weights themselves"
+            "(trainer.fit(module, datamodule=lk.data.DataModule(...))), and there is none here: "
+            "the loss is unweighted. With other data, pass the weights themselves",
+            stacklevel=4,
         )
+        return None
     return count()
 
 
-def balanced_class_weights(targets: torch.Tensor, num_classes: int) -> list[float]:
+def balanced_class_weights(targets: torch.Tensor, num_classes: int, owner: str) -> list[float]:
     """scikit-learn's "balanced": ``n_samples / (n_classes * count)`` per class (1 for a class
     with no training sample)."""
-    counts = torch.bincount(targets.long().flatten(), minlength=num_classes)[:num_classes].double()
+    labels = targets.long().flatten()
+    if targets.is_floating_point() or targets.ndim != 1:
+        raise ValueError(
+            f"{owner}: class_weights='balanced' needs one integer label per training sample, "
+            f"got targets of shape {tuple(targets.shape)} ({targets.dtype})"
+        )
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
+        raise ValueError(
+            f"{owner}: the training split holds label {bad}, outside [0, {num_classes}) "
+            f"(num_classes={num_classes})"
+        )
+    counts = torch.bincount(labels, minlength=num_classes)[:num_classes].double()
     total = float(counts.sum())
     return [total / (num_classes * c) if c > 0 else 1.0 for c in counts.tolist()]
 
@@ -81,19 +102,21 @@ def multiclass_loss(
 ) -> torch.Tensor:
     """Cross-entropy, class-weighted (a weighted mean, as ``nn.CrossEntropyLoss``), with the focal
     term ``(1 - p_t) ** gamma`` when ``gamma > 0``."""
-    if gamma == 0:
+    soft = target.is_floating_point()
+    if gamma == 0 and not (soft and weight is not None):
         return F.cross_entropy(preds, target, weight=weight, label_smoothing=label_smoothing)
     losses = F.cross_entropy(
         preds, target, weight=weight, label_smoothing=label_smoothing, reduction="none"
     )
     probs = preds.float().softmax(-1)
-    if target.is_floating_point():  # soft targets (MixUp, CutMix): the expected p_true
+    if soft:  # soft targets (MixUp, CutMix): the expected p_true and the expected weight
         p_true = (probs * target.float()).sum(1)
-        per_sample = None  # a plain mean, as cross_entropy's for class probabilities
+        per_sample = target.float() @ weight.float() if weight is not None else None
     else:
         p_true = probs.gather(1, target[:, None]).squeeze(1)
         per_sample = weight[target] if weight is not None else None
-    losses = (1 - p_true).pow(gamma).to(losses.dtype) * losses
+    if gamma:
+        losses = (1 - p_true).pow(gamma).to(losses.dtype) * losses
     if per_sample is None:
         return losses.mean()
     return losses.sum() / per_sample.sum().to(losses.dtype)

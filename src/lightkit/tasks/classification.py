@@ -110,6 +110,7 @@ class ClassificationModule(TaskModule):
         self.focal_gamma = focal_gamma
         self.mixup, self.cutmix = mixup, cutmix
         self._loss_weight: torch.Tensor | None = None
+        self._counted_for: Any = None  # the trainer whose data "balanced" was counted on
         super().__init__(
             net,
             optimizer=optimizer,
@@ -162,13 +163,20 @@ class ClassificationModule(TaskModule):
         if self.class_weights is None:
             return None
         cached = self._loss_weight
-        if cached is None or cached.device != preds.device:
-            values = self.class_weights
-            if values == "balanced":
-                targets = training_targets(self, self._name, "class_weights")
-                values = balanced_class_weights(targets, self.num_classes)
+        values = self.class_weights
+        if values == "balanced" and self._counted_for != id(self._trainer):
+            targets = training_targets(self, self._name, "class_weights")
+            self._counted_for = id(self._trainer)
+            if targets is not None:
+                counted = balanced_class_weights(targets, self.num_classes, self._name)
+                cached = torch.tensor(counted, dtype=torch.float32, device=preds.device)
+        elif values != "balanced" and cached is None:
             cached = torch.tensor(values, dtype=torch.float32, device=preds.device)
-            self._loss_weight = cached
+        if cached is None:
+            return None  # "balanced" with nothing counted (no lightkit data module): unweighted
+        if cached.device != preds.device:
+            cached = cached.to(preds.device)
+        self._loss_weight = cached
         return cached.to(preds.dtype)
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
@@ -248,6 +256,10 @@ class BinaryClassificationModule(TaskModule):
         fixed = pos_weight is not None and not self.balanced
         weight = torch.tensor(float(pos_weight)) if fixed else None  # type: ignore[arg-type]
         self.register_buffer("pos_weight", weight, persistent=False)
+        # "balanced": counted from the data, kept out of the buffers (which weight averaging
+        # and state dicts treat as model state); None until counted.
+        self._balanced_weight: torch.Tensor | None = None
+        self._counted_for: Any = None  # the trainer whose data "balanced" was counted on
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -272,11 +284,16 @@ class BinaryClassificationModule(TaskModule):
     def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = self._logits(preds)
         target = _flat_target(self._name, target, logits)
-        if self.balanced and self.pos_weight is None:
-            targets = training_targets(self, self._name, "pos_weight")
-            weight = balanced_pos_weights(targets.reshape(-1, 1))[0]
-            self.pos_weight = torch.tensor(weight, device=logits.device)
         pos_weight = self.pos_weight
+        if self.balanced:
+            if self._counted_for != id(self._trainer):
+                targets = training_targets(self, self._name, "pos_weight")
+                if targets is not None:
+                    counted = balanced_pos_weights(targets.reshape(-1, 1))[0]
+                    self._balanced_weight = torch.tensor(counted)
+                self._counted_for = id(self._trainer)
+            if self._balanced_weight is not None:
+                pos_weight = self._balanced_weight.to(logits.device)
         return binary_loss(logits, target.to(logits.dtype), pos_weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
@@ -347,6 +364,7 @@ class MultilabelClassificationModule(TaskModule):
         self.class_weights = class_weights
         self.focal_gamma = focal_gamma
         self._loss_weight: torch.Tensor | None = None
+        self._counted_for: Any = None
         super().__init__(
             net,
             optimizer=optimizer,
@@ -381,15 +399,17 @@ class MultilabelClassificationModule(TaskModule):
         if self.class_weights is None and self.focal_gamma == 0:
             return F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype))
         weight = None
-        if self.class_weights is not None:
-            if self._loss_weight is None or self._loss_weight.device != preds.device:
-                values = self.class_weights
-                if values == "balanced":
-                    values = balanced_pos_weights(
-                        training_targets(self, self._name, "class_weights")
-                    )
-                self._loss_weight = torch.tensor(values, dtype=torch.float32, device=preds.device)
-            weight = self._loss_weight.to(preds.dtype)
+        values = self.class_weights
+        if values == "balanced" and self._counted_for != id(self._trainer):
+            targets = training_targets(self, self._name, "class_weights")
+            self._counted_for = id(self._trainer)
+            if targets is not None:
+                self._loss_weight = torch.tensor(balanced_pos_weights(targets), dtype=torch.float32)
+        elif values not in (None, "balanced") and self._loss_weight is None:
+            self._loss_weight = torch.tensor(values, dtype=torch.float32)
+        if self._loss_weight is not None:
+            weight = self._loss_weight.to(device=preds.device, dtype=preds.dtype)
+
         return binary_loss(preds, target.to(preds.dtype), weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
