@@ -72,3 +72,30 @@ def test_a_killed_mixup_run_resumes_bit_identically(tmp_path):
     resumed = _module(mixup=0.4, cutmix=1.0)
     lk.fit(resumed, dm(), max_epochs=3, seed=0, resume=True, **_options(tmp_path / "part"))
     torch.testing.assert_close(flat_weights(resumed), flat_weights(whole), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"mixup": 0.4}, {"cutmix": 1.0}])
+def test_multilabel_mixes_label_vectors_and_keeps_hard_labels_for_metrics(tmp_path, kwargs):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 8, 8, generator=g)
+    y = (torch.rand(64, 3, generator=g) > 0.5).long()  # integer 0/1 label vectors
+    torch.manual_seed(0)
+    module = lk.MultilabelClassificationModule(
+        lk.models.ConvNet(1, 3, widths=(4,)), 3, train_metrics=True, **kwargs
+    )
+    seen = []
+    original = module.compute_loss
+
+    def recording(preds, target):
+        seen.append((module.trainer.training, target))
+        return original(preds, target)
+
+    module.compute_loss = recording
+    data = torch.utils.data.TensorDataset(x, y)
+    trainer = lk.fit(
+        module, lk.data.DataModule(data, batch_size=16), max_epochs=1, **_options(tmp_path)
+    )
+    mixed = [t for training, t in seen if training]
+    assert mixed and all(t.is_floating_point() for t in mixed)
+    assert any(((t > 0) & (t < 1)).any() for t in mixed)  # some labels really were mixed
+    assert 0.0 <= float(trainer.callback_metrics["train/f1"]) <= 1.0

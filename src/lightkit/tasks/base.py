@@ -377,6 +377,8 @@ class TaskModule(L.LightningModule):
                 f"{self._name}: mixup and cutmix mix images (N×C×H×W batches), got inputs of "
                 f"shape {shape}; pass mixup=0.0 and cutmix=0.0 for other data"
             )
+        if isinstance(target, torch.Tensor) and target.ndim == 2 and not target.is_floating_point():
+            target = target.float()  # 0/1 label vectors (multilabel) mix as probabilities
         return self._mixer(x, target)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -120,14 +120,7 @@ class ClassificationModule(TaskModule):
             channels_last=channels_last,
             gradient_checkpointing=gradient_checkpointing,
         )
-        mixers = [
-            mix(alpha=alpha, num_classes=num_classes)
-            for mix, alpha in ((v2.MixUp, mixup), (v2.CutMix, cutmix))
-            if alpha > 0
-        ]
-        if mixers:
-            mixer = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
-            object.__setattr__(self, "_mixer", mixer)  # not a submodule: no weights, no state
+        _set_mixer(self, mixup, cutmix, num_classes)
 
     def build_metrics(self) -> MetricCollection:
         # validate_args=False: check_batch validates labels; the metric's own checks would sync
@@ -335,6 +328,9 @@ class MultilabelClassificationModule(TaskModule):
             or None.
         focal_gamma: Focal loss: each label's loss scaled by ``(1 - p_true) ** focal_gamma``
             (0: plain BCE).
+        mixup: MixUp's ``alpha`` for training image batches (0: none): images and their label
+            vectors are mixed alike; metrics and label checks use the original 0/1 labels.
+        cutmix: CutMix's ``alpha`` (0: none); the label vectors mix by the pasted area.
 
     Example:
         >>> module = lk.MultilabelClassificationModule(lk.models.MLP(16, 5), num_labels=5)
@@ -353,8 +349,12 @@ class MultilabelClassificationModule(TaskModule):
         gradient_checkpointing: bool = False,
         class_weights: str | list[float] | torch.Tensor | None = None,
         focal_gamma: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
     ) -> None:
         name = type(self).__name__
+        mixup = check_float(name, "mixup", mixup, 0.0, 10.0)
+        cutmix = check_float(name, "cutmix", cutmix, 0.0, 10.0)
         check_num_classes(name, num_labels, "num_labels")
         check_threshold(name, threshold)
         class_weights = check_class_weights(name, "class_weights", class_weights, num_labels)
@@ -365,6 +365,7 @@ class MultilabelClassificationModule(TaskModule):
         self.focal_gamma = focal_gamma
         self._loss_weight: torch.Tensor | None = None
         self._counted_for: Any = None
+        self.mixup, self.cutmix = mixup, cutmix
         super().__init__(
             net,
             optimizer=optimizer,
@@ -374,6 +375,7 @@ class MultilabelClassificationModule(TaskModule):
             channels_last=channels_last,
             gradient_checkpointing=gradient_checkpointing,
         )
+        _set_mixer(self, mixup, cutmix, None)
 
     def build_metrics(self) -> MetricCollection:
         kwargs = {"num_labels": self.num_labels, "validate_args": False}
@@ -424,6 +426,19 @@ class MultilabelClassificationModule(TaskModule):
 
     def task_outputs(self) -> TaskOutputs:
         return TaskOutputs("multilabel", num_classes=self.num_labels, threshold=self.threshold)
+
+
+def _set_mixer(module: TaskModule, mixup: float, cutmix: float, num_classes: int | None) -> None:
+    """torchvision's MixUp / CutMix (one at random when both are on) for training batches;
+    ``num_classes=None``: the targets are already label vectors (multilabel), mixed as given."""
+    mixers = [
+        mix(alpha=alpha, num_classes=num_classes)
+        for mix, alpha in ((v2.MixUp, mixup), (v2.CutMix, cutmix))
+        if alpha > 0
+    ]
+    if mixers:
+        mixer = mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+        object.__setattr__(module, "_mixer", mixer)  # not a submodule: no weights, no state
 
 
 def _flat_target(owner: str, target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
