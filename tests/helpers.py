@@ -226,3 +226,17 @@ def no_log_trainer(root: Any, max_epochs: int) -> Any:
         enable_model_summary=False,
         logger=False,
     )
+
+
+# The model and data sections of a small config (an MLP on the built-in digits), for CLI tests.
+DIGITS_MLP_SECTIONS = """
+model:
+  class_path: lightkit.ClassificationModule
+  init_args:
+    num_classes: 10
+    net:
+      class_path: lightkit.models.MLP
+      init_args: {in_features: 64, out_features: 10, hidden: [16]}
+data:
+  class_path: lightkit.data.DigitsDataModule
+"""

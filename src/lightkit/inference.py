@@ -26,7 +26,7 @@ from lightkit._validation import (
     check_path,
 )
 from lightkit.checkpointing import load_checkpoint
-from lightkit.data._recorded import check_image_size
+from lightkit.data._recorded import check_image_size, image_size
 from lightkit.data.datasets import load_image
 from lightkit.outputs import DescribedTask, TaskOutputs
 
@@ -386,17 +386,9 @@ class Predictor:
     def _image(self, path: Path, index: int) -> torch.Tensor:
         image = load_image(path, self.image_mode)  # BadImageError names the file
         if self._transform_spec is not None:  # from the checkpoint: sizes checked before it runs
-            if isinstance(image, torch.Tensor):
-                channels, height, width = image.shape[-3:]
-            else:
-                channels, (width, height) = len(image.getbands()), image.size
-            check_image_size(
-                self._transform_spec,
-                channels,
-                height,
-                width,
-                f"Predictor.predict: image {os.fspath(path)!r}",
-            )
+            where = f"Predictor.predict: image {os.fspath(path)!r}"
+            check_image_size(self._transform_spec, *image_size(image), where)
+
         transform = self.transform
         if transform is None:
             if not self._warned_no_transform:

@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 import lightkit as lk
-from helpers import flat_weights, make_blobs
+from helpers import DIGITS_MLP_SECTIONS, flat_weights, make_blobs
 from lightkit.callbacks import FineTuning
 
 
@@ -151,16 +151,8 @@ trainer:
   callbacks:
     - class_path: lightkit.callbacks.FineTuning
       init_args: {freeze_epochs: 1, body_lr_ratio: 0.2}
-model:
-  class_path: lightkit.ClassificationModule
-  init_args:
-    num_classes: 10
-    net:
-      class_path: lightkit.models.MLP
-      init_args: {in_features: 64, out_features: 10, hidden: [16]}
-data:
-  class_path: lightkit.data.DigitsDataModule
 """
+        + DIGITS_MLP_SECTIONS
     )
     assert (
         main(["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path / 'runs'}"])

@@ -47,7 +47,9 @@ def test_balanced_class_weights_raise_minority_recall_and_macro_f1(tmp_path):
         f1,
     )
     # scikit-learn's rule on the 95/5 training split: 2000 / (2 * count)
-    torch.testing.assert_close(weighted._loss_weight.cpu(), torch.tensor([2000 / 3800, 2000 / 200]))
+    torch.testing.assert_close(
+        weighted._loss_weights.tensor, torch.tensor([2000 / 3800, 2000 / 200])
+    )
     # Focal loss helps the rare class too, and the weights can be given as they are.
     _, focal_recall, _ = _train(tmp_path / "focal", class_weights=[1.0, 5.0], focal_gamma=2.0)
     assert focal_recall > plain_recall + 0.2
@@ -78,12 +80,12 @@ def test_binary_and_multilabel_balanced_weights(tmp_path):
     )
     dm = lk.data.DataModule(TensorDataset(x, y), val_split=0.0, batch_size=20)
     no_log_trainer(tmp_path / "b", max_epochs=1).fit(binary, datamodule=dm)
-    assert binary._balanced_weight.item() == pytest.approx(3.0)
+    assert binary._balanced_weight.tensor.item() == pytest.approx(3.0)
     labels = torch.stack([(torch.arange(40) < 8), (torch.arange(40) < 20)], 1).float()
     multi = lk.MultilabelClassificationModule(lk.models.MLP(4, 2), 2, class_weights="balanced")
     dm = lk.data.DataModule(TensorDataset(x, labels), val_split=0.0, batch_size=20)
     no_log_trainer(tmp_path / "m", max_epochs=1).fit(multi, datamodule=dm)
-    torch.testing.assert_close(multi._loss_weight.cpu(), torch.tensor([32 / 8, 20 / 20]))
+    torch.testing.assert_close(multi._loss_weights.tensor, torch.tensor([32 / 8, 20 / 20]))
 
 
 def test_weights_are_recorded_as_plain_data_and_reload(tmp_path):
@@ -152,7 +154,7 @@ def test_balanced_pos_weight_with_ema_and_batchnorm(tmp_path):
     lk.fit(module, dm, max_epochs=2, ema=0.9, default_root_dir=tmp_path, logger=False,
            enable_progress_bar=False, enable_model_summary=False, verbose=False)  # fmt: skip
     train = dm.train_targets()  # counted on the training split
-    assert module._balanced_weight.item() == pytest.approx(
+    assert module._balanced_weight.tensor.item() == pytest.approx(
         float((train == 0).sum() / (train == 1).sum())
     )
 

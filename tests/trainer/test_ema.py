@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lightkit as lk
-from helpers import flat_weights, make_blobs
+from helpers import DIGITS_MLP_SECTIONS, flat_weights, make_blobs
 
 
 def _module():
@@ -75,16 +75,8 @@ trainer:
   limit_val_batches: 1
   enable_progress_bar: false
   ema: 0.99
-model:
-  class_path: lightkit.ClassificationModule
-  init_args:
-    num_classes: 10
-    net:
-      class_path: lightkit.models.MLP
-      init_args: {in_features: 64, out_features: 10, hidden: [16]}
-data:
-  class_path: lightkit.data.DigitsDataModule
 """
+        + DIGITS_MLP_SECTIONS
     )
     assert (
         main(["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path / 'runs'}"])

@@ -229,6 +229,15 @@ def _resized(h: int, w: int, size: Any, max_size: int | None) -> tuple[int, int]
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
+def image_size(image: Any) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a loaded image: a PIL image or a ``C×H×W`` tensor."""
+    if isinstance(image, torch.Tensor):
+        channels, height, width = image.shape[-3:]
+        return int(channels), int(height), int(width)
+    width, height = image.size
+    return len(image.getbands()), height, width
+
+
 def check_image_size(
     spec: Mapping[str, Any], channels: int, height: int, width: int, what: str
 ) -> None:
@@ -397,5 +406,6 @@ __all__ = [
     "check_steps",
     "describe_transform",
     "eval_pipeline",
+    "image_size",
     "output_sizes",
 ]

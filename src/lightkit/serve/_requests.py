@@ -32,7 +32,7 @@ import torch
 
 from lightkit._spec import from_spec, trusting
 from lightkit._validation import short_repr
-from lightkit.data._recorded import check_image_size
+from lightkit.data._recorded import check_image_size, image_size
 from lightkit.data.datasets import BadImageError, decode_image
 
 Problem = tuple[int, str]  # (HTTP status, message)
@@ -301,10 +301,7 @@ class RequestInputs:
             image = decode_image(data, self.image_mode, name, max_pixels=MAX_IMAGE_PIXELS)
         except BadImageError as err:
             return 422, str(err)
-        if isinstance(image, torch.Tensor):
-            channels, height, width = image.shape[-3:]
-        else:
-            channels, (width, height) = len(image.getbands()), image.size
+        channels, height, width = image_size(image)
         budget["pixels"] -= height * width
         if budget["pixels"] < 0:
             return 413, (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,6 +62,41 @@ def training_targets(module: Any, owner: str, name: str) -> torch.Tensor | None:
         )
         return None
     return count()
+
+
+class LossWeights:
+    """Per-class (or per-label) loss weights: given ones, or ``"balanced"`` ones counted on the
+    training split of each fit's lightkit data module (once per trainer), as a float32 tensor.
+
+    Kept out of the module's buffers: weight averaging and state dicts treat buffers as model
+    state, and these are a property of the data.
+    """
+
+    def __init__(
+        self,
+        values: str | list[float] | None,
+        count: Callable[[torch.Tensor], list[float]],
+        name: str,
+    ) -> None:
+        self.values = values
+        self.count = count  # targets -> weights, for "balanced"
+        self.name = name  # the argument, for messages
+        self.tensor: torch.Tensor | None = None
+        self._counted_for: int | None = None  # id() of the trainer whose data was counted
+
+    def get(self, module: Any, like: torch.Tensor) -> torch.Tensor | None:
+        """The weights on ``like``'s device and dtype; None for none (or nothing counted)."""
+        if self.values == "balanced":
+            if self._counted_for != id(module._trainer):
+                self._counted_for = id(module._trainer)
+                targets = training_targets(module, module._name, self.name)
+                counted = self.count(targets) if targets is not None else None
+                self.tensor = torch.tensor(counted, dtype=torch.float32) if counted else None
+        elif self.values is not None and self.tensor is None:
+            self.tensor = torch.tensor(self.values, dtype=torch.float32)
+        if self.tensor is None:
+            return None
+        return self.tensor.to(device=like.device, dtype=like.dtype)
 
 
 def balanced_class_weights(targets: torch.Tensor, num_classes: int, owner: str) -> list[float]:
@@ -137,6 +173,7 @@ def binary_loss(
 
 
 __all__ = [
+    "LossWeights",
     "balanced_class_weights",
     "balanced_pos_weights",
     "binary_loss",

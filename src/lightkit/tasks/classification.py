@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,13 +30,13 @@ from lightkit.tasks._checks import (
     check_threshold,
 )
 from lightkit.tasks._imbalance import (
+    LossWeights,
     balanced_class_weights,
     balanced_pos_weights,
     binary_loss,
     check_class_weights,
     check_focal_gamma,
     multiclass_loss,
-    training_targets,
 )
 from lightkit.tasks._metrics import MicroAccuracy
 from lightkit.tasks.base import OptimizerFactory, SchedulerFactory, TaskModule
@@ -109,8 +110,11 @@ class ClassificationModule(TaskModule):
         self.class_weights = class_weights
         self.focal_gamma = focal_gamma
         self.mixup, self.cutmix = mixup, cutmix
-        self._loss_weight: torch.Tensor | None = None
-        self._counted_for: Any = None  # the trainer whose data "balanced" was counted on
+        self._loss_weights = LossWeights(
+            class_weights,
+            functools.partial(balanced_class_weights, num_classes=num_classes, owner=name),
+            "class_weights",
+        )
         super().__init__(
             net,
             optimizer=optimizer,
@@ -148,29 +152,8 @@ class ClassificationModule(TaskModule):
             )
         if self.class_weights is None and self.focal_gamma == 0:
             return F.cross_entropy(preds, target, label_smoothing=self.label_smoothing)
-        weight = self._weights(preds)
+        weight = self._loss_weights.get(self, preds)
         return multiclass_loss(preds, target, weight, self.focal_gamma, self.label_smoothing)
-
-    def _weights(self, preds: torch.Tensor) -> torch.Tensor | None:
-        """The class weights as a tensor on the logits' device ("balanced": counted once)."""
-        if self.class_weights is None:
-            return None
-        cached = self._loss_weight
-        values = self.class_weights
-        if values == "balanced" and self._counted_for != id(self._trainer):
-            targets = training_targets(self, self._name, "class_weights")
-            self._counted_for = id(self._trainer)
-            if targets is not None:
-                counted = balanced_class_weights(targets, self.num_classes, self._name)
-                cached = torch.tensor(counted, dtype=torch.float32, device=preds.device)
-        elif values != "balanced" and cached is None:
-            cached = torch.tensor(values, dtype=torch.float32, device=preds.device)
-        if cached is None:
-            return None  # "balanced" with nothing counted (no lightkit data module): unweighted
-        if cached.device != preds.device:
-            cached = cached.to(preds.device)
-        self._loss_weight = cached
-        return cached.to(preds.dtype)
 
     def check_batch(self, batch: Any, batch_idx: int, stage: str) -> None:
         _, target = self.unpack_batch(batch)
@@ -249,10 +232,12 @@ class BinaryClassificationModule(TaskModule):
         fixed = pos_weight is not None and not self.balanced
         weight = torch.tensor(float(pos_weight)) if fixed else None  # type: ignore[arg-type]
         self.register_buffer("pos_weight", weight, persistent=False)
-        # "balanced": counted from the data, kept out of the buffers (which weight averaging
-        # and state dicts treat as model state); None until counted.
-        self._balanced_weight: torch.Tensor | None = None
-        self._counted_for: Any = None  # the trainer whose data "balanced" was counted on
+        # "balanced": counted from the data (see LossWeights); a given one is a buffer, as before.
+        self._balanced_weight = LossWeights(
+            "balanced" if self.balanced else None,
+            _one_label_pos_weight,
+            "pos_weight",
+        )
 
     def build_metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -277,16 +262,8 @@ class BinaryClassificationModule(TaskModule):
     def compute_loss(self, preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = self._logits(preds)
         target = _flat_target(self._name, target, logits)
-        pos_weight = self.pos_weight
-        if self.balanced:
-            if self._counted_for != id(self._trainer):
-                targets = training_targets(self, self._name, "pos_weight")
-                if targets is not None:
-                    counted = balanced_pos_weights(targets.reshape(-1, 1))[0]
-                    self._balanced_weight = torch.tensor(counted)
-                self._counted_for = id(self._trainer)
-            if self._balanced_weight is not None:
-                pos_weight = self._balanced_weight.to(logits.device)
+        counted = self._balanced_weight.get(self, logits)
+        pos_weight = counted[0] if counted is not None else self.pos_weight
         return binary_loss(logits, target.to(logits.dtype), pos_weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
@@ -363,8 +340,7 @@ class MultilabelClassificationModule(TaskModule):
         self.threshold = threshold
         self.class_weights = class_weights
         self.focal_gamma = focal_gamma
-        self._loss_weight: torch.Tensor | None = None
-        self._counted_for: Any = None
+        self._loss_weights = LossWeights(class_weights, balanced_pos_weights, "class_weights")
         self.mixup, self.cutmix = mixup, cutmix
         super().__init__(
             net,
@@ -400,18 +376,7 @@ class MultilabelClassificationModule(TaskModule):
             )
         if self.class_weights is None and self.focal_gamma == 0:
             return F.binary_cross_entropy_with_logits(preds, target.to(preds.dtype))
-        weight = None
-        values = self.class_weights
-        if values == "balanced" and self._counted_for != id(self._trainer):
-            targets = training_targets(self, self._name, "class_weights")
-            self._counted_for = id(self._trainer)
-            if targets is not None:
-                self._loss_weight = torch.tensor(balanced_pos_weights(targets), dtype=torch.float32)
-        elif values not in (None, "balanced") and self._loss_weight is None:
-            self._loss_weight = torch.tensor(values, dtype=torch.float32)
-        if self._loss_weight is not None:
-            weight = self._loss_weight.to(device=preds.device, dtype=preds.dtype)
-
+        weight = self._loss_weights.get(self, preds)
         return binary_loss(preds, target.to(preds.dtype), weight, self.focal_gamma)
 
     def metric_inputs(self, preds: torch.Tensor, target: torch.Tensor) -> tuple[Any, Any]:
@@ -426,6 +391,10 @@ class MultilabelClassificationModule(TaskModule):
 
     def task_outputs(self) -> TaskOutputs:
         return TaskOutputs("multilabel", num_classes=self.num_labels, threshold=self.threshold)
+
+
+def _one_label_pos_weight(targets: torch.Tensor) -> list[float]:
+    return balanced_pos_weights(targets.reshape(-1, 1))
 
 
 def _set_mixer(module: TaskModule, mixup: float, cutmix: float, num_classes: int | None) -> None:
