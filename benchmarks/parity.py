@@ -24,6 +24,7 @@ data order, same arithmetic up to float rounding); and the peak resident memory 
     python benchmarks/parity.py                          # 3 rounds, 6 epochs per run
     python benchmarks/parity.py --pairs 1 --epochs 2 --samples 2000   # tiny mode
     python benchmarks/parity.py --workloads mlp --ema 0.999   # lightkit with make_trainer(ema=)
+    python benchmarks/parity.py --workloads mlp --swa 2       # lightkit with make_trainer(swa=)
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ def run_lightning(net, train, val, epochs, folder, stamps) -> float:
 
 
 EMA: float | None = None  # --ema: lightkit's run keeps an exponential moving average
+SWA: int | None = None  # --swa: lightkit's run averages each epoch from this one on
 
 
 def run_lightkit(net, train, val, epochs, folder, stamps) -> float:
@@ -163,7 +165,7 @@ def run_lightkit(net, train, val, epochs, folder, stamps) -> float:
     datamodule = lk.data.DataModule(train, val=val, batch_size=BATCH, seed=SEED)
     trainer = lk.make_trainer(
         max_epochs=epochs, default_root_dir=folder, enable_progress_bar=False,
-        callbacks=[stamps], num_sanity_val_steps=0, ema=EMA,
+        callbacks=[stamps], num_sanity_val_steps=0, ema=EMA, swa=SWA,
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     return float(trainer.callback_metrics["val/loss"])
@@ -230,10 +232,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--workloads", default="mlp,cnn")
     parser.add_argument("--ema", type=float, default=None, help="lightkit with make_trainer(ema=)")
+    parser.add_argument("--swa", type=int, default=None, help="lightkit with make_trainer(swa=)")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global EMA
-    EMA = args.ema
+    global EMA, SWA
+    EMA, SWA = args.ema, args.swa
     if args.child:
         print(json.dumps(child(*args.child, args.epochs, args.samples)))
         return
@@ -249,7 +252,8 @@ def main() -> None:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", variant, workload,
                      "--epochs", str(args.epochs), "--samples", str(args.samples),
-                     *(["--ema", str(args.ema)] if args.ema is not None else [])],
+                     *(["--ema", str(args.ema)] if args.ema is not None else []),
+                     *(["--swa", str(args.swa)] if args.swa is not None else [])],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -117,3 +117,34 @@ def test_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
     # The half-written file is a hidden temporary that resuming ignores.
     assert list(ckpt.parent.glob(".last.ckpt.*.tmp"))
     _finish(_start(tmp_path, tmp_path / "weights.pt", "--resume"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("average", "kill_step"),
+    [(("--ema", "0.9"), 20), (("--swa", "1"), 30)],  # SWA: mid-epoch 2, one epoch averaged
+    ids=["ema", "swa"],
+)
+def test_weight_averaged_runs_resume_bit_identically_after_sigkill(
+    tmp_path, tmp_path_factory, average, kill_step
+):
+    ref_root = tmp_path_factory.mktemp(f"reference-{average[0][2:]}")
+    _finish(_start(ref_root, ref_root / "weights.pt", *average))
+    proc = _start(tmp_path, tmp_path / "weights.pt", *average)
+
+    def ready() -> bool:
+        text = _progress(tmp_path)
+        return text.startswith("step") and int(text.split()[1]) >= kill_step
+
+    _kill_when(proc, ready)
+    assert not (tmp_path / "weights.pt").exists()
+    (last,) = (tmp_path / "runs").glob("version_*/checkpoints/last.ckpt")
+    checkpoint = load_checkpoint(last)
+    assert "current_model_state" in checkpoint and "averaging_state" in checkpoint
+    _finish(_start(tmp_path, tmp_path / "weights.pt", *average, "--resume"))
+    # The final weights are the average (Lightning copies it in when training ends): equal to
+    # the uninterrupted run's, bit for bit.
+    _assert_identical(
+        torch.load(ref_root / "weights.pt", weights_only=True),
+        torch.load(tmp_path / "weights.pt", weights_only=True),
+    )

@@ -1,6 +1,6 @@
 """A small training run for the fault-tolerance tests: killed, resumed, compared bit for bit.
 
-    python resumable_training.py ROOT OUT [--resume] [--slow-save-at N]
+    python resumable_training.py ROOT OUT [--resume] [--slow-save-at N] [--ema D | --swa E]
 
 Writes ROOT/progress (the last finished global step, or "epoch-end E") as it trains, so that the
 test can SIGKILL it at a chosen moment, and the final weights to OUT.
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--delay", type=float, default=0.02)
     parser.add_argument("--dataloader", action="store_true", help="per-sample DataLoader path")
+    parser.add_argument("--ema", type=float, default=None, help="make_trainer(ema=...)")
+    parser.add_argument("--swa", type=int, default=None, help="make_trainer(swa=...)")
     parser.add_argument("--slow-save-at", type=int, default=0, help="hang inside the Nth save")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,6 +93,8 @@ def main() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[Progress(root / "progress", args.delay)],
+        ema=args.ema,
+        swa=args.swa,
     )
     torch.save({k: v for k, v in module.state_dict().items()}, args.out)
     print(f"done at step {trainer.global_step}")

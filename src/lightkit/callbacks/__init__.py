@@ -12,6 +12,7 @@ from lightkit.callbacks.no_validation import NoValidationFallback
 from lightkit.callbacks.predictions import PredictionWriter
 from lightkit.callbacks.progress import PlainProgressBar
 from lightkit.callbacks.rng_state import RNGState
+from lightkit.callbacks.weight_averaging import SWAWeightAveraging
 
 __all__ = [
     "FineTuning",
@@ -25,6 +26,7 @@ __all__ = [
     "PlainProgressBar",
     "PredictionWriter",
     "RNGState",
+    "SWAWeightAveraging",
     "TorchinfoSummary",
     "ValidationFigures",
 ]

@@ -44,9 +44,11 @@ from lightkit.callbacks import (
     NoValidationFallback,
     PlainProgressBar,
     RNGState,
+    SWAWeightAveraging,
     TorchinfoSummary,
     ValidationFigures,
 )
+from lightkit.callbacks.weight_averaging import check_swa_start
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
@@ -76,6 +78,7 @@ def make_trainer(
     version: int | str | None = None,
     verbose: bool = False,
     ema: float | None = None,
+    swa: int | float | None = None,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Build a ``lightning.Trainer`` with lightkit's presets.
@@ -158,6 +161,11 @@ def make_trainer(
             ``load_from_checkpoint``, ``Predictor``, export and serve use them); the raw weights
             and the average's state travel in the checkpoint too, so a resumed run continues
             exactly. None: no averaging.
+        swa: Stochastic weight averaging: the equal average of the weights at the end of every
+            epoch from this one on, an epoch index (int) or a fraction of ``max_epochs`` (``0.75``:
+            the last quarter); validation, the best checkpoint, ``Predictor``, export and serve
+            use the average once it exists, and a killed run resumes exactly
+            (:class:`~lightkit.callbacks.SWAWeightAveraging`). Not together with ``ema``.
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -191,6 +199,13 @@ def make_trainer(
     )
     if ema is not None:
         check_float("make_trainer", "ema", ema, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
+    if swa is not None:
+        check_swa_start("make_trainer", "swa", swa)
+        if ema is not None:
+            raise ValueError(
+                "make_trainer: ema and swa are two ways to average the weights; pick one "
+                f"(got ema={ema}, swa={swa})"
+            )
     set_verbosity(verbose)
     accelerator = trainer_kwargs.pop("accelerator", "auto")
     hardware = resolve_hardware(accelerator)
@@ -209,6 +224,7 @@ def make_trainer(
             *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),
             *([EMAWeightAveraging(decay=ema)] if ema is not None else []),
+            *([SWAWeightAveraging(start=swa)] if swa is not None else []),
             *_as_list(trainer_kwargs.pop("callbacks", None)),
         ]
         if trainer_kwargs.get("enable_progress_bar") is not False and not any(
