@@ -137,6 +137,7 @@ def fine_tune(
     body_lr_ratio: float = 0.1,
     head: str | None = None,
     train_bn: bool = True,
+    layer_decay: float | None = None,
     **make_trainer_kwargs: Any,
 ) -> L.Trainer:
     """Fine-tune a pretrained net: the new head alone for ``freeze_epochs``, then everything,
@@ -159,6 +160,9 @@ def fine_tune(
         head: The head's name inside the net; default: its last ``nn.Linear``.
         train_bn: Keep normalisation layers training while the body is frozen (see
             :class:`~lightkit.callbacks.FineTuning`).
+        layer_decay: Layer-wise learning-rate decay in (0, 1]: each block of the body learns
+            this many times slower than the one above it (see
+            :class:`~lightkit.callbacks.FineTuning`); None: one rate for the whole body.
         **make_trainer_kwargs: Passed to :func:`fit` and :func:`make_trainer` (``callbacks``
             are added to the fine-tuning one).
 
@@ -167,7 +171,7 @@ def fine_tune(
         >>> trainer = lk.fine_tune(lk.ClassificationModule(net, 5), dm, epochs=5, freeze_epochs=1)
     """
     check_int("fine_tune", "epochs", epochs, minimum=1)
-    tuning = FineTuning(freeze_epochs, body_lr_ratio, head, train_bn)
+    tuning = FineTuning(freeze_epochs, body_lr_ratio, head, train_bn, layer_decay)
     if freeze_epochs >= epochs:
         raise ValueError(
             f"fine_tune: freeze_epochs={freeze_epochs} leaves no epoch of the {epochs} to train "

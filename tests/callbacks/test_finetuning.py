@@ -203,3 +203,48 @@ def test_onecycle_keeps_the_groups_learning_rate_ratios(tmp_path):
     assert sorted(g["max_lr"] for g in scheduler.optimizer.param_groups) == pytest.approx(
         [0.01, 0.1]
     )
+
+
+def test_layer_decay_gives_each_block_a_rate_by_its_depth():
+    module = lk.ClassificationModule(lk.models.backbone("resnet18", 5), 5)
+    multipliers = FineTuning(body_lr_ratio=0.1, layer_decay=0.5).multipliers(module)
+    blocks = ["layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]  # from the head down
+    expected = {f"net.{b}": 0.1 * 0.5**depth for depth, b in enumerate(blocks)}
+    assert multipliers == pytest.approx(
+        {"net": 0.1 * 0.5**6, **expected, "net.fc": 1.0}
+    )
+    # A net whose depth sits in one container: it is opened up (MobileNet's features.*).
+    module = lk.ClassificationModule(lk.models.backbone("mobilenet_v3_small", 5), 5)
+    names = list(FineTuning(layer_decay=0.5).multipliers(module))
+    assert names[1] == "net.classifier.0" and names[-2] == "net.features.0"
+    assert len([n for n in names if n.startswith("net.features.")]) == 13
+    # Without layer_decay the whole body shares one rate.
+    assert FineTuning(body_lr_ratio=0.2).multipliers(module) == {"net": 0.2, "net.classifier.3": 1.0}
+
+
+def test_fine_tune_with_layer_decay_trains_the_stem_slowest(tmp_path):
+    torch.manual_seed(0)
+    net = lk.models.ConvNet(1, 10, widths=(8, 16))
+    module = lk.ClassificationModule(net, 10, optimizer=lk.optim.adamw(lr=1e-2))
+    dm = lk.data.TensorDataModule(torch.randn(64, 1, 8, 8), torch.randint(0, 10, (64,)),
+                                  batch_size=16)  # fmt: skip
+    trainer = lk.fine_tune(module, dm, epochs=2, freeze_epochs=1, layer_decay=0.5,
+                           **_options(tmp_path))  # fmt: skip
+    rate = {}
+    for group in trainer.optimizers[0].param_groups:
+        for param in group["params"]:
+            rate[id(param)] = group["initial_lr"] if "initial_lr" in group else group["lr"]
+    by_name = {name: rate[id(p)] for name, p in module.named_parameters()}
+    stem = next(v for k, v in by_name.items() if k.startswith("net.features.0."))
+    head = by_name[next(k for k in by_name if k.startswith("net.head.") and k.endswith("weight"))]
+    deepest = max(k for k in by_name if k.startswith("net.features."))
+    assert head == pytest.approx(1e-2)
+    assert by_name[deepest] == pytest.approx(1e-3)  # body_lr_ratio just below the head
+    assert stem < by_name[deepest] / 1.9  # at least one decay step further down
+    assert module.lr_multipliers is None  # the module's own value comes back
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5, -0.5, "0.5", True])
+def test_bad_layer_decays_are_named(value):
+    with pytest.raises((TypeError, ValueError), match="FineTuning: layer_decay must be"):
+        FineTuning(layer_decay=value)

@@ -41,6 +41,17 @@ class FineTuning(Callback):
     pretrained on other images to yours; with ``train_bn=False`` they are frozen too and
     BatchNorm layers stay in eval mode (running statistics kept) until the body is unfrozen.
 
+    Layer-wise learning-rate decay (``layer_decay``, as in BEiT and timm): each block of the
+    body, from the head down to the stem, learns ``layer_decay`` times slower than the block
+    above it, since the first layers hold the most general features. The blocks are the net's
+    top-level parts with parameters, in order (``conv1, bn1, layer1, ..., layer4`` in a ResNet);
+    a part holding most of the weights in more parts than there are blocks is opened up
+    (``features.0, features.1, ...`` in a MobileNet, EfficientNet or ConvNeXt,
+    ``encoder.layers.*`` in a ViT). The block just below the head
+    learns at ``body_lr_ratio``, parameters outside every block (a ViT's embeddings) with the
+    stem. :meth:`multipliers` shows the result; set ``lr_multipliers`` on the task yourself for
+    another split.
+
     The head is the net's last ``nn.Linear`` layer (the new head of ``lk.models.backbone``, and
     of lightkit's ``MLP`` and ``ConvNet``), or the submodule named by ``head``. Works on any task
     module with a ``net`` attribute and ``lr_multipliers`` (every lightkit task); under DDP, use
@@ -54,6 +65,8 @@ class FineTuning(Callback):
         head: The head's name inside ``net`` (``"fc"``, ``"classifier.3"``); default: the last
             ``nn.Linear``.
         train_bn: Keep normalisation layers training while the body is frozen.
+        layer_decay: Layer-wise LR decay in (0, 1] (``0.75`` is common); None: the whole body
+            learns at ``body_lr_ratio``.
 
     Example:
         >>> trainer = lk.make_trainer(max_epochs=5, callbacks=[lk.callbacks.FineTuning(freeze_epochs=1)])
@@ -65,6 +78,7 @@ class FineTuning(Callback):
         body_lr_ratio: float = 0.1,
         head: str | None = None,
         train_bn: bool = True,
+        layer_decay: float | None = None,
     ) -> None:
         owner = "FineTuning"
         self.freeze_epochs = check_int(owner, "freeze_epochs", freeze_epochs, minimum=0)
@@ -78,6 +92,11 @@ class FineTuning(Callback):
             )
         self.head = head
         self.train_bn = check_bool(owner, "train_bn", train_bn)
+        self.layer_decay = (
+            None
+            if layer_decay is None
+            else check_float(owner, "layer_decay", layer_decay, 0.0, 1.0, min_inclusive=False)
+        )
         self._frozen: list[nn.Parameter] = []
         self._frozen_norms: list[nn.Module] = []
         self._previous_multipliers: Any = None
@@ -125,7 +144,22 @@ class FineTuning(Callback):
         # Read when the optimizer is built, which Lightning does after this hook; the module's
         # own value comes back when fitting ends.
         self._previous_multipliers = pl_module.lr_multipliers
-        pl_module.lr_multipliers = {"net": self.body_lr_ratio, f"net.{head}": 1.0}
+        pl_module.lr_multipliers = self.multipliers(pl_module)
+
+    def multipliers(self, pl_module: L.LightningModule) -> dict[str, float]:
+        """The ``lr_multipliers`` fine-tuning gives ``pl_module`` (parameter-name prefix → the
+        fraction of the optimizer's learning rate; the longest matching prefix wins)."""
+        head = self.head_name(pl_module)
+        multipliers = {"net": self.body_lr_ratio}
+        if self.layer_decay is not None:
+            blocks = _body_blocks(pl_module.net, head)  # type: ignore[arg-type]
+            for depth, block in enumerate(reversed(blocks)):
+                multipliers[f"net.{block}"] = self.body_lr_ratio * self.layer_decay**depth
+            # Parameters outside every block (a ViT's class token and position embedding)
+            # belong with the stem.
+            multipliers["net"] = self.body_lr_ratio * self.layer_decay ** len(blocks)
+        multipliers[f"net.{head}"] = 1.0
+        return multipliers
 
     # --- freezing --------------------------------------------------------------------------------
 
@@ -178,6 +212,44 @@ class FineTuning(Callback):
         for module in self._frozen_norms:
             module.train()
         self._frozen, self._frozen_norms = [], []
+
+
+def _body_blocks(net: nn.Module, head: str) -> list[str]:
+    """The body's blocks in order, for layer-wise decay.
+
+    The net's top-level parts with parameters, the head left out. A part that holds the head is
+    opened up into its other parts; so is a part that holds more than half of the body's
+    parameters in more parts of its own than there are blocks (``features`` of a MobileNet, the
+    encoder layers of a ViT), so that the blocks follow the net's depth.
+    """
+
+    def size(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    def parts(name: str, module: nn.Module) -> list[tuple[str, nn.Module]]:
+        prefix = f"{name}." if name else ""
+        found = []
+        for child_name, child in module.named_children():
+            full = prefix + child_name
+            if full == head or size(child) == 0:
+                continue
+            if head.startswith(full + "."):
+                found += parts(full, child)  # the head's container: its other parts are blocks
+            else:
+                found.append((full, child))
+        return found
+
+    body = size(net) - size(net.get_submodule(head))
+    blocks = parts("", net)
+    while True:
+        for index, (name, module) in enumerate(blocks):
+            inner = parts(name, module)
+            own = 1 if any(True for _ in module.parameters(recurse=False)) else 0
+            if 2 * size(module) > body and len(inner) + own > len(blocks):
+                blocks[index : index + 1] = inner
+                break
+        else:
+            return [name for name, _ in blocks]
 
 
 __all__ = ["FineTuning"]
