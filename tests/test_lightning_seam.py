@@ -91,3 +91,18 @@ def test_marked_hooks_leave_subclasses_and_mixins_their_own(tmp_path):
     trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[sub, combined])
     trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
     assert sub.ends == 2 and combined.ends == 2
+
+
+def test_lightning_model_checkpoint_still_has_what_the_last_ckpt_refresh_reads(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for name in ("_should_skip_saving_checkpoint", "_should_save_on_train_epoch_end",
+                 "_save_last_checkpoint", "_monitor_candidates"):  # fmt: skip
+        assert callable(getattr(ModelCheckpoint, name, None)), f"ModelCheckpoint.{name} moved"
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    assert checkpoint._every_n_epochs == 1 and hasattr(checkpoint, "_last_global_step_saved")
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    trainer.fit(tiny_task(), DataLoader(make_blobs(64), batch_size=32))
+    # At the end of fit nothing is due any more: this step was saved.
+    assert not _lightning.epoch_save_due(trainer.checkpoint_callback, trainer, True)
+    _lightning.save_last_unless_saved(trainer.checkpoint_callback, trainer)  # a no-op, no error

@@ -61,6 +61,27 @@ def has_validation_data(trainer: Any) -> bool:
     return getattr(trainer.datamodule, "val_dataset", True) is not None
 
 
+def epoch_save_due(checkpoint: Any, trainer: Any, at_train_epoch_end: bool) -> bool:
+    """Whether Lightning's ``ModelCheckpoint`` saves at this epoch-end hook (the train epoch
+    end when ``at_train_epoch_end``, else the validation end) and has not saved at this step."""
+    if checkpoint._should_skip_saving_checkpoint(trainer):
+        return False
+    if bool(checkpoint._should_save_on_train_epoch_end(trainer)) != at_train_epoch_end:
+        return False
+    every = checkpoint._every_n_epochs
+    return bool(every >= 1 and (trainer.current_epoch + 1) % every == 0)
+
+
+def save_last_unless_saved(checkpoint: Any, trainer: Any) -> None:
+    """Write ``checkpoint``'s ``last.ckpt`` now unless it saved a checkpoint at this step.
+
+    Lightning 2.6 writes ``last.ckpt`` at an epoch end only when a top-k checkpoint was saved
+    there too, so a run whose monitored metric stopped improving kept a stale ``last.ckpt``.
+    """
+    if checkpoint._last_global_step_saved != trainer.global_step:
+        checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+
+
 # Callback hooks Lightning calls on every batch, for every callback.
 STEP_HOOKS = (
     "on_train_batch_start",
@@ -137,10 +158,12 @@ def set_verbosity(verbose: bool) -> None:
 
 __all__ = [
     "batches_processed",
+    "epoch_save_due",
     "has_validation_data",
     "is_mid_epoch",
     "processed_counter",
     "recount_batches",
+    "save_last_unless_saved",
     "set_verbosity",
     "skip_unused_step_hooks",
 ]

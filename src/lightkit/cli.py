@@ -22,7 +22,8 @@ import lightkit
 _EXTRAS = {
     "examples": ("sklearn",),
     "export": ("onnx", "onnxruntime", "onnxscript"),
-    "serve": ("litserve",),
+    "serve": ("litserve", "python_multipart"),
+    "timm": ("timm",),
 }
 
 

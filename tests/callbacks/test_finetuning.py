@@ -210,16 +210,17 @@ def test_layer_decay_gives_each_block_a_rate_by_its_depth():
     multipliers = FineTuning(body_lr_ratio=0.1, layer_decay=0.5).multipliers(module)
     blocks = ["layer4", "layer3", "layer2", "layer1", "bn1", "conv1"]  # from the head down
     expected = {f"net.{b}": 0.1 * 0.5**depth for depth, b in enumerate(blocks)}
-    assert multipliers == pytest.approx(
-        {"net": 0.1 * 0.5**6, **expected, "net.fc": 1.0}
-    )
+    assert multipliers == pytest.approx({"net": 0.1 * 0.5**6, **expected, "net.fc": 1.0})
     # A net whose depth sits in one container: it is opened up (MobileNet's features.*).
     module = lk.ClassificationModule(lk.models.backbone("mobilenet_v3_small", 5), 5)
     names = list(FineTuning(layer_decay=0.5).multipliers(module))
     assert names[1] == "net.classifier.0" and names[-2] == "net.features.0"
     assert len([n for n in names if n.startswith("net.features.")]) == 13
     # Without layer_decay the whole body shares one rate.
-    assert FineTuning(body_lr_ratio=0.2).multipliers(module) == {"net": 0.2, "net.classifier.3": 1.0}
+    assert FineTuning(body_lr_ratio=0.2).multipliers(module) == {
+        "net": 0.2,
+        "net.classifier.3": 1.0,
+    }
 
 
 def test_fine_tune_with_layer_decay_trains_the_stem_slowest(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -65,3 +66,44 @@ def test_an_honest_resume_keeps_every_path_and_warns_nothing(tmp_path):
     assert not [w for w in record if "never be read or deleted" in str(w.message)]
     callback = resumed.checkpoint_callback
     assert callback.best_model_path == best and list(callback.best_k_models) == [best]
+
+
+def test_last_ckpt_is_refreshed_every_epoch_even_when_the_monitor_stops_improving(tmp_path):
+    import lightkit as lk
+    from helpers import flat_weights, make_blobs
+
+    torch.manual_seed(0)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), 3)
+    dm = lk.data.DataModule(make_blobs(128), batch_size=32)
+    # mode="max" on a falling val/loss: only the first epoch is ever "best".
+    trainer = lk.fit(module, dm, max_epochs=3, mode="max", default_root_dir=tmp_path,
+                     logger=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    best = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    last = torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)
+    assert best["epoch"] == 0
+    assert last["global_step"] == trainer.global_step and last["epoch"] == 2
+    saved = torch.cat([v.flatten() for k, v in last["state_dict"].items()])
+    torch.testing.assert_close(saved, flat_weights(module), rtol=0, atol=0)
+
+
+def test_last_ckpt_follows_validation_that_runs_mid_epoch(tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    import lightkit as lk
+    from helpers import make_blobs
+
+    class ValidationSteps(Callback):
+        steps: ClassVar[list[int]] = []
+
+        def on_validation_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                self.steps.append(trainer.global_step)
+
+    module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), 3)
+    dm = lk.data.DataModule(make_blobs(256), batch_size=32)  # 7 training batches an epoch
+    trainer = lk.fit(module, dm, max_epochs=2, mode="max", val_check_interval=3,
+                     callbacks=[ValidationSteps()], default_root_dir=tmp_path, logger=False,
+                     enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    last = torch.load(trainer.checkpoint_callback.last_model_path, weights_only=True)
+    assert len(ValidationSteps.steps) >= 3
+    assert last["global_step"] == ValidationSteps.steps[-1]  # the last validation's, not the best's

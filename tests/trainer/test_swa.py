@@ -107,8 +107,14 @@ def test_a_run_that_ends_before_the_start_keeps_its_weights_and_says_so(tmp_path
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [(-1, ValueError), (1.0, ValueError), (0.0, ValueError), (float("nan"), ValueError),
-     (True, TypeError), ("0.5", TypeError)],  # fmt: skip
+    [
+        (-1, ValueError),
+        (1.0, ValueError),
+        (0.0, ValueError),
+        (float("nan"), ValueError),
+        (True, TypeError),
+        ("0.5", TypeError),
+    ],
 )
 def test_bad_starts_are_named(tmp_path, value, error):
     with pytest.raises(error, match=r"make_trainer: swa must be the epoch averaging starts at"):

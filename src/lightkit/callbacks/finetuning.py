@@ -134,7 +134,7 @@ class FineTuning(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        head = self.head_name(pl_module)
+        self.head_name(pl_module)  # a net without a head lightkit can find fails here
         if not hasattr(pl_module, "lr_multipliers"):
             raise TypeError(
                 f"FineTuning: {type(pl_module).__name__} has no `lr_multipliers`; use a lightkit "

@@ -1,4 +1,4 @@
-"""ModelCheckpoint: Lightning's, except that paths restored from a checkpoint never leave its folder."""
+"""ModelCheckpoint: Lightning's, with last.ckpt written at every epoch end, and safe restored paths."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightkit._lightning import skip_unused_step_hooks
+from lightkit._lightning import epoch_save_due, save_last_unless_saved, skip_unused_step_hooks
 
 
 @skip_unused_step_hooks
@@ -27,6 +28,11 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     entries are then recomputed from what is left. (State from another run's folder, as when a
     checkpoint is evaluated or predicted from elsewhere, is dropped without a warning.)
 
+    ``last.ckpt`` (``save_last=True``) is written at every epoch end, as its name says: Lightning
+    2.6 writes it only when a top-k checkpoint is saved at the same step, so a run whose
+    monitored metric stopped improving kept the ``last.ckpt`` of its best epoch (and resumed, or
+    predicted, from there).
+
     The class keeps Lightning's name, so its ``state_key`` is Lightning's: checkpoints written
     with either class resume into the other. ``lk.make_trainer`` uses it; it works with a plain
     ``lightning.Trainer`` too.
@@ -35,6 +41,18 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         >>> from lightkit.callbacks import ModelCheckpoint
         >>> trainer = L.Trainer(callbacks=[ModelCheckpoint(dirpath="runs/a/checkpoints")])
     """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = self.save_last is True and epoch_save_due(self, trainer, at_train_epoch_end=True)
+        super().on_train_epoch_end(trainer, pl_module)
+        if due:
+            save_last_unless_saved(self, trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        due = self.save_last is True and epoch_save_due(self, trainer, at_train_epoch_end=False)
+        super().on_validation_end(trainer, pl_module)
+        if due:
+            save_last_unless_saved(self, trainer)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Another run's state (evaluating or predicting from a checkpoint, in a folder of its

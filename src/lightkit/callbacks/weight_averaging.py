@@ -105,9 +105,7 @@ class SWAWeightAveraging(WeightAveraging):
         if batch_idx + 1 >= trainer.num_training_batches:
             self.on_train_epoch_end(trainer, pl_module)
 
-    def on_validation_epoch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule
-    ) -> None:
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swapped = self.averaging()
         if self._swapped:
             self._swap_models(pl_module)

@@ -14,7 +14,8 @@ from torchvision.models import WeightsEnum
 from lightkit._validation import check_instance, check_int
 from lightkit.checkpointing import load_checkpoint
 
-_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+_TIMM = "timm/"
 
 
 def backbone(
@@ -23,7 +24,8 @@ def backbone(
     in_channels: int = 3,
     weights: str | os.PathLike[str] | None = None,
 ) -> nn.Module:
-    """A ``torchvision.models`` classifier with a new ``num_classes`` head and an adapted stem.
+    """A ``torchvision.models`` (or timm) classifier with a new ``num_classes`` head and an
+    adapted stem.
 
     The last ``nn.Linear`` layer (the classifier head) is replaced by a fresh one with
     ``num_classes`` outputs. When ``in_channels`` is not 3, the first convolution is replaced by one
@@ -33,7 +35,10 @@ def backbone(
 
     Args:
         name: A torchvision model name, for example ``"resnet18"`` or ``"efficientnet_b0"``
-            (``torchvision.models.list_models(torchvision.models)`` lists them).
+            (``torchvision.models.list_models(torchvision.models)`` lists them), or
+            ``"timm/<name>"`` for any of timm's models (``"timm/convnext_nano"``,
+            ``"timm/resnet18.a1_in1k"``; the ``timm`` extra), built by ``timm.create_model``
+            with its own head and stem options.
         num_classes: Outputs of the new head.
         in_channels: Channels of your images.
         weights: Where the starting weights come from:
@@ -48,6 +53,10 @@ def backbone(
               loaded with ``weights_only=True``: every layer must be there with its shape, except
               the head (kept fresh when its size differs: the file was trained for other classes)
               and the stem (averaged over the file's channels when they differ).
+
+            For a timm model: None, a ``state_dict`` path as above, or ``"DEFAULT"``: the
+            pretrained weights of the name's tag from the local Hugging Face cache (loaded by
+            timm, which adapts its head and stem), a clear error naming the file otherwise.
     Returns:
         The plain torchvision ``nn.Module``.
 
@@ -57,6 +66,8 @@ def backbone(
         torch.Size([2, 10])
     """
     check_instance("backbone", "name", name, str, "a torchvision model name (str)")
+    if name.startswith(_TIMM):
+        return _timm_backbone(name, num_classes, in_channels, weights)
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
         raise ValueError(
@@ -105,7 +116,8 @@ def backbone(
         _set_submodule(model, stem_name, new)
 
     if state_dict is not None:
-        _load_into(model, state_dict, name, head_name, source)
+        stem = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+        _load_into(model, state_dict, name, head_name, stem, source)
 
     # Recorded so a checkpoint can rebuild the architecture; the weights come from the checkpoint.
     model.init_spec = {
@@ -113,6 +125,96 @@ def backbone(
         "init_args": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
     }
     return model
+
+
+def _timm_backbone(
+    name: str, num_classes: int, in_channels: int, weights: str | os.PathLike[str] | None
+) -> nn.Module:
+    """``timm/<model name>``: a timm model built with its own head and stem options."""
+    try:
+        import timm
+    except ImportError:
+        raise ImportError(
+            f"backbone: {name!r} is a timm model and timm is not installed: "
+            "pip install 'lightkit[timm]'"
+        ) from None
+    arch = name[len(_TIMM) :]
+    if not arch or not timm.is_model(arch):
+        raise ValueError(
+            f"backbone: unknown timm model {arch!r} in {name!r}; "
+            "timm.list_models('<pattern>*') lists them (for example 'timm/resnet18')"
+        )
+    check_int("backbone", "num_classes", num_classes, minimum=1)
+    check_int("backbone", "in_channels", in_channels, minimum=1)
+    options: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels}
+    state_dict, source = None, ""
+    if _is_path(weights):
+        source = os.fspath(weights)  # type: ignore[arg-type]
+        state_dict = _read_state_dict(source)
+    elif weights is not None:
+        # timm's own loader adapts these (its checkpoint filters, the stem, the head); the file
+        # comes from the local Hugging Face cache only.
+        options.update(pretrained=True, pretrained_cfg_overlay={"state_dict": _timm_cached(
+            arch, weights, timm)})  # fmt: skip
+    try:
+        model = timm.create_model(arch, **options)
+    except RuntimeError as err:  # timm's own words for weights that do not fit
+        raise ValueError(f"backbone: the {weights!r} weights do not fit {name!r}: {err}") from err
+    for cfg_name in ("pretrained_cfg", "default_cfg"):  # the overlay keeps no copy of the weights
+        cfg = getattr(model, cfg_name, None)
+        if isinstance(cfg, dict):
+            cfg.pop("state_dict", None)
+    if state_dict is not None:
+        cfg = model.pretrained_cfg
+        first = cfg.get("first_conv")
+        stem = first[0] if isinstance(first, (list, tuple)) else first
+        head = cfg.get("classifier")
+        head = head[0] if isinstance(head, (list, tuple)) else head
+        _load_into(model, state_dict, name, str(head), str(stem), source)
+    model.init_spec = {
+        "class_path": "lightkit.models.backbone",
+        "init_args": {"name": name, "num_classes": num_classes, "in_channels": in_channels},
+    }
+    return model
+
+
+def _timm_cached(arch: str, weights: object, timm: Any) -> dict[str, torch.Tensor]:
+    """The pretrained weights of a timm model, from the local Hugging Face cache (never fetched)."""
+    if weights != "DEFAULT":
+        raise ValueError(
+            "backbone: weights of a timm model must be None, 'DEFAULT' (the pretrained weights "
+            "of the name's tag, such as 'timm/resnet18.a1_in1k', from the local Hugging Face "
+            f"cache) or the path of a state_dict file, got {weights!r}"
+        )
+    try:
+        cfg = timm.models.get_pretrained_cfg(arch)
+    except RuntimeError as err:
+        raise ValueError(f"backbone: {err}") from None
+    hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not hub_id:
+        raise ValueError(
+            f"backbone: timm has no Hugging Face weights for {arch!r}; pass weights=<the path "
+            "of a state_dict file>"
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    names = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors",
+                                                                "pytorch_model.bin"]  # fmt: skip
+    for filename in names:
+        found = try_to_load_from_cache(hub_id, filename)
+        if isinstance(found, str) and Path(found).is_file():
+            if found.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return load_file(found)
+            return _read_state_dict(found)
+    raise FileNotFoundError(
+        f"backbone: the weights of timm's {arch!r} ({hub_id}) are not in the local Hugging "
+        "Face cache; lightkit downloads nothing: on a machine with internet access run "
+        f"`hf download {hub_id}` (or timm.create_model({arch!r}, pretrained=True)) and copy "
+        "the cache (HF_HUB_CACHE, ~/.cache/huggingface/hub) here, or pass weights=<the path of "
+        "a state_dict file>"
+    )
 
 
 def _is_path(weights: object) -> bool:
@@ -141,10 +243,11 @@ def _read_state_dict(where: str) -> dict[str, torch.Tensor]:
     return raw
 
 
-def _load_into(model: nn.Module, state: dict, name: str, head_name: str, where: str) -> None:
+def _load_into(
+    model: nn.Module, state: dict, name: str, head_name: str, stem_name: str, where: str
+) -> None:
     """Load ``state`` into ``model``: every tensor but a head or stem of another size must fit."""
     own = model.state_dict()
-    stem_name = next(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     fitted: dict[str, torch.Tensor] = {}
     problems = []
     for key, value in own.items():
