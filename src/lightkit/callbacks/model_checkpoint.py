@@ -12,7 +12,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightkit._lightning import epoch_save_due, save_last_unless_saved, skip_unused_step_hooks
+from lightkit._lightning import (
+    epoch_save_due,
+    is_mid_epoch,
+    save_last_unless_saved,
+    skip_unused_step_hooks,
+)
 
 
 @skip_unused_step_hooks
@@ -28,7 +33,8 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     entries are then recomputed from what is left. (State from another run's folder, as when a
     checkpoint is evaluated or predicted from elsewhere, is dropped without a warning.)
 
-    ``last.ckpt`` (``save_last=True``) is written at every epoch end, as its name says: Lightning
+    ``last.ckpt`` (``save_last=True``) is written at every completed epoch's end and every
+    validation, as its name says: Lightning
     2.6 writes it only when a top-k checkpoint is saved at the same step, so a run whose
     monitored metric stopped improving kept the ``last.ckpt`` of its best epoch (and resumed, or
     predicted, from there).
@@ -43,7 +49,13 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     """
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        due = self.save_last is True and epoch_save_due(self, trainer, at_train_epoch_end=True)
+        # An epoch cut short by max_steps keeps Lightning's behaviour: its mid-epoch state (the
+        # task's epoch loss sum included) is in the step-refresh last.ckpt, when there is one.
+        due = (
+            self.save_last is True
+            and epoch_save_due(self, trainer, at_train_epoch_end=True)
+            and not is_mid_epoch(trainer)
+        )
         super().on_train_epoch_end(trainer, pl_module)
         if due:
             save_last_unless_saved(self, trainer)
