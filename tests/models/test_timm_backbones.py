@@ -94,3 +94,17 @@ def test_without_timm_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)
     with pytest.raises(ImportError, match=r"pip install 'lightkit\[timm\]'"):
         lk.models.backbone("timm/resnet18", 4)
+
+
+def test_safetensors_files_are_read_as_state_dicts(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    trained = lk.models.backbone("resnet18", num_classes=5)
+    save_file(trained.state_dict(), str(tmp_path / "pets.safetensors"))
+    tuned = lk.models.backbone("resnet18", 3, weights=tmp_path / "pets.safetensors")
+    torch.testing.assert_close(tuned.layer3[0].conv1.weight, trained.layer3[0].conv1.weight,
+                               rtol=0, atol=0)  # fmt: skip
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ValueError, match=r"bad.safetensors' is not a readable safetensors file"):
+        lk.models.backbone("resnet18", 3, weights=tmp_path / "bad.safetensors")

@@ -58,7 +58,7 @@ def backbone(
             pretrained weights of the name's tag from the local Hugging Face cache (loaded by
             timm, which adapts its head and stem), a clear error naming the file otherwise.
     Returns:
-        The plain torchvision ``nn.Module``.
+        The plain torchvision (or timm) ``nn.Module``.
 
     Example:
         >>> net = lk.models.backbone("resnet18", num_classes=10, in_channels=1)
@@ -158,8 +158,8 @@ def _timm_backbone(
             arch, weights, timm)})  # fmt: skip
     try:
         model = timm.create_model(arch, **options)
-    except RuntimeError as err:  # timm's own words for weights that do not fit
-        raise ValueError(f"backbone: the {weights!r} weights do not fit {name!r}: {err}") from err
+    except RuntimeError as err:  # timm's own words (a bad tag, weights that do not fit)
+        raise ValueError(f"backbone: timm cannot build {name!r}: {err}") from err
     for cfg_name in ("pretrained_cfg", "default_cfg"):  # the overlay keeps no copy of the weights
         cfg = getattr(model, cfg_name, None)
         if isinstance(cfg, dict):
@@ -203,10 +203,6 @@ def _timm_cached(arch: str, weights: object, timm: Any) -> dict[str, torch.Tenso
     for filename in names:
         found = try_to_load_from_cache(hub_id, filename)
         if isinstance(found, str) and Path(found).is_file():
-            if found.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                return load_file(found)
             return _read_state_dict(found)
     raise FileNotFoundError(
         f"backbone: the weights of timm's {arch!r} ({hub_id}) are not in the local Hugging "
@@ -231,6 +227,8 @@ def _read_state_dict(where: str) -> dict[str, torch.Tensor]:
             f"backbone: weights file {where!r} does not exist (weights= takes a torchvision "
             "weights name such as 'DEFAULT', or the path of a state_dict file)"
         )
+    if where.lower().endswith(".safetensors"):
+        return _read_safetensors(where)
     loaded = load_checkpoint(where)  # weights_only, checked for damage
     raw = loaded.get("state_dict", loaded)
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
@@ -241,6 +239,22 @@ def _read_state_dict(where: str) -> dict[str, torch.Tensor]:
     if "state_dict" in loaded and any(k.startswith("net.") for k in raw):
         raw = {k[len("net.") :]: v for k, v in raw.items() if k.startswith("net.")}
     return raw
+
+
+def _read_safetensors(where: str) -> dict[str, torch.Tensor]:
+    """A ``.safetensors`` file (tensors only, nothing executed on load)."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ImportError(
+            f"backbone: reading {where!r} needs the safetensors package (pip install "
+            "safetensors; the timm extra brings it)"
+        ) from None
+    try:
+        return load_file(where)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"backbone: {where!r} is not a readable safetensors file: {err}") from err
 
 
 def _load_into(
