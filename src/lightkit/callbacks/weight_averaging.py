@@ -9,6 +9,7 @@ import lightning as L
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
+from lightkit._lightning import skip_unused_step_hooks
 from lightkit._validation import short_repr
 
 
@@ -27,6 +28,7 @@ def check_swa_start(owner: str, name: str, value: Any) -> int | float:
     return value
 
 
+@skip_unused_step_hooks
 class SWAWeightAveraging(WeightAveraging):
     """Stochastic Weight Averaging (Izmailov et al., 2018): the equal average of the weights at
     the end of every epoch from ``start`` on.
