@@ -116,6 +116,42 @@ def mlp_fit(tmp_path: Any, **kwargs: Any) -> Any:
     )
 
 
+def seeded_mlp_task() -> lk.ClassificationModule:
+    """A 3-class ``MLP(8, 3, hidden=[16])`` task built after ``torch.manual_seed(0)``."""
+    torch.manual_seed(0)
+    return lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), 3)
+
+
+def blobs_datamodule() -> lk.data.DataModule:
+    """128 blobs in batches of 32 (the default validation split)."""
+    return lk.data.DataModule(make_blobs(128), batch_size=32)
+
+
+def quiet_fit_options(root: Any, **kwargs: Any) -> dict[str, Any]:
+    """``lk.fit`` options for a silent, seeded run in ``root``: no logger, bar or summary."""
+    return dict(default_root_dir=root, logger=False, enable_progress_bar=False, verbose=False,
+                enable_model_summary=False, seed=0, **kwargs)  # fmt: skip
+
+
+def assert_ships_the_averaged_weights(module: Any, last: Any, folder: Any) -> None:
+    """After a weight-averaged fit: ``last`` holds the average and the raw weights apart, the
+    module holds the average, and Predictor and TorchScript export predict with it."""
+    checkpoint = torch.load(last, weights_only=True)
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # two different sets
+    for key, value in averaged.items():
+        torch.testing.assert_close(module.state_dict()[key], value, rtol=0, atol=0)
+    predictor = lk.Predictor.from_checkpoint(last, device="cpu")
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        eager = module.eval()(x).softmax(1)
+    torch.testing.assert_close(predictor.predict(x), eager)
+    path = lk.export.to_torchscript(predictor.module, x[:1], folder / "model.pt")
+    with torch.no_grad():
+        scripted = torch.jit.load(str(path))(x).softmax(1)
+    torch.testing.assert_close(scripted, eager, rtol=1e-5, atol=1e-6)
+
+
 def fit_one_epoch(module: lk.TaskModule, dataset: Any, fast_trainer_kwargs: dict) -> None:
     """One epoch of ``module`` on ``dataset`` without validation (batches of 16)."""
     trainer = lk.make_trainer(max_epochs=1, logger=False, **fast_trainer_kwargs)

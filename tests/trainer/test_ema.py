@@ -7,21 +7,16 @@ import pytest
 import torch
 
 import lightkit as lk
-from helpers import DIGITS_MLP_SECTIONS, flat_weights, make_blobs
+from helpers import (
+    DIGITS_MLP_SECTIONS,
+    assert_ships_the_averaged_weights,
+    blobs_datamodule,
+    flat_weights,
+    quiet_fit_options,
+    seeded_mlp_task,
+)
 
-
-def _module():
-    torch.manual_seed(0)
-    return lk.ClassificationModule(lk.models.MLP(8, 3, hidden=[16]), 3)
-
-
-def _options(root, **kwargs):
-    return dict(default_root_dir=root, logger=False, enable_progress_bar=False, verbose=False,
-                enable_model_summary=False, seed=0, **kwargs)  # fmt: skip
-
-
-def _dm():
-    return lk.data.DataModule(make_blobs(128), batch_size=32)
+_module, _options, _dm = seeded_mlp_task, quiet_fit_options, blobs_datamodule
 
 
 def test_a_killed_ema_run_resumes_bit_identically(tmp_path):
@@ -38,21 +33,8 @@ def test_checkpoints_predictor_and_export_use_the_averaged_weights(tmp_path):
     module = _module()
     trainer = lk.fit(module, _dm(), max_epochs=2, ema=0.9, **_options(tmp_path))
     last = trainer.checkpoint_callback.last_model_path
-    checkpoint = torch.load(last, weights_only=True)
-    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
-    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # two different sets
     # After fit the module holds the average (Lightning copies it in at the end of training).
-    for key, value in averaged.items():
-        torch.testing.assert_close(module.state_dict()[key], value, rtol=0, atol=0)
-    predictor = lk.Predictor.from_checkpoint(last, device="cpu")
-    x = torch.randn(5, 8)
-    with torch.no_grad():
-        eager = module.eval()(x).softmax(1)
-    torch.testing.assert_close(predictor.predict(x), eager)
-    path = lk.export.to_torchscript(predictor.module, x[:1], tmp_path / "model.pt")
-    scripted = torch.jit.load(str(path))
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(x).softmax(1), eager, rtol=1e-5, atol=1e-6)
+    assert_ships_the_averaged_weights(module, last, tmp_path)
 
 
 @pytest.mark.parametrize(
