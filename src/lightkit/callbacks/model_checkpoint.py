@@ -34,10 +34,9 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     checkpoint is evaluated or predicted from elsewhere, is dropped without a warning.)
 
     ``last.ckpt`` (``save_last=True``) is written at every completed epoch's end and every
-    validation, as its name says: Lightning
-    2.6 writes it only when a top-k checkpoint is saved at the same step, so a run whose
-    monitored metric stopped improving kept the ``last.ckpt`` of its best epoch (and resumed, or
-    predicted, from there).
+    validation, as its name says: Lightning 2.6 writes it only when a top-k checkpoint is saved
+    at the same step, so a run whose monitored metric stopped improving kept the ``last.ckpt``
+    of its best epoch (and resumed, or predicted, from there).
 
     The class keeps Lightning's name, so its ``state_key`` is Lightning's: checkpoints written
     with either class resume into the other. ``lk.make_trainer`` uses it; it works with a plain
