@@ -25,6 +25,7 @@ data order, same arithmetic up to float rounding); and the peak resident memory 
     python benchmarks/parity.py --pairs 1 --epochs 2 --samples 2000   # tiny mode
     python benchmarks/parity.py --workloads mlp --ema 0.999   # lightkit with make_trainer(ema=)
     python benchmarks/parity.py --workloads mlp --swa 2       # lightkit with make_trainer(swa=)
+    python benchmarks/parity.py --workloads mlp --oom-retry   # lightkit with lk.fit's OOM guard
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def run_lightning(net, train, val, epochs, folder, stamps) -> float:
 
 EMA: float | None = None  # --ema: lightkit's run keeps an exponential moving average
 SWA: int | None = None  # --swa: lightkit's run averages each epoch from this one on
+OOM_RETRY = False  # --oom-retry: lightkit's run has lk.fit's out-of-memory guard
 
 
 def run_lightkit(net, train, val, epochs, folder, stamps) -> float:
@@ -165,7 +167,7 @@ def run_lightkit(net, train, val, epochs, folder, stamps) -> float:
     datamodule = lk.data.DataModule(train, val=val, batch_size=BATCH, seed=SEED)
     trainer = lk.make_trainer(
         max_epochs=epochs, default_root_dir=folder, enable_progress_bar=False,
-        callbacks=[stamps], num_sanity_val_steps=0, ema=EMA, swa=SWA,
+        callbacks=[stamps], num_sanity_val_steps=0, ema=EMA, swa=SWA, oom_retry=OOM_RETRY,
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     return float(trainer.callback_metrics["val/loss"])
@@ -233,10 +235,11 @@ def main() -> None:
     parser.add_argument("--workloads", default="mlp,cnn")
     parser.add_argument("--ema", type=float, default=None, help="lightkit with make_trainer(ema=)")
     parser.add_argument("--swa", type=int, default=None, help="lightkit with make_trainer(swa=)")
+    parser.add_argument("--oom-retry", action="store_true", help="lightkit with oom_retry=True")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "WORKLOAD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global EMA, SWA
-    EMA, SWA = args.ema, args.swa
+    global EMA, SWA, OOM_RETRY
+    EMA, SWA, OOM_RETRY = args.ema, args.swa, args.oom_retry
     if args.child:
         print(json.dumps(child(*args.child, args.epochs, args.samples)))
         return
@@ -253,7 +256,8 @@ def main() -> None:
                     [sys.executable, __file__, "--child", variant, workload,
                      "--epochs", str(args.epochs), "--samples", str(args.samples),
                      *(["--ema", str(args.ema)] if args.ema is not None else []),
-                     *(["--swa", str(args.swa)] if args.swa is not None else [])],
+                     *(["--swa", str(args.swa)] if args.swa is not None else []),
+                     *(["--oom-retry"] if args.oom_retry else [])],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))

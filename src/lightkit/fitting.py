@@ -1,20 +1,17 @@
-"""fit(): make_trainer and fit in one call, continuing the newest run and retrying on out-of-memory."""
+"""fit(): make_trainer and fit in one call, continuing the newest run and surviving out-of-memory."""
 
 from __future__ import annotations
 
-import gc
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from lightning.pytorch.utilities.memory import is_oom_error
 
 from lightkit._validation import check_bool, check_int
 from lightkit.callbacks.finetuning import FineTuning
 from lightkit.trainer import make_trainer
-from lightkit.trainer._run_dir import has_checkpoint, resume_into
+from lightkit.trainer._run_dir import resume_into
 
 
 def fit(
@@ -38,20 +35,19 @@ def fit(
     new run, with a warning saying what it found. ``version=<n>`` resumes that run folder only.
     The run and file it resumes are logged.
 
-    ``oom_retry``: when training runs out of memory (CUDA's, or the CPU allocator's), the
-    datamodule's ``batch_size`` is halved and ``accumulate_grad_batches`` doubled, so the
-    effective batch (and the learning-rate schedule) stays the same (for an odd batch size, one
-    sample smaller). Training then resumes from the run's ``last.ckpt`` (or starts over from the
-    initial weights when there is none yet). Each retry is reported with the new sizes; after
-    batch size 1 the error is raised. The datamodule needs a ``batch_size`` attribute (every
-    lightkit DataModule has one). Runs on several processes re-raise at once: their ranks would
-    have to agree on the retry.
+    ``oom_retry``: when a training, validation or test step runs out of memory (CUDA's, or the
+    CPU allocator's), the same batch is retried in place in microbatches of half its rows,
+    halving until they fit (:class:`~lightkit.tasks.OOMMicrobatching`): the gradient, the
+    optimizer step, the effective batch and the learning-rate schedule are the whole batch's,
+    no completed step is computed twice, and under DDP a rank that runs out of memory alone
+    recovers alone. The microbatch size is kept for the rest of the run and in its checkpoints.
+    At one row the error is raised with advice.
 
     Args:
         module: The LightningModule to train.
         datamodule: Its data.
         resume: Continue the newest run under ``default_root_dir`` that has a usable checkpoint.
-        oom_retry: Retry with half the batch size after CUDA out-of-memory errors.
+        oom_retry: Retry a step that ran out of memory in microbatches (see above).
         **make_trainer_kwargs: Passed to :func:`make_trainer`.
 
     Returns:
@@ -80,53 +76,12 @@ def fit(
     fresh_note = ""
     if resume:
         ckpt_path, fresh_note = resume_into(make_trainer_kwargs)
+    make_trainer_kwargs["oom_retry"] = oom_retry
     trainer = make_trainer(**make_trainer_kwargs)
     if fresh_note:
         rank_zero_warn(f"{fresh_note}; starting a new run in {trainer.default_root_dir}")
-    initial_weights = (
-        {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-        if oom_retry and ckpt_path is None
-        else None
-    )
-    while True:
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-            return trainer
-        except RuntimeError as err:
-            if not is_oom_error(err) or not oom_retry or trainer.world_size > 1:
-                raise
-            batch_size = getattr(datamodule, "batch_size", None)
-            if not isinstance(batch_size, int):
-                raise torch.cuda.OutOfMemoryError(
-                    f"{err}\nlightkit: cannot retry with a smaller batch: "
-                    f"{type(datamodule).__name__} has no integer `batch_size` attribute"
-                ) from err
-            if batch_size <= 1:
-                raise torch.cuda.OutOfMemoryError(
-                    f"{err}\nlightkit: out of memory even at batch size 1; use a smaller model, "
-                    "mixed precision (precision='bf16-mixed' or '16-mixed'), gradient "
-                    "checkpointing (gradient_checkpointing=True on lightkit models), or a GPU "
-                    "with more memory"
-                ) from err
-            accumulate = trainer.accumulate_grad_batches * 2
-            datamodule.batch_size = batch_size // 2
-            run_version = int(Path(trainer.default_root_dir).name.removeprefix("version_"))
-            make_trainer_kwargs.update(accumulate_grad_batches=accumulate, version=run_version)
-            del trainer
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            trainer = make_trainer(**make_trainer_kwargs)
-            ckpt_path = "last" if has_checkpoint(trainer) else None
-            if ckpt_path is None and initial_weights is not None:
-                module.load_state_dict(initial_weights)
-            memory = "CPU" if "DefaultCPUAllocator" in str(err) else "CUDA"
-            rank_zero_warn(
-                f"lightkit: {memory} out of memory at batch size {batch_size}; retrying with "
-                f"batch_size={batch_size // 2} and accumulate_grad_batches={accumulate} "
-                f"(effective batch {batch_size // 2 * accumulate}), "
-                + ("resuming from last.ckpt" if ckpt_path else "starting over")
-            )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    return trainer
 
 
 def fine_tune(

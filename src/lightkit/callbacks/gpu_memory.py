@@ -13,8 +13,8 @@ from lightkit._lightning import skip_unused_step_hooks
 
 OOM_ADVICE = """
 lightkit: CUDA ran out of memory. What to try, roughly in order:
-  * a smaller batch: datamodule batch_size=..., or lk.fit(...), which halves the batch and
-    doubles accumulate_grad_batches for you (oom_retry=True) and resumes from last.ckpt;
+  * a smaller batch: datamodule batch_size=..., or lk.fit(...) (oom_retry=True), which
+    retries the same batch in microbatches, keeping the gradient and the optimizer step;
   * keep the effective batch with accumulation: make_trainer(accumulate_grad_batches=2, ...);
   * mixed precision: make_trainer(precision="bf16-mixed") (or "16-mixed" on GPUs without bf16);
   * gradient checkpointing: gradient_checkpointing=True on the task module (lightkit models);

@@ -1,6 +1,7 @@
 """Task modules: LightningModules with the right loss, metrics and optimizer for each problem."""
 
 from lightkit.tasks._bookkeeping import TaskBookkeeping
+from lightkit.tasks._microbatching import MicrobatchError, OOMMicrobatching
 from lightkit.tasks.base import TaskModule
 from lightkit.tasks.classification import (
     BinaryClassificationModule,
@@ -13,7 +14,9 @@ from lightkit.tasks.segmentation import SegmentationModule
 __all__ = [
     "BinaryClassificationModule",
     "ClassificationModule",
+    "MicrobatchError",
     "MultilabelClassificationModule",
+    "OOMMicrobatching",
     "RegressionModule",
     "SegmentationModule",
     "TaskBookkeeping",

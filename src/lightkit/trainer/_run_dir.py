@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from lightkit.checkpointing import CheckpointError, load_checkpoint
@@ -207,7 +206,3 @@ def resume_into(
     if version == "last":
         make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
     return None, note
-
-
-def has_checkpoint(trainer: L.Trainer) -> bool:
-    return any((Path(trainer.default_root_dir) / "checkpoints").glob("*.ckpt"))

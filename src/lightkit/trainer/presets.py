@@ -34,7 +34,7 @@ from lightkit._hardware import (
     resolve_precision,
 )
 from lightkit._lightning import set_verbosity
-from lightkit._validation import check_float
+from lightkit._validation import check_bool, check_float
 from lightkit.callbacks import (
     GPUMemoryMonitor,
     GradientNormMonitor,
@@ -50,7 +50,7 @@ from lightkit.callbacks import (
 )
 from lightkit.callbacks.weight_averaging import check_swa_start
 from lightkit.checkpointing import AtomicCheckpointIO
-from lightkit.tasks import TaskBookkeeping
+from lightkit.tasks import OOMMicrobatching, TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
 from lightkit.trainer._profiling import make_profiler
 from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
@@ -79,6 +79,7 @@ def make_trainer(
     verbose: bool = False,
     ema: float | None = None,
     swa: int | float | None = None,
+    oom_retry: bool = False,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Build a ``lightning.Trainer`` with lightkit's presets.
@@ -166,6 +167,9 @@ def make_trainer(
             the last quarter); validation, the best checkpoint, ``Predictor``, export and serve
             use the average once it exists, and a killed run resumes exactly
             (:class:`~lightkit.callbacks.SWAWeightAveraging`). Not together with ``ema``.
+        oom_retry: On an out-of-memory error in a step, retry the same batch in microbatches
+            (halving until they fit), with the same gradient and optimizer step
+            (:class:`~lightkit.tasks.OOMMicrobatching`; ``lk.fit`` turns it on by default).
 
     Returns:
         A plain ``lightning.Trainer``.
@@ -199,6 +203,7 @@ def make_trainer(
     )
     if ema is not None:
         check_float("make_trainer", "ema", ema, 0.0, 1.0, min_inclusive=False, max_inclusive=False)
+    check_bool("make_trainer", "oom_retry", oom_retry)
     if swa is not None:
         check_swa_start("make_trainer", "swa", swa)
         if ema is not None:
@@ -225,6 +230,7 @@ def make_trainer(
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),
             *([EMAWeightAveraging(decay=ema)] if ema is not None else []),
             *([SWAWeightAveraging(start=swa)] if swa is not None else []),
+            *([OOMMicrobatching()] if oom_retry else []),
             *_as_list(trainer_kwargs.pop("callbacks", None)),
         ]
         if trainer_kwargs.get("enable_progress_bar") is not False and not any(
