@@ -56,7 +56,7 @@ def test_loader_defaults():
     dm = lk.data.DataModule(make_blobs(64), batch_size=8, val_split=0.25, train_transform=abs)
     dm.setup("fit")
     train, val = dm.train_dataloader(), dm.val_dataloader()
-    assert isinstance(train.sampler, torch.utils.data.RandomSampler)
+    assert isinstance(train, lk.data.ResumableLoader)  # seeded order, resumable mid-epoch
     assert isinstance(val, lk.data.InMemoryLoader) and not val.shuffle  # tensors, no transform
     assert train.batch_size == 8 and train.num_workers >= 0
     # The training order is seeded: two datamodules with the same seed shuffle alike.
@@ -171,15 +171,21 @@ def test_tensor_datamodule_names_the_first_bad_sample():
 
 
 def test_tensor_dataset_is_sharded_not_fast_pathed_under_ddp():
-    """Several processes need Lightning's distributed sampler, so no InMemoryLoader there."""
+    """Several processes need a sharded sampler, so no InMemoryLoader there."""
+
+    from types import SimpleNamespace
 
     class FakeTrainer:
-        world_size = 2
+        world_size, global_rank = 2, 0
+        progress = SimpleNamespace(current=SimpleNamespace(processed=0))
+        fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
 
     dm = lk.data.DataModule(TensorDataset(torch.randn(40, 3), torch.zeros(40)), val_split=0)
     dm.setup("fit")
     dm.trainer = FakeTrainer()  # type: ignore[assignment]
-    assert isinstance(dm.train_dataloader(), torch.utils.data.DataLoader)
+    loader = dm.train_dataloader()
+    assert isinstance(loader, lk.data.ResumableLoader)
+    assert len(loader.sampler) == 20  # this rank's half: it shards itself
 
 
 def test_datamodule_transforms_move_image_and_mask_together(tmp_path):

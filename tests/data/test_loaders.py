@@ -42,3 +42,66 @@ def test_in_memory_loader_matches_the_dataloader_on_the_global_rng_and_after_a_p
     torch.manual_seed(11)
     fast = [b[0] for b in lk.data.InMemoryLoader((x,), batch_size=32, shuffle=True)]
     assert all(torch.equal(a, b) for a, b in zip(slow, fast, strict=True))
+
+
+class _Augmented(torch.utils.data.Dataset):
+    """Samples with random 'augmentation' from torch's global RNG, as torchvision's transforms."""
+
+    def __len__(self) -> int:
+        return 50
+
+    def __getitem__(self, i):
+        return torch.tensor([float(i)]) + torch.rand(1), i
+
+
+def _batches(loader) -> list[list[float]]:
+    return [b[0].flatten().tolist() for b in loader]
+
+
+@pytest.mark.parametrize(
+    ("workers", "balanced", "rank"),
+    [(0, False, None), (0, True, None), (0, False, 1), (2, True, 0)],
+    ids=["plain", "balanced", "rank1-of-2", "workers-balanced-rank0"],
+)
+def test_resumable_loader_continues_mid_epoch_with_the_same_samples_and_augmentation(
+    workers, balanced, rank
+):
+    weights = torch.linspace(0.1, 1.0, 50).double() if balanced else None
+
+    def make():
+        return lk.data.ResumableLoader(
+            _Augmented(), 8, seed=3, weights=weights, num_workers=workers,
+            num_replicas=1 if rank is None else 2, rank=rank or 0,
+        )  # fmt: skip
+
+    whole = make()
+    epochs = [_batches(whole) for _ in range(3)]
+    assert epochs[0] != epochs[1]  # a new order (and augmentation) every epoch
+    part = make()
+    _batches(part)
+    iterator = iter(part)
+    for _ in range(2):
+        next(iterator)  # killed after two batches of epoch 1
+    part.position = lambda: 2
+    resumed = make()
+    resumed.resume(part.resume_state())
+    assert _batches(resumed) == epochs[1][2:]  # not loaded again, nor augmented otherwise
+    assert _batches(resumed) == epochs[2]
+    # From an epoch's end: the next epoch is the uninterrupted run's.
+    part.position = lambda: len(part)
+    after_end = make()
+    after_end.resume(part.resume_state())
+    assert _batches(after_end) == epochs[2]
+
+
+def test_resumable_loader_leaves_the_main_process_rng_alone_and_checks_its_state():
+    loader = lk.data.ResumableLoader(_Augmented(), 8, seed=0)
+    before = torch.get_rng_state()
+    _batches(loader)
+    assert torch.equal(torch.get_rng_state(), before)  # dropout's randomness is not shifted
+    state = loader.resume_state()
+    with pytest.raises(ValueError, match=r"checkpoint's loader had 50 samples, this one has 49"):
+        short = lk.data.ResumableLoader(torch.utils.data.Subset(_Augmented(), range(49)), 8, 0)
+        short.resume(state)
+    with pytest.raises(ValueError, match=r"state\['consumed'\]"):
+        loader.resume({**state, "consumed": -1})

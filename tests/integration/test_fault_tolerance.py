@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -147,4 +149,63 @@ def test_weight_averaged_runs_resume_bit_identically_after_sigkill(
     _assert_identical(
         torch.load(ref_root / "weights.pt", weights_only=True),
         torch.load(tmp_path / "weights.pt", weights_only=True),
+    )
+
+
+# --- image folders with worker processes, and DDP ------------------------------------------------
+
+IMAGES = Path(__file__).parents[1] / "scripts" / "resumable_images.py"
+# Kill points drawn once (seeded): single process 8 batches an epoch, 24 steps; DDP 4 and 12.
+_DRAW = random.Random(18)
+SINGLE_STEPS = [_DRAW.choice(range(2, 8)), _DRAW.choice([s for s in range(9, 23) if s % 8])]
+DDP_STEPS = sorted(_DRAW.sample([s for s in range(2, 11) if s % 4], 1))
+
+
+def _start_images(root: Path, out: Path, *args: str) -> subprocess.Popen:
+    # A session of its own: the kill takes the DDP ranks and the loader workers with it.
+    return subprocess.Popen(
+        [sys.executable, str(IMAGES), str(root), str(out), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _killpg_when(proc: subprocess.Popen, step: int, root: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = _progress(root)
+        if text.startswith("step") and int(text.split()[1]) >= step:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run never reached the kill point"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def image_references(tmp_path_factory):
+    """Weights of uninterrupted image-folder runs, on one process and on two (DDP)."""
+    results = {}
+    for name, extra in (("single", []), ("ddp", ["--devices", "2", "--workers", "1"])):
+        root = tmp_path_factory.mktemp(f"images-{name}")
+        _finish(_start_images(root, root / "weights.pt", "--delay", "0", *extra))
+        results[name] = torch.load(root / "weights.pt", weights_only=True)
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [("single", s) for s in SINGLE_STEPS] + [("ddp", s) for s in DDP_STEPS],
+)
+def test_image_folder_runs_with_workers_and_ddp_resume_bit_identically(
+    tmp_path, image_references, name, step
+):
+    extra = ["--devices", "2", "--workers", "1"] if name == "ddp" else []
+    proc = _start_images(tmp_path, tmp_path / "weights.pt", *extra)
+    _killpg_when(proc, step, tmp_path)
+    assert not (tmp_path / "weights.pt").exists()  # it really died before finishing
+    _finish(_start_images(tmp_path, tmp_path / "weights.pt", "--resume", "--delay", "0", *extra))
+    _assert_identical(
+        image_references[name], torch.load(tmp_path / "weights.pt", weights_only=True)
     )

@@ -19,7 +19,7 @@ from lightkit.data.datasets import (
 )
 from lightkit.data.image_folder import ImageFolderDataModule
 from lightkit.data.kfold import KFoldDataModule
-from lightkit.data.loaders import InMemoryLoader
+from lightkit.data.loaders import InMemoryLoader, ResumableLoader
 
 __all__ = [
     "BadImageError",
@@ -29,6 +29,7 @@ __all__ = [
     "ImageFolderDataModule",
     "InMemoryLoader",
     "KFoldDataModule",
+    "ResumableLoader",
     "SegmentationDataset",
     "ShapesDataModule",
     "SklearnDataModule",

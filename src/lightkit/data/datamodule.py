@@ -40,6 +40,7 @@ from lightkit.data._splits import split_indices
 from lightkit.data.datasets import ImageFileDataset, SegmentationDataset
 from lightkit.data.loaders import (
     InMemoryLoader,
+    ResumableLoader,
     check_device,
     check_generator_state,
     in_memory_tensors,
@@ -294,24 +295,35 @@ class DataModule(L.LightningDataModule):
                     # Applied when the epoch starts iterating: Lightning restores its own batch
                     # counts after asking for this loader when the scheduler needs the step count.
                     loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
-        elif isinstance(loader, DataLoader) and loader.generator is not None and pending:
-            loader.generator.set_state(pending.get("generator", loader.generator.get_state()))
+        elif isinstance(loader, ResumableLoader):
+            trainer = self.trainer
+            if trainer is not None:
+                loader.position = processed_counter(trainer)
+            if pending and "resumable" in pending:
+                loader.resume(pending["resumable"])
+                if trainer is not None:
+                    loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
+            elif pending and pending.get("generator") is not None:
+                # A checkpoint from before lightkit 0.1's resumable loader: the shuffle
+                # generator as it was when the checkpoint was written.
+                loader.order_generator.set_state(pending["generator"])
         self._train_loader = loader
         return loader
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints: where the training data stands, for bit-identical resumes.
 
-        For the in-memory loader: its shuffle generator and the batches processed in the current
-        epoch (mid-epoch resume). For a DataLoader: its shuffle generator (exact resume from
-        end-of-epoch checkpoints; mid-epoch, that epoch's order restarts).
+        Both training loaders (the in-memory one, and :class:`~lightkit.data.ResumableLoader`
+        for other datasets) record the shuffle generator as the epoch began and the batches
+        the trainer processed in it, so a run resumed mid-epoch continues with exactly the
+        samples (and, for the DataLoader, the augmentations) it would have seen.
         """
         loader = self._train_loader
         if isinstance(loader, InMemoryLoader):
             state = loader.state_dict()
             return {"train_loader": {"in_memory": state}} if state else {}
-        if isinstance(loader, DataLoader) and loader.generator is not None:
-            return {"train_loader": {"generator": loader.generator.get_state()}}
+        if isinstance(loader, ResumableLoader):
+            return {"train_loader": {"resumable": loader.resume_state()}}
         return {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -326,6 +338,10 @@ class DataModule(L.LightningDataModule):
             check_instance(owner, name, pending, Mapping, "a dict")
             if pending.get("generator") is not None:
                 check_generator_state(owner, f"{name}['generator']", pending["generator"])
+            if pending.get("resumable") is not None:
+                check_instance(
+                    owner, f"{name}['resumable']", pending["resumable"], Mapping, "a dict"
+                )
             if pending.get("in_memory") is not None:
                 check_instance(
                     owner, f"{name}['in_memory']", pending["in_memory"], Mapping, "a dict"
@@ -412,6 +428,22 @@ class DataModule(L.LightningDataModule):
                 weights=weights,
             )
         workers = self._resolve_workers(dataset)
+        if shuffle:
+            # Training: resumable mid-epoch with workers and under DDP (sharded per rank).
+            trainer = self.trainer
+            distributed = trainer is not None and trainer.world_size > 1
+            return ResumableLoader(
+                dataset,
+                self.batch_size,
+                seed,
+                weights=weights,
+                num_replicas=trainer.world_size if distributed else 1,
+                rank=trainer.global_rank if distributed else 0,
+                num_workers=workers,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=workers > 0,
+                worker_init_fn=_seed_worker if workers > 0 else None,
+            )
         generator = torch.Generator().manual_seed(seed)
         # Balanced: drawn with replacement from the loader's own generator, so checkpoints (which
         # save it) resume it; under DDP Lightning shards it (DistributedSamplerWrapper).

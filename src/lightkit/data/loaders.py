@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Subset,
+    TensorDataset,
+    get_worker_info,
+)
 
 from lightkit._validation import check_bool, check_instance, check_int, check_seed, check_sequence
 
@@ -191,7 +201,13 @@ class InMemoryLoader:
             generator = torch.Generator().manual_seed(seed)
         if self.weights is not None:  # WeightedRandomSampler's draw
             return torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        return torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator)
+        if self.generator is not None:
+            # RandomSampler draws one more (empty) permutation when it is exhausted; drawn here,
+            # with the epoch's order, so the generator advances alike whether or not the epoch
+            # is iterated to its end (Lightning stops at the last batch) or replayed on resume.
+            torch.randperm(n, generator=self.generator)
+        return order
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = self._num_samples
@@ -210,12 +226,219 @@ class InMemoryLoader:
             idx = order[start : start + self.batch_size]
             self._yielded += 1
             yield tuple(t.index_select(0, idx) for t in self.tensors)
-        if self.shuffle and self.generator is not None and self.weights is None:
-            # RandomSampler draws one more (empty) permutation when it is exhausted.
-            torch.randperm(n, generator=self.generator)
 
 
 _RESUME = "InMemoryLoader.load_state_dict"
+
+# Spreads the per-sample seeds of one epoch over the 63-bit range (the golden-ratio constant).
+_SEED_STEP = 0x9E3779B97F4A7C15
+
+
+class SampleSeeded(Dataset):
+    """A dataset whose item ``(index, seed)`` is ``dataset[index]`` drawn under ``seed``.
+
+    torch's, numpy's and Python's RNGs are seeded with the sample's own seed before it is
+    loaded, so a random augmentation depends on the sample's place in the epoch, never on which
+    worker loads it or what that worker loaded before: a run resumed mid-epoch, with another
+    number of workers, or on other ranks, augments every sample as the uninterrupted run did.
+    In the main process (``num_workers=0``) the RNG states are put back afterwards, so loading
+    never shifts the training step's randomness (dropout).
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: Any) -> Any:
+        if not isinstance(item, tuple):
+            return self.dataset[item]
+        index, seed = item
+        if get_worker_info() is not None:  # a worker process: its RNGs are its own
+            _seed_all(seed)
+            return self.dataset[index]
+        states = torch.get_rng_state(), np.random.get_state(), random.getstate()
+        try:
+            _seed_all(seed)
+            return self.dataset[index]
+        finally:
+            torch.set_rng_state(states[0])
+            np.random.set_state(states[1])
+            random.setstate(states[2])
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class EpochSampler(DistributedSampler):
+    """The training order of a :class:`ResumableLoader`: one epoch's draw from a seeded generator
+    (``RandomSampler``'s, or ``WeightedRandomSampler``'s with ``weights``), each position with a
+    seed of its own, this rank's share of it (``rank::num_replicas``, padded as
+    ``DistributedSampler`` pads), from ``skip`` samples on.
+
+    A ``DistributedSampler`` so that Lightning does not replace it under DDP: it shards itself.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        generator: torch.Generator,
+        weights: torch.Tensor | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        # DistributedSampler.__init__ is not called: it asks torch.distributed for the world,
+        # which a loader built before the processes start does not have.
+        self.num_samples_total = num_samples
+        self.generator = generator
+        self.weights = weights
+        self.num_replicas, self.rank = num_replicas, rank
+        self.num_samples = math.ceil(num_samples / num_replicas)  # this rank's
+        self.total_size = self.num_samples * num_replicas
+        self.shuffle, self.drop_last, self.seed, self.epoch = True, False, 0, 0
+        self.skip = 0
+        self.epoch_start_state: torch.Tensor | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # the order follows the generator, which checkpoints carry
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def draw(self) -> tuple[int, torch.Tensor]:
+        """The epoch's base seed and order: the draws of ``DataLoader(shuffle=True,
+        generator=...)`` (or of its ``WeightedRandomSampler``), as ``InMemoryLoader`` makes them."""
+        base = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        n = self.num_samples_total
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+            torch.randperm(n, generator=self.generator)  # as InMemoryLoader: RandomSampler's last
+        return base, order
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        self.epoch_start_state = self.generator.get_state()
+        base, order = self.draw()
+        if self.total_size > len(order):  # padded with the first samples, as DistributedSampler
+            order = torch.cat([order, order[: self.total_size - len(order)]])
+        positions = range(self.rank, self.total_size, self.num_replicas)
+        skip, self.skip = self.skip, 0
+        for position in positions[skip:]:
+            yield int(order[position]), (base + position * _SEED_STEP) % 2**63
+
+
+class ResumableLoader(DataLoader):
+    """A training ``DataLoader`` that resumes mid-epoch exactly, with workers and under DDP.
+
+    Its :class:`EpochSampler` draws each epoch's order from a seeded generator and gives every
+    sample a seed of its own, which :class:`SampleSeeded` applies before loading it; its
+    :meth:`resume_state` is the generator at the epoch's start and the batches the trainer
+    processed (``position``). A resumed run draws the same order, skips the processed batches
+    without loading them, and loads every later sample, with the same augmentation, as the
+    uninterrupted run did. lightkit's DataModules use it for training data that is not tensors in
+    memory. It has ``state_dict``/``load_state_dict``, so Lightning keeps its state in
+    checkpoints: return it from your own ``LightningDataModule.train_dataloader()`` for the same
+    guarantee (under DDP, pass ``num_replicas=trainer.world_size, rank=trainer.global_rank``).
+
+    Example:
+        >>> def train_dataloader(self):
+        ...     return lk.data.ResumableLoader(self.train_set, batch_size=64, seed=0, num_workers=4)
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        seed: int,
+        weights: torch.Tensor | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        self.order_generator = torch.Generator().manual_seed(seed)
+        sampler = EpochSampler(len(dataset), self.order_generator, weights, num_replicas, rank)  # type: ignore[arg-type]
+        # A generator of its own for the workers' base seed, so that starting an epoch never
+        # draws from the global RNG (the samples are seeded one by one anyway).
+        super().__init__(
+            SampleSeeded(dataset),
+            batch_size=batch_size,
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(seed),
+            **kwargs,
+        )
+        self.position: Callable[[], int] | None = None
+        self.rebatched: tuple[int, int] | None = None
+        self.on_rebatch: Callable[[int, int], None] | None = None
+        self._yielded = 0
+
+    @property
+    def epoch_sampler(self) -> EpochSampler:
+        return self.sampler  # type: ignore[return-value]
+
+    def __iter__(self) -> Any:
+        if self.rebatched is not None and self.on_rebatch is not None:
+            self.on_rebatch(*self.rebatched)
+        self.rebatched = None
+        self._yielded = self.epoch_sampler.skip // self.batch_size  # type: ignore[operator]
+        return self._counted(super().__iter__())
+
+    def _counted(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        for batch in iterator:
+            self._yielded += 1
+            yield batch
+
+    def resume_state(self) -> dict[str, Any]:
+        """Where training stands: the order's generator when the epoch began, the batches the
+        trainer processed in it (``position``; without one, the batches handed out), the batch
+        size and the data size."""
+        sampler = self.epoch_sampler
+        state = sampler.epoch_start_state
+        if state is None:
+            state = self.order_generator.get_state()
+        return {
+            "epoch_start_generator": state,
+            "consumed": int(self.position()) if self.position is not None else self._yielded,
+            "length": len(self),
+            "batch_size": self.batch_size,
+            "num_samples": sampler.num_samples_total,
+        }
+
+    def resume(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`resume_state` (read from a checkpoint: checked first)."""
+        owner = "ResumableLoader.resume"
+        check_instance(owner, "state", state, Mapping, "the dict that resume_state() returned")
+        _check_state(state, needs_generator=True)
+        sampler = self.epoch_sampler
+        if state.get("num_samples") != sampler.num_samples_total:
+            raise ValueError(
+                f"{owner}: cannot resume: the checkpoint's loader had {state.get('num_samples')} "
+                f"samples, this one has {sampler.num_samples_total} (different data)"
+            )
+        self.order_generator.set_state(state["epoch_start_generator"])
+        consumed = int(state["consumed"])
+        old_batch = int(state.get("batch_size") or self.batch_size)  # type: ignore[arg-type]
+        if consumed >= int(state["length"]):
+            sampler.draw()  # the epoch was complete: replay its draws
+            return
+        skip = consumed * old_batch // self.batch_size  # type: ignore[operator]
+        sampler.skip = skip * self.batch_size  # type: ignore[operator]
+        if skip != consumed:
+            self.rebatched = (consumed, skip)
+
+    # Lightning saves and restores loaders with these two in checkpoints (in a LightningDataModule
+    # of your own too); loading twice, as lightkit's DataModule and Lightning both do, is harmless.
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`resume_state`, under the name Lightning looks for."""
+        return self.resume_state()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """:meth:`resume`, under the name Lightning looks for."""
+        self.resume(state)
 
 
 def check_generator_state(owner: str, name: str, state: Any) -> torch.Tensor:
@@ -284,4 +507,4 @@ def in_memory_tensors(dataset: object) -> tuple[torch.Tensor, ...] | None:
     return tuple(t[indices] for t in dataset.tensors)
 
 
-__all__ = ["InMemoryLoader"]
+__all__ = ["EpochSampler", "InMemoryLoader", "ResumableLoader", "SampleSeeded"]
