@@ -35,3 +35,13 @@ def test_kfold_stratify_needs_class_labels():
     ):
         lk.data.KFoldDataModule(regression, k=2)
     assert len(lk.data.KFoldDataModule(regression, k=2, stratify=False).val_indices) == 10
+
+
+def test_kfold_training_loaders_resume_mid_epoch():
+    # Per-sample data (a transform): the resumable loader, whose exactness tests/data/test_loaders.py
+    # checks; tensors alone take the in-memory loader, resumable too.
+    ds = make_blobs(60)
+    dm = lk.data.KFoldDataModule(ds, k=3, fold=0, seed=5, train_transform=lambda v: v)
+    dm.setup("fit")
+    assert isinstance(dm.train_dataloader(), lk.data.ResumableLoader)
+    assert "resumable" in dm.state_dict()["train_loader"]
