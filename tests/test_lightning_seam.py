@@ -106,3 +106,15 @@ def test_lightning_model_checkpoint_still_has_what_the_last_ckpt_refresh_reads(t
     # At the end of fit nothing is due any more: this step was saved.
     assert not _lightning.epoch_save_due(trainer.checkpoint_callback, trainer, True)
     _lightning.save_last_unless_saved(trainer.checkpoint_callback, trainer)  # a no-op, no error
+
+
+def test_lightning_still_counts_the_training_batch_index_in_the_epoch_loop(tmp_path):
+    seen = []
+
+    class Probe(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((batch_idx, _lightning.training_batch_idx(trainer)))
+
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[Probe()])
+    trainer.fit(tiny_task(), DataLoader(make_blobs(96), batch_size=32))
+    assert seen == [(0, 0), (1, 1), (2, 2)]

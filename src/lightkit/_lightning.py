@@ -61,6 +61,11 @@ def has_validation_data(trainer: Any) -> bool:
     return getattr(trainer.datamodule, "val_dataset", True) is not None
 
 
+def training_batch_idx(trainer: Any) -> int:
+    """The index of the training batch being processed in this epoch."""
+    return int(trainer.fit_loop.epoch_loop.batch_idx)
+
+
 def epoch_save_due(checkpoint: Any, trainer: Any, at_train_epoch_end: bool) -> bool:
     """Whether Lightning's ``ModelCheckpoint`` saves at this epoch-end hook (the train epoch
     end when ``at_train_epoch_end``, else the validation end) and has not saved at this step."""
@@ -166,4 +171,5 @@ __all__ = [
     "save_last_unless_saved",
     "set_verbosity",
     "skip_unused_step_hooks",
+    "training_batch_idx",
 ]

@@ -105,3 +105,29 @@ def test_resumable_loader_leaves_the_main_process_rng_alone_and_checks_its_state
         short.resume(state)
     with pytest.raises(ValueError, match=r"state\['consumed'\]"):
         loader.resume({**state, "consumed": -1})
+
+
+def test_resumable_loader_edge_cases():
+    # More processes than samples: padded by repeating the order, as DistributedSampler does.
+    sampler = lk.data.ResumableLoader(_Augmented(), 8, seed=0, num_replicas=64, rank=63).sampler
+    assert len(list(sampler)) == len(sampler) == 1
+    # Mid-epoch, another number of processes would shift every rank's share: refused.
+    two = lk.data.ResumableLoader(_Augmented(), 8, seed=0, num_replicas=2, rank=0)
+    two.position = lambda: 1
+    one = lk.data.ResumableLoader(_Augmented(), 8, seed=0)
+    with pytest.raises(ValueError, match=r"mid-epoch on 1 process\(es\) a run that was on 2"):
+        one.resume(two.resume_state())
+    two.position = lambda: len(two)  # from an epoch's end it is fine
+    one.resume(two.resume_state())
+
+
+def test_overfit_batches_works_with_the_resumable_loader(tmp_path):
+    # Lightning rebuilds the training loader with a SequentialSampler for overfit_batches.
+    x = torch.randn(40, 4)
+    ds = torch.utils.data.TensorDataset(x, torch.randint(0, 3, (40,)))
+    dm = lk.data.DataModule(ds, batch_size=8, val_split=0.2, train_transform=lambda v: v)
+    task = lk.ClassificationModule(lk.models.MLP(4, 3), 3)
+    trainer = lk.make_trainer(max_epochs=2, overfit_batches=2, default_root_dir=tmp_path,
+                              logger=False, enable_progress_bar=False)  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    assert trainer.global_step == 4

@@ -208,3 +208,50 @@ def test_an_oom_on_one_ddp_rank_neither_hangs_nor_diverges(tmp_path):
         ranks["clean", 1]["rows"]
     )
     assert min(ranks["oom", 0]["rows"]) == 32  # rank 0 never split
+
+
+class BatchOnlyStep(lk.ClassificationModule):
+    """A task whose training_step takes the batch alone (Lightning allows it)."""
+
+    def training_step(self, batch):
+        return self.shared_step(batch, "train")
+
+
+def test_steps_declared_without_batch_idx_and_unused_parameters(tmp_path):
+    clean = BatchOnlyStep(OutOfMemoryAfter(after=10**9), 3, optimizer=lk.optim.adamw(lr=1e-2))
+    clean.unused = nn.Parameter(torch.ones(3))  # trained on by nothing
+    options = dict(max_epochs=2, seed=0, logger=False, enable_progress_bar=False,
+                   enable_model_summary=False)  # fmt: skip
+    dm = lambda: lk.data.TensorDataModule(*make_blobs(512).tensors, batch_size=64,  # noqa: E731
+                                          val_split=0.25, seed=0)  # fmt: skip
+    lk.fit(clean, dm(), default_root_dir=tmp_path / "clean", **options)
+    net = OutOfMemoryAfter(after=3)
+    module = BatchOnlyStep(net, 3, optimizer=lk.optim.adamw(lr=1e-2))
+    module.unused = nn.Parameter(torch.ones(3))
+    with pytest.warns(UserWarning, match="microbatches of 16 rows"):
+        lk.fit(module, dm(), default_root_dir=tmp_path / "oom", **options)
+    torch.testing.assert_close(flat_weights(module.net), flat_weights(clean.net),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    # No gradient reached it, so AdamW's weight decay left it alone, as in the clean run.
+    assert torch.equal(module.unused.detach(), torch.ones(3))
+    assert torch.equal(clean.unused.detach(), torch.ones(3))
+
+
+def test_a_failed_fit_leaves_no_wrapper_behind(tmp_path):
+    module = lk.ClassificationModule(OutOfMemoryAfter(after=10**9, error=ValueError("bad")), 3)
+    module.net.after = 0  # every training batch raises the user's error
+    dm = lk.data.TensorDataModule(*make_blobs(128).tensors, batch_size=32, val_split=0.25)
+    with pytest.raises(ValueError, match="bad"):
+        lk.fit(module, dm, max_epochs=1, default_root_dir=tmp_path, logger=False,
+               enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    assert not {"training_step", "backward", "optimizer_zero_grad"} & set(vars(module))
+
+
+def test_per_sample_lists_are_cut_with_the_tensors():
+    from lightkit.tasks._microbatching import _rows, _slice
+
+    batch = {"image": torch.zeros(8, 3), "path": [f"{i}.png" for i in range(8)], "k": 3}
+    assert _rows(batch) == 8
+    piece = _slice(batch, 2, 6, 8)
+    assert piece["image"].shape == (4, 3) and piece["path"] == ["2.png", "3.png", "4.png", "5.png"]
+    assert piece["k"] == 3

@@ -201,13 +201,7 @@ class InMemoryLoader:
             generator = torch.Generator().manual_seed(seed)
         if self.weights is not None:  # WeightedRandomSampler's draw
             return torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        order = torch.randperm(n, generator=generator)
-        if self.generator is not None:
-            # RandomSampler draws one more (empty) permutation when it is exhausted; drawn here,
-            # with the epoch's order, so the generator advances alike whether or not the epoch
-            # is iterated to its end (Lightning stops at the last batch) or replayed on resume.
-            torch.randperm(n, generator=self.generator)
-        return order
+        return torch.randperm(n, generator=generator)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n = self._num_samples
@@ -226,6 +220,10 @@ class InMemoryLoader:
             idx = order[start : start + self.batch_size]
             self._yielded += 1
             yield tuple(t.index_select(0, idx) for t in self.tensors)
+        if self.shuffle and self.generator is not None and self.weights is None:
+            # RandomSampler draws one more (empty) permutation when it is exhausted (Lightning
+            # never exhausts a sized loader: it stops after the last batch).
+            torch.randperm(n, generator=self.generator)
 
 
 _RESUME = "InMemoryLoader.load_state_dict"
@@ -321,14 +319,17 @@ class EpochSampler(DistributedSampler):
             order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
         else:
             order = torch.randperm(n, generator=self.generator)
-            torch.randperm(n, generator=self.generator)  # as InMemoryLoader: RandomSampler's last
+        # One draw per epoch, whether or not the epoch is iterated past its last batch (which
+        # Lightning never does, nor does RandomSampler's extra draw then happen), so a replayed
+        # epoch leaves the generator exactly where the uninterrupted one did.
         return base, order
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         self.epoch_start_state = self.generator.get_state()
         base, order = self.draw()
         if self.total_size > len(order):  # padded with the first samples, as DistributedSampler
-            order = torch.cat([order, order[: self.total_size - len(order)]])
+            pad = self.total_size - len(order)
+            order = torch.cat([order, order.repeat(math.ceil(pad / len(order)))[:pad]])
         positions = range(self.rank, self.total_size, self.num_replicas)
         skip, self.skip = self.skip, 0
         for position in positions[skip:]:
@@ -344,13 +345,10 @@ class ResumableLoader(DataLoader):
     processed (``position``). A resumed run draws the same order, skips the processed batches
     without loading them, and loads every later sample, with the same augmentation, as the
     uninterrupted run did. lightkit's DataModules use it for training data that is not tensors in
-    memory. It has ``state_dict``/``load_state_dict``, so Lightning keeps its state in
-    checkpoints: return it from your own ``LightningDataModule.train_dataloader()`` for the same
-    guarantee (under DDP, pass ``num_replicas=trainer.world_size, rank=trainer.global_rank``).
-
-    Example:
-        >>> def train_dataloader(self):
-        ...     return lk.data.ResumableLoader(self.train_set, batch_size=64, seed=0, num_workers=4)
+    memory, and save its state in checkpoints (``DataModule.state_dict``): to get the guarantee
+    for a dataset of your own, hand it to ``lk.data.DataModule`` (or subclass that). Returned
+    from a plain ``LightningDataModule`` its state is not restored in time by Lightning 2.6: a run
+    resumed mid-epoch ends its next epoch early.
     """
 
     def __init__(
@@ -361,10 +359,14 @@ class ResumableLoader(DataLoader):
         weights: torch.Tensor | None = None,
         num_replicas: int = 1,
         rank: int = 0,
+        sampler: Any = None,
         **kwargs: Any,
     ) -> None:
         self.order_generator = torch.Generator().manual_seed(seed)
-        sampler = EpochSampler(len(dataset), self.order_generator, weights, num_replicas, rank)  # type: ignore[arg-type]
+        if isinstance(dataset, SampleSeeded):  # rebuilt by Lightning (overfit_batches)
+            dataset = dataset.dataset
+        if sampler is None:
+            sampler = EpochSampler(len(dataset), self.order_generator, weights, num_replicas, rank)  # type: ignore[arg-type]
         # A generator of its own for the workers' base seed, so that starting an epoch never
         # draws from the global RNG (the samples are seeded one by one anyway).
         super().__init__(
@@ -381,17 +383,29 @@ class ResumableLoader(DataLoader):
 
     @property
     def epoch_sampler(self) -> EpochSampler:
-        return self.sampler  # type: ignore[return-value]
+        sampler = self.sampler
+        if not isinstance(sampler, EpochSampler):
+            raise TypeError(
+                "ResumableLoader: this loader was rebuilt with another sampler "
+                f"({type(sampler).__name__}, as Lightning does for overfit_batches); it does "
+                "not resume mid-epoch"
+            )
+        return sampler
 
     def __iter__(self) -> Any:
+        # Lazy: the DataLoader's iterator (and its workers' first indices) is made at the first
+        # batch, after any state Lightning restores late (see lightkit._lightning).
+        return self._batches()
+
+    def _batches(self) -> Iterator[Any]:
         if self.rebatched is not None and self.on_rebatch is not None:
             self.on_rebatch(*self.rebatched)
         self.rebatched = None
-        self._yielded = self.epoch_sampler.skip // self.batch_size  # type: ignore[operator]
-        return self._counted(super().__iter__())
-
-    def _counted(self, iterator: Iterator[Any]) -> Iterator[Any]:
-        for batch in iterator:
+        if not isinstance(self.sampler, EpochSampler):  # rebuilt with another sampler
+            yield from super().__iter__()
+            return
+        self._yielded = self.sampler.skip // self.batch_size  # type: ignore[operator]
+        for batch in super().__iter__():
             self._yielded += 1
             yield batch
 
@@ -409,6 +423,7 @@ class ResumableLoader(DataLoader):
             "length": len(self),
             "batch_size": self.batch_size,
             "num_samples": sampler.num_samples_total,
+            "num_replicas": sampler.num_replicas,
         }
 
     def resume(self, state: Mapping[str, Any]) -> None:
@@ -422,8 +437,15 @@ class ResumableLoader(DataLoader):
                 f"{owner}: cannot resume: the checkpoint's loader had {state.get('num_samples')} "
                 f"samples, this one has {sampler.num_samples_total} (different data)"
             )
-        self.order_generator.set_state(state["epoch_start_generator"])
+        replicas = state.get("num_replicas", 1)
         consumed = int(state["consumed"])
+        if consumed < int(state["length"]) and replicas != sampler.num_replicas:
+            raise ValueError(
+                f"{owner}: cannot resume mid-epoch on {sampler.num_replicas} process(es) a run "
+                f"that was on {replicas!r}: each process's share of the epoch would change; "
+                "resume on as many processes, or from an end-of-epoch checkpoint"
+            )
+        self.order_generator.set_state(state["epoch_start_generator"])
         old_batch = int(state.get("batch_size") or self.batch_size)  # type: ignore[arg-type]
         if consumed >= int(state["length"]):
             sampler.draw()  # the epoch was complete: replay its draws
@@ -433,15 +455,17 @@ class ResumableLoader(DataLoader):
         if skip != consumed:
             self.rebatched = (consumed, skip)
 
-    # Lightning saves and restores loaders with these two in checkpoints (in a LightningDataModule
-    # of your own too); loading twice, as lightkit's DataModule and Lightning both do, is harmless.
+    # Lightning saves and restores loaders with these two in checkpoints; loading twice, as
+    # lightkit's DataModule and Lightning both may, is harmless.
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`resume_state`, under the name Lightning looks for."""
-        return self.resume_state()
+        """:meth:`resume_state`, under the name Lightning looks for (empty for a loader that
+        Lightning rebuilt with another sampler)."""
+        return self.resume_state() if isinstance(self.sampler, EpochSampler) else {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """:meth:`resume`, under the name Lightning looks for."""
-        self.resume(state)
+        if state and isinstance(self.sampler, EpochSampler):
+            self.resume(state)
 
 
 def check_generator_state(owner: str, name: str, state: Any) -> torch.Tensor:
@@ -465,6 +489,7 @@ def _check_state(state: Mapping[str, Any], needs_generator: bool) -> None:
         ("length", 0, True),
         ("batch_size", 1, False),
         ("num_samples", 0, False),
+        ("num_replicas", 1, False),
     ):
         if required or state.get(key) is not None:
             check_int(_RESUME, f"state[{key!r}]", state.get(key), minimum=minimum)

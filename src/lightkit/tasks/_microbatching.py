@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.memory import is_oom_error
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from lightkit._lightning import skip_unused_step_hooks
+from lightkit._lightning import skip_unused_step_hooks, training_batch_idx
 
 ADVICE = (
     "use a smaller model, mixed precision (precision='bf16-mixed' or '16-mixed'), gradient "
@@ -60,6 +60,10 @@ class OOMMicrobatching(Callback):
     ``lk.make_trainer(oom_retry=True)``; it works on any LightningModule with automatic
     optimization whose steps take a batch of tensors with the samples along the first
     dimension (tuples, lists and dicts of them).
+
+    Under DDP, a step that itself communicates (``SyncBatchNorm``, ``self.log(...,
+    sync_dist=True)`` on every step) must not be split on one rank alone: its collectives would
+    no longer pair up across ranks; turn ``oom_retry`` off for such models.
 
     What differs from the whole batch: BatchNorm layers compute their batch statistics over
     each microbatch (normalisation then sees fewer rows, and running statistics are updated once
@@ -87,7 +91,7 @@ class OOMMicrobatching(Callback):
         self._module: L.LightningModule | None = None
         self._skip_zero_grad = False  # the microbatched step zeroed the gradients itself
         self._inner_backward = False  # a microbatch's backward, not Lightning's
-        self._pending: tuple[Any, int, tuple, dict] | None = None  # the whole-batch step
+        self._pending: tuple[Callable[..., Any], tuple, dict] | None = None  # the last step
         self._rank, self._world_size = 0, 1
 
     # --- installing the wrappers -----------------------------------------------------------------
@@ -95,6 +99,9 @@ class OOMMicrobatching(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._originals:
             return
+        for name in _WRAPPED:  # left by a run that ended in an exception elsewhere
+            if getattr(pl_module.__dict__.get(name), "_lightkit_microbatching", False):
+                del pl_module.__dict__[name]
         hooks: dict[str, Callable[..., Any]] = {}
         if pl_module.automatic_optimization:
             hooks["training_step"] = self._training_step
@@ -109,6 +116,11 @@ class OOMMicrobatching(Callback):
             setattr(pl_module, name, _hook(wrapper, trainer, original))
         self._module = pl_module
         self._rank, self._world_size = trainer.global_rank, trainer.world_size
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.teardown(trainer, pl_module, "")  # Lightning calls no teardown after an exception
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         module = self._module
@@ -130,31 +142,35 @@ class OOMMicrobatching(Callback):
     # --- training --------------------------------------------------------------------------------
 
     def _training_step(
-        self, trainer: L.Trainer, original: Callable[..., Any], batch: Any, batch_idx: int,
-        *args: Any, **kwargs: Any,
-    ) -> Any:  # fmt: skip
+        self, trainer: L.Trainer, original: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
         size = self.train_microbatch
-        rows = None if size is None else _rows(batch)  # counted only once it matters
-        if size is None or rows is None or rows <= size:
-            failure = ""
-            try:
-                out = original(batch, batch_idx, *args, **kwargs)
-            except RuntimeError as err:
-                if not is_oom_error(err):
-                    raise
-                failure = _summary(err)
-            if not failure:
-                self._pending = (batch, batch_idx, args, kwargs)  # for an OOM in backward
-                return out
-            _free_memory()
+        if size is not None:
+            batch, batch_idx, call = _step_call(trainer, original, args, kwargs)
             rows = _rows(batch)
-            size = self._halve("training", rows, failure, "train_microbatch")
+            if rows is not None and rows > size:
+                return self._microbatched(trainer, call, batch, batch_idx, rows, size)
+        # The usual case: nothing more than a call and a try.
+        failure = ""
+        try:
+            out = original(*args, **kwargs)
+        except RuntimeError as err:
+            if not is_oom_error(err):
+                raise
+            failure = _summary(err)
+        if not failure:
+            self._pending = (original, args, kwargs)  # for an OOM in backward
+            return out
+        _free_memory()
+        batch, batch_idx, call = _step_call(trainer, original, args, kwargs)
+        rows = _rows(batch)
+        size = self._halve("training", rows, failure, "train_microbatch")
         assert rows is not None
-        return self._microbatched(trainer, original, batch, batch_idx, rows, size, args, kwargs)
+        return self._microbatched(trainer, call, batch, batch_idx, rows, size)
 
     def _microbatched(
-        self, trainer: L.Trainer, original: Callable[..., Any], batch: Any, batch_idx: int,
-        rows: int, size: int, args: tuple, kwargs: dict, inside_backward: bool = False,
+        self, trainer: L.Trainer, call: Callable[[Any], Any], batch: Any, batch_idx: int,
+        rows: int, size: int, inside_backward: bool = False,
     ) -> Any:  # fmt: skip
         """Forward and backward of ``batch`` in microbatches; returns what the step returns."""
         module = self._module
@@ -169,7 +185,7 @@ class OOMMicrobatching(Callback):
             stop = min(start + size, rows)
             phase, failure = "forward", ""
             try:
-                out = original(_slice(batch, start, stop), batch_idx, *args, **kwargs)
+                out = call(_slice(batch, start, stop, rows))
                 loss = _loss_of(out)
                 weight = (stop - start) / rows
                 phase = "backward"
@@ -202,8 +218,10 @@ class OOMMicrobatching(Callback):
             return None
         # The loss of the whole batch, plus a zero that reaches every trainable parameter: the
         # backward Lightning runs on it adds nothing, and under DDP it is the step's all-reduce.
-        zero = sum((p.reshape(-1)[:1].sum() for p in module.parameters() if p.requires_grad),
-                   torch.zeros((), device=total.device))  # fmt: skip
+        # Only parameters the step used (they hold a gradient now): an unused one keeps no
+        # gradient, so the optimizer leaves it alone as in a whole-batch step.
+        used = [p for p in module.parameters() if p.requires_grad and p.grad is not None]
+        zero = sum((p.reshape(-1)[:1].sum() for p in used), torch.zeros((), device=total.device))
         result = total.to(zero.dtype) + zero * 0.0
         _record(module, "train", result, batch)
         if isinstance(out, Mapping):
@@ -227,7 +245,7 @@ class OOMMicrobatching(Callback):
             failure = _summary(err)
         if not failure:
             return
-        batch, batch_idx, step_args, step_kwargs = pending
+        batch, batch_idx, call = _step_call(trainer, *pending)
         del loss
         _free_memory()
         rows = _rows(batch)
@@ -242,10 +260,7 @@ class OOMMicrobatching(Callback):
                 f"resume the run (lk.fit(..., resume=True)) with a smaller batch_size. {failure}"
             )
         size = self._halve("training", rows, failure, "train_microbatch")
-        self._microbatched(
-            trainer, self._originals["training_step"], batch, batch_idx, rows or 1, size,
-            step_args, step_kwargs, inside_backward=True,
-        )  # fmt: skip
+        self._microbatched(trainer, call, batch, batch_idx, rows or 1, size, inside_backward=True)
 
     def _optimizer_zero_grad(
         self, trainer: L.Trainer, original: Callable[..., Any], *args: Any, **kwargs: Any
@@ -264,20 +279,25 @@ class OOMMicrobatching(Callback):
     # --- validation and testing ------------------------------------------------------------------
 
     def _evaluation_step(
-        self, name: str, trainer: L.Trainer, original: Callable[..., Any], batch: Any,
-        batch_idx: int, *args: Any, **kwargs: Any,
+        self, name: str, trainer: L.Trainer, original: Callable[..., Any], *args: Any,
+        **kwargs: Any,
     ) -> Any:  # fmt: skip
         size = self.eval_microbatch
-        rows = None if size is None else _rows(batch)
+        batch: Any = None
+        rows: int | None = None
+        if size is not None:
+            batch, _, call = _step_call(trainer, original, args, kwargs)
+            rows = _rows(batch)
         if size is None or rows is None or rows <= size:
             failure = ""
             try:
-                return original(batch, batch_idx, *args, **kwargs)
+                return original(*args, **kwargs)
             except RuntimeError as err:
                 if not is_oom_error(err):
                     raise
                 failure = _summary(err)
             _free_memory()
+            batch, _, call = _step_call(trainer, original, args, kwargs)
             rows = _rows(batch)
             size = self._halve(name.split("_")[0], rows, failure, "eval_microbatch")
         assert rows is not None
@@ -286,7 +306,7 @@ class OOMMicrobatching(Callback):
             stop = min(start + size, rows)
             failure = ""
             try:
-                outputs.append(original(_slice(batch, start, stop), batch_idx, *args, **kwargs))
+                outputs.append(call(_slice(batch, start, stop, rows)))
                 weights.append((stop - start) / rows)
                 start = stop
             except RuntimeError as err:
@@ -337,7 +357,34 @@ def _hook(wrapper: Callable[..., Any], trainer: L.Trainer, original: Callable[..
         return wrapper(trainer, original, *args, **kwargs)
 
     functools.update_wrapper(hook, original)
+    hook._lightkit_microbatching = True  # type: ignore[attr-defined]
     return hook
+
+
+_WRAPPED = ("training_step", "backward", "optimizer_zero_grad", "validation_step", "test_step")
+
+
+def _step_call(
+    trainer: L.Trainer, original: Callable[..., Any], args: tuple, kwargs: dict
+) -> tuple[Any, int, Callable[[Any], Any]]:
+    """The batch and its index from a step's arguments, however the step is declared
+    (``(batch)``, ``(batch, batch_idx)``, keywords), and a call of the step on another batch."""
+    if args:
+        batch, rest = args[0], args[1:]
+
+        def call(piece: Any) -> Any:
+            return original(piece, *rest, **kwargs)
+
+    else:
+        batch = kwargs.get("batch")
+
+        def call(piece: Any) -> Any:
+            return original(**{**kwargs, "batch": piece})
+
+    index = args[1] if len(args) > 1 else kwargs.get("batch_idx")
+    if not isinstance(index, int):  # a step declared without batch_idx: the loop's own
+        index = training_batch_idx(trainer) if trainer.training else 0
+    return batch, int(index), call
 
 
 # --- batches ---------------------------------------------------------------------------------------
@@ -359,15 +406,19 @@ def _tensors(batch: Any) -> list[torch.Tensor]:
     return []
 
 
-def _slice(batch: Any, start: int, stop: int) -> Any:
+def _slice(batch: Any, start: int, stop: int, rows: int) -> Any:
+    """Rows ``start:stop`` of every tensor in ``batch``, and of every list of non-tensors with
+    one item per row (file names a loader collated); anything else is kept whole."""
     if isinstance(batch, torch.Tensor):
         return batch[start:stop] if batch.ndim > 0 else batch
     if isinstance(batch, Mapping):
-        return type(batch)({k: _slice(v, start, stop) for k, v in batch.items()})  # type: ignore[call-arg]
+        return type(batch)({k: _slice(v, start, stop, rows) for k, v in batch.items()})  # type: ignore[call-arg]
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
-        return type(batch)(*(_slice(v, start, stop) for v in batch))
+        return type(batch)(*(_slice(v, start, stop, rows) for v in batch))
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_slice(v, start, stop) for v in batch)
+        if len(batch) == rows and not any(_tensors(v) for v in batch):
+            return batch[start:stop]  # one item per sample: paths, ids, captions
+        return type(batch)(_slice(v, start, stop, rows) for v in batch)
     return batch
 
 
