@@ -80,6 +80,7 @@ def test_checkpoint_load_benchmark_tiny():
     assert len(ratios) == 4 and ratios[0] == ratios[2] == "1.00x"
 
 
+@pytest.mark.slow
 def test_data_loading_benchmark_tiny():
     script = BENCHMARKS / "data_loading.py"
     out = subprocess.run(

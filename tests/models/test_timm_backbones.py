@@ -27,6 +27,7 @@ def _fake_hub_cache(root, monkeypatch, repo_id: str, state: dict) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
 
 
+@pytest.mark.slow
 def test_a_timm_model_trains_checkpoints_and_predicts(tmp_path):
     torch.manual_seed(0)
     net = lk.models.backbone("timm/resnet18", num_classes=3, in_channels=1)

@@ -135,6 +135,7 @@ def test_validation_is_split_too_and_logs_the_same_loss(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_an_oom_at_one_row_and_other_errors_are_raised(tmp_path):
     with (
         pytest.raises(MicrobatchError, match=r"even at a microbatch of one row; use a smaller "
