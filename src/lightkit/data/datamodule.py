@@ -278,35 +278,31 @@ class DataModule(L.LightningDataModule):
 
     # --- loaders ---------------------------------------------------------------------------------
 
-    def train_dataloader(self) -> DataLoader | InMemoryLoader:
+    def train_dataloader(self) -> ResumableLoader | InMemoryLoader:
         loader = self._loader(
             self.train_dataset, "train", shuffle=True, weights=self._sample_weights()
         )
+        assert isinstance(loader, (InMemoryLoader, ResumableLoader))  # training shuffles
         pending, self._pending_loader_state = self._pending_loader_state, None
-        if isinstance(loader, InMemoryLoader):
-            trainer = self.trainer
+        trainer = self.trainer
+        if trainer is not None:
+            # Checkpoints record how many batches the trainer processed, not how many were
+            # prefetched, so a mid-epoch resume restarts at exactly the right batch.
+            loader.position = processed_counter(trainer)
+        key = "in_memory" if isinstance(loader, InMemoryLoader) else "resumable"
+        if pending and key in pending:
+            if isinstance(loader, InMemoryLoader):
+                loader.load_state_dict(pending[key])
+            else:
+                loader.resume(pending[key])
             if trainer is not None:
-                # Checkpoints record how many batches the trainer processed, not how many were
-                # prefetched, so a mid-epoch resume restarts at exactly the right batch.
-                loader.position = processed_counter(trainer)
-            if pending and "in_memory" in pending:
-                loader.load_state_dict(pending["in_memory"])
-                if trainer is not None:
-                    # Applied when the epoch starts iterating: Lightning restores its own batch
-                    # counts after asking for this loader when the scheduler needs the step count.
-                    loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
-        elif isinstance(loader, ResumableLoader):
-            trainer = self.trainer
-            if trainer is not None:
-                loader.position = processed_counter(trainer)
-            if pending and "resumable" in pending:
-                loader.resume(pending["resumable"])
-                if trainer is not None:
-                    loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
-            elif pending and pending.get("generator") is not None:
-                # A checkpoint from before lightkit 0.1's resumable loader: the shuffle
-                # generator as it was when the checkpoint was written.
-                loader.order_generator.set_state(pending["generator"])
+                # Applied when the epoch starts iterating: Lightning restores its own batch
+                # counts after asking for this loader when the scheduler needs the step count.
+                loader.on_rebatch = lambda old, new: recount_batches(trainer, old, new)
+        elif pending and pending.get("generator") is not None and key == "resumable":
+            # A checkpoint from before the resumable loader: the shuffle generator as it was
+            # when the checkpoint was written.
+            loader.order_generator.set_state(pending["generator"])  # type: ignore[union-attr]
         self._train_loader = loader
         return loader
 
