@@ -157,7 +157,8 @@ def test_weight_averaged_runs_resume_bit_identically_after_sigkill(
 IMAGES = Path(__file__).parents[1] / "scripts" / "resumable_images.py"
 # Kill points drawn once (seeded): single process 8 batches an epoch, 24 steps; DDP 4 and 12.
 _DRAW = random.Random(18)
-SINGLE_STEPS = [_DRAW.choice(range(2, 8)), _DRAW.choice([s for s in range(9, 23) if s % 8])]
+_DRAW.choice(range(2, 8))  # (the first draw: an epoch-0 point, dropped to keep CI short)
+SINGLE_STEPS = [_DRAW.choice([s for s in range(9, 23) if s % 8])]
 DDP_STEPS = sorted(_DRAW.sample([s for s in range(2, 11) if s % 4], 1))
 
 
