@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from helpers import DIGITS_MLP_SECTIONS
 from lightkit.cli import main
 
-CONFIG = """
+CONFIG = (
+    """
 seed_everything: 0
 trainer:
   max_epochs: 1
@@ -13,16 +15,9 @@ trainer:
   limit_test_batches: 2
   enable_progress_bar: false
   enable_model_summary: false
-model:
-  class_path: lightkit.ClassificationModule
-  init_args:
-    num_classes: 10
-    net:
-      class_path: lightkit.models.MLP
-      init_args: {in_features: 64, out_features: 10, hidden: [16]}
-data:
-  class_path: lightkit.data.DigitsDataModule
 """
+    + DIGITS_MLP_SECTIONS
+)
 
 
 def test_evaluating_a_checkpoint_writes_inside_its_run(tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import DIGITS_MLP_SECTIONS
 from lightkit.cli import main
 
-CONFIG = """
+CONFIG = (
+    """
 seed_everything: 0
 trainer:
   max_epochs: 1
@@ -16,16 +18,9 @@ trainer:
   enable_progress_bar: false
   enable_model_summary: false
   logger: false
-model:
-  class_path: lightkit.ClassificationModule
-  init_args:
-    num_classes: 10
-    net:
-      class_path: lightkit.models.MLP
-      init_args: {in_features: 64, out_features: 10, hidden: [16]}
-data:
-  class_path: lightkit.data.DigitsDataModule
 """
+    + DIGITS_MLP_SECTIONS
+)
 
 
 def _fit(config, root, *extra):
