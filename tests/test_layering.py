@@ -39,6 +39,7 @@ GROUPS = {  # the second part of a module's name -> its group
     "cross_validation": "workflows",
     "tuning": "workflows",
     "diagnosis": "workflows",
+    "interpretation": "workflows",
     "export": "shipping",
     "inference": "shipping",
     "serve": "shipping",

@@ -12,6 +12,7 @@ GOOD = {
     "input_shape": [3, 32, 32],
     "inference": {"transform": {"class_path": "x", "init_args": {}}, "image_mode": "RGB"},
     "class_names": ["cat", "dog"],
+    "temperature": 1.5,
 }
 
 
@@ -22,6 +23,11 @@ def test_a_good_section_round_trips():
     assert (
         CheckpointMetadata.from_checkpoint({}, "f.ckpt") == CheckpointMetadata()
     )  # plain Lightning
+
+
+def test_an_older_section_without_a_temperature_is_uncalibrated():
+    old = {k: v for k, v in GOOD.items() if k != "temperature"}
+    assert CheckpointMetadata.from_checkpoint({"lightkit": old}, "f.ckpt").temperature is None
 
 
 def test_an_older_section_without_class_names_still_loads():
@@ -44,6 +50,13 @@ def test_an_older_section_without_class_names_still_loads():
         ("class_names", [str(i) for i in range(100_001)], "at most 100,000"),
         ("class_names", "catdog", "must be a list or tuple"),
         ("class_names", [["nested"], "x"], "must be a string"),
+        ("temperature", 0.0, "temperature 0.0"),
+        ("temperature", -2.0, "temperature -2.0"),
+        ("temperature", float("nan"), "temperature nan"),
+        ("temperature", float("inf"), "temperature inf"),
+        ("temperature", "1.5", "temperature '1.5'"),
+        ("temperature", True, "temperature True"),
+        ("temperature", 1e9, "temperature 1000000000.0"),
     ],
 )
 def test_a_malformed_field_is_a_checkpoint_error_naming_it(field, value, named):

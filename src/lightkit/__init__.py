@@ -33,12 +33,14 @@ _NAMES = {
     "TaskModule": "lightkit.tasks",
     "TaskOutputs": "lightkit.outputs",
     "UntrustedSpecError": "lightkit._spec",
+    "calibrate": "lightkit.interpretation",
     "cross_validate": "lightkit.cross_validation",
     "diagnose": "lightkit.diagnosis",
     "find_batch_size": "lightkit.tuning",
     "fine_tune": "lightkit.fitting",
     "find_lr": "lightkit.tuning",
     "fit": "lightkit.fitting",
+    "interpret": "lightkit.interpretation",
     "make_trainer": "lightkit.trainer",
 }
 _SUBPACKAGES = (
@@ -58,6 +60,7 @@ _MODULES = (
     "diagnosis",
     "fitting",
     "inference",
+    "interpretation",
     "outputs",
     "serve",
     "trainer",
@@ -75,6 +78,7 @@ __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks the
     "TaskOutputs",
     "UntrustedSpecError",
     "__version__",
+    "calibrate",
     "callbacks",
     "checkpointing",
     "cross_validate",
@@ -85,6 +89,7 @@ __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks the
     "find_lr",
     "fine_tune",
     "fit",
+    "interpret",
     "losses",
     "make_trainer",
     "models",
@@ -114,6 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from lightkit.diagnosis import diagnose
     from lightkit.fitting import fine_tune, fit
     from lightkit.inference import Predictor
+    from lightkit.interpretation import calibrate, interpret
     from lightkit.outputs import TaskOutputs
     from lightkit.tasks import (
         BinaryClassificationModule,

@@ -10,6 +10,7 @@ checks every field before anyone uses it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
 
 _MAX_DIMS = 8
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 1e3
 _IMAGE_MODES = ("RGB", "L", "RGBA")
 
 
@@ -32,6 +34,8 @@ class CheckpointMetadata:
             module could describe its eval transform, else None.
         class_names: The name of each class (label ``i`` is ``class_names[i]``), when the data
             module knew them (``ImageFolderDataModule``'s folders, ``class_names=``).
+        temperature: The temperature ``lk.calibrate`` fitted (logits are divided by it before
+            the softmax or sigmoid at inference), or None.
     """
 
     KEY: ClassVar[str] = "lightkit"
@@ -40,6 +44,7 @@ class CheckpointMetadata:
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
     class_names: tuple[str, ...] | None = None
+    temperature: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The plain-data section saved under ``checkpoint["lightkit"]``."""
@@ -48,6 +53,7 @@ class CheckpointMetadata:
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
             "inference": self.inference,
             "class_names": list(self.class_names) if self.class_names is not None else None,
+            "temperature": self.temperature,
         }
 
     @property
@@ -86,6 +92,7 @@ class CheckpointMetadata:
             input_shape=_checked_shape(section.get("input_shape"), where),
             inference=_checked_inference(section.get("inference"), where),
             class_names=_checked_names(section.get("class_names"), where),
+            temperature=checked_temperature(section.get("temperature"), where),
         )
 
 
@@ -111,6 +118,23 @@ def _checked_names(names: Any, where: str) -> tuple[str, ...] | None:
         raise CheckpointError(str(err)) from None
 
 
+def checked_temperature(value: Any, where: str) -> float | None:
+    """A recorded temperature: None, or a finite float in [1e-3, 1e3] (a file may hold anything)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE
+    ):
+        raise CheckpointError(
+            f"{where}: the checkpoint records temperature {short_repr(value)}; expected a number "
+            f"in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (or none)"
+        )
+    return float(value)
+
+
 def _checked_inference(inference: Any, where: str) -> dict[str, Any] | None:
     if inference is None:
         return None
@@ -128,4 +152,4 @@ def _checked_inference(inference: Any, where: str) -> dict[str, Any] | None:
     return dict(inference)
 
 
-__all__ = ["CheckpointMetadata"]
+__all__ = ["MAX_TEMPERATURE", "MIN_TEMPERATURE", "CheckpointMetadata", "checked_temperature"]

@@ -41,7 +41,10 @@ class Predictor:
     ``predict`` returns what the task means rather than raw logits: class probabilities
     (``N×C``) for classification, probabilities for binary (``N``) and multilabel (``N×L``)
     classification, values for regression, per-pixel class probabilities (``N×C×H×W``) for
-    segmentation: the module's ``predict_output`` applied to its forward pass.
+    segmentation: the module's ``predict_output`` applied to its forward pass. A module
+    calibrated with :func:`lightkit.calibrate` has its raw outputs divided by its
+    ``temperature`` first (recorded in its checkpoint, so ``from_checkpoint`` and ``lightkit
+    serve`` use it too).
 
     Args:
         module: A trained LightningModule (a lightkit task module, or any module whose
@@ -257,13 +260,18 @@ class Predictor:
         x = x.to(self.device, non_blocking=True)
         if self.tta:
             return self._predict_flipped(x, labels)
-        raw = self.module(x)
+        raw = self._calibrated(self.module(x))
         to_output = getattr(self.module, "predict_output", None)
         out = (to_output(raw) if callable(to_output) else raw).float().cpu()
         if not labels:
             return out
         predicted = self.task_outputs.predicted(raw)
         return out, predicted.cpu() if predicted is not None else None
+
+    def _calibrated(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw outputs divided by the module's fitted temperature (``lk.calibrate``), if any."""
+        calibrated = getattr(self.module, "calibrated", None)
+        return calibrated(raw) if callable(calibrated) else raw
 
     def _predict_flipped(self, x: torch.Tensor, labels: bool) -> Any:
         """The average of the natural outputs for ``x`` and ``x`` flipped left to right."""
@@ -275,7 +283,7 @@ class Predictor:
         to_output = getattr(self.module, "predict_output", None)
         outputs = []
         for flipped in (False, True):
-            raw = self.module(x.flip(-1) if flipped else x)
+            raw = self._calibrated(self.module(x.flip(-1) if flipped else x))
             out = (to_output(raw) if callable(to_output) else raw).float()
             if flipped and self.task_outputs.kind == "segmentation":
                 out = out.flip(-1)  # back to the original pixels

@@ -66,6 +66,11 @@ class _BuiltinDataModule(DataModule):
         self.test = TensorDataset(inputs[test_idx], targets[test_idx])
         self.val_split = 0.0  # split above
         super().setup(stage)
+        self.split_indices = {
+            "train": train_idx.tolist(),
+            "val": val_idx.tolist(),
+            "test": test_idx.tolist(),
+        }
 
 
 class DigitsDataModule(_BuiltinDataModule):

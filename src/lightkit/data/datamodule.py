@@ -124,6 +124,14 @@ class DataModule(L.LightningDataModule):
             Lightning shards it with its ``DistributedSamplerWrapper``); the in-memory fast path
             draws the same way. Needs one integer label per sample. None: a plain shuffle.
 
+    Attributes:
+        split_indices: For data modules that cut the data you gave into new datasets
+            (``TensorDataModule``, ``ImageFolderDataModule``, the built-in sets), after
+            ``setup()``: per split, the row (or file, in sorted order) of your data behind each
+            sample, ``{"train": [...], "val": [...], "test": [...]}``; empty otherwise (a
+            ``val_split`` of your ``train`` dataset is a ``Subset``, which records its own
+            indices). ``lk.interpret`` reports samples by these indices.
+
     Example:
         >>> dm = lk.data.DataModule(my_dataset, val_split=0.2, batch_size=64)
         >>> trainer.fit(module, datamodule=dm)
@@ -182,6 +190,9 @@ class DataModule(L.LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
+        # Data modules that split the data you gave into new datasets record, per split, the
+        # row (or file) of your data behind each of its samples: ``lk.interpret`` names them.
+        self.split_indices: dict[str, list[int]] = {}
         self._inference: Any = _UNKNOWN  # inference_spec(), worked out once
 
     def setup(self, stage: str | None = None) -> None:
@@ -678,6 +689,7 @@ class TensorDataModule(DataModule):
         self.train = subset(train_idx)
         self.val = subset(val_idx) if val_idx else None
         self.test = subset(test_idx) if test_idx else None
+        self.split_indices = {"train": train_idx, "val": val_idx, "test": test_idx}
         super().setup(stage)  # the base class wraps the splits; val is set, so it splits nothing
 
 

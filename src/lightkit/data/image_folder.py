@@ -141,6 +141,7 @@ class ImageFolderDataModule(DataModule):
         self.val = dataset(val_idx, eval_tf)
         self.test = dataset(test_idx, eval_tf)
         self.val_split = 0.0  # split above, stratified
+        self.split_indices = {"train": train_idx, "val": val_idx, "test": test_idx}
         self._eval_tf = eval_tf
         self.verify_files = verify_files
         self.on_bad_file = on_bad_file

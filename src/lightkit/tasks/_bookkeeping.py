@@ -50,6 +50,8 @@ class TaskState:
     input_shape: tuple[int, ...] | None = None
     inference: dict[str, Any] | None = None
     class_names: tuple[str, ...] | None = None
+    temperature: float | None = None  # fitted by lk.calibrate
+    loaded_from: str | None = None  # the checkpoint file load_from_checkpoint read
 
     def record_step(self, stage: str, loss: torch.Tensor, x: Any) -> None:
         """What ``shared_step`` saw: the callback then needs no second ``unpack_batch``, and
@@ -108,6 +110,7 @@ class TaskState:
         self.inference = meta.inference
         if meta.class_names is not None:
             self.class_names = meta.class_names
+        self.temperature = meta.temperature
 
 
 @skip_unused_step_hooks
@@ -263,6 +266,7 @@ class TaskBookkeeping(Callback):
             input_shape=state.input_shape,
             inference=state.inference,
             class_names=state.class_names,
+            temperature=state.temperature,
         ).to_dict()
 
     def on_load_checkpoint(

@@ -62,6 +62,7 @@ def load_task(
     with trusting(trusted, max_bytes=stored_bytes(state_dict.values())):
         module = cls(**init_args)
     module._task_state.restore(checkpoint, path, resuming=False)
+    module._task_state.loaded_from = path
     module.stage_metrics("val")  # a metric with persistent states has them in the state_dict
     module.on_load_checkpoint(checkpoint)  # your own hook, if you override it
     strict = module.strict_loading if strict is None else strict

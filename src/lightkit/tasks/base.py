@@ -22,7 +22,8 @@ from lightkit._spec import (
     is_spec,
     to_spec,
 )
-from lightkit._validation import check_bool
+from lightkit._metadata import MAX_TEMPERATURE, MIN_TEMPERATURE
+from lightkit._validation import check_bool, check_float
 from lightkit.outputs import TaskOutputs
 from lightkit.tasks._bookkeeping import TaskBookkeeping, TaskState
 from lightkit.tasks._loading import load_task
@@ -302,6 +303,34 @@ class TaskModule(L.LightningModule):
         them (``ImageFolderDataModule``, ``class_names=``); recorded in checkpoints."""
         return self._task_state.class_names
 
+    @property
+    def temperature(self) -> float | None:
+        """The temperature :func:`lightkit.calibrate` fitted, or None (uncalibrated).
+
+        When set, inference divides the raw outputs by it before the softmax or sigmoid
+        (``predict_step``, :meth:`calibrated`, ``lk.Predictor``, ``lightkit serve``); training,
+        validation and exports use the raw outputs. Recorded in checkpoints.
+        """
+        return self._task_state.temperature
+
+    @temperature.setter
+    def temperature(self, value: float | None) -> None:
+        if value is not None:
+            value = check_float(
+                self._name, "temperature", value, MIN_TEMPERATURE, MAX_TEMPERATURE
+            )
+        self._task_state.temperature = value
+
+    @property
+    def checkpoint_path(self) -> str | None:
+        """The checkpoint file this module was loaded from (``load_from_checkpoint``), else None."""
+        return self._task_state.loaded_from
+
+    def calibrated(self, preds: torch.Tensor) -> torch.Tensor:
+        """Raw outputs divided by :attr:`temperature` (unchanged when there is none)."""
+        temperature = self._task_state.temperature
+        return preds if temperature is None else preds / temperature
+
     def configure_callbacks(self) -> list[Callback]:
         """lightkit's bookkeeping callback (see :class:`~lightkit.tasks.TaskBookkeeping`).
 
@@ -401,7 +430,7 @@ class TaskModule(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """The natural output (``predict_output``) for a batch of inputs, or of ``(inputs,
-        target)`` pairs split by ``unpack_batch``."""
+        target)`` pairs split by ``unpack_batch``; calibrated by :attr:`temperature` when set."""
         if isinstance(batch, torch.Tensor):
             x = batch
         else:
@@ -409,7 +438,7 @@ class TaskModule(L.LightningModule):
                 x = self.unpack_batch(batch)[0]
             except ValueError:  # inputs alone, in a layout unpack_batch does not split
                 x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 1 else batch
-        return self.predict_output(self(x))
+        return self.predict_output(self.calibrated(self(x)))
 
     @classmethod
     def load_from_checkpoint(  # type: ignore[override]
