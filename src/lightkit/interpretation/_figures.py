@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from lightkit.callbacks.figures import segmentation_image
+from lightkit.callbacks.figures import PALETTE, segmentation_image
 
 # An InterpretationReport (not imported: report.py imports this module to draw).
 Report = Any
@@ -179,7 +180,7 @@ def _top_loss_grid(report: Report, images: torch.Tensor) -> Figure:
         axes.axis("off")
     for axes, row, image in zip(grid.flat, rows, images, strict=False):
         pixels, cmap = _as_image(image)
-        axes.imshow(pixels, cmap=cmap)
+        axes.imshow(pixels, cmap=cmap, interpolation="nearest")
         right = row.get("target") == row.get("pred")
         title = f"#{row['index']}  loss {row['loss']:.2f}\ntrue: {row.get('target')}\npred: {row.get('pred')}"
         if row.get("confidence") is not None:
@@ -215,7 +216,12 @@ def _worst_segmentation(
     grid = segmentation_image(images, masks.long(), predicted.long(), n)
     figure = Figure(figsize=(7.5, 2.6 * len(images) + 0.6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    axes.imshow(grid.permute(1, 2, 0).numpy())
+    axes.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    legend = [
+        Patch(color=PALETTE[c % len(PALETTE)].tolist(), label=_name(report, c)) for c in range(n)
+    ]
+    axes.legend(handles=legend, title="mask colour: class", loc="upper center",
+                bbox_to_anchor=(0.5, -0.06), ncols=min(n, 5), fontsize=8)  # fmt: skip
     axes.set_xticks([grid.shape[-1] * (k + 0.5) / 3 for k in range(3)],
                     ["image", "true mask", "predicted mask"])  # fmt: skip
     rows = report.top_losses[: len(images)]

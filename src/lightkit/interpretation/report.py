@@ -169,9 +169,10 @@ class InterpretationReport:
 
     def _renderables(self) -> list[Any]:
         from rich.table import Table
+        from rich.text import Text  # cells are text, never markup: "[cat, dog]" stays as it is
 
         head = f"lk.interpret: {self.kind} model on the {self.split} split, {self.num_samples:,} samples"
-        parts: list[Any] = [head]
+        parts: list[Any] = [Text(head)]
         numbers = {**self.metrics}
         if self.ece is not None:
             numbers["ece"] = self.ece
@@ -179,7 +180,7 @@ class InterpretationReport:
             numbers["ece (before temperature)"] = self.ece_uncalibrated
         if self.temperature is not None:
             numbers["temperature"] = self.temperature
-        parts.append("  ".join(f"{k} {_fmt(v)}" for k, v in numbers.items()))
+        parts.append(Text("  ".join(f"{k} {_fmt(v)}" for k, v in numbers.items())))
         if self.per_class:
             shown = self.per_class[:50]
             table = Table(
@@ -192,14 +193,14 @@ class InterpretationReport:
             for column in columns:
                 table.add_column(column, justify="left" if column == "name" else "right")
             for row in shown:
-                table.add_row(str(row["class"]), *(_fmt(row[c]) for c in columns))
+                table.add_row(str(row["class"]), *(Text(_fmt(row[c])) for c in columns))
             parts.append(table)
         if self.most_confused:
             table = Table(title="most confused", title_justify="left")
             for column in ("true", "predicted", "count"):
                 table.add_column(column, justify="right" if column == "count" else "left")
             for c in self.most_confused[:10]:
-                table.add_row(str(c.true), str(c.predicted), f"{c.count:,}")
+                table.add_row(Text(str(c.true)), Text(str(c.predicted)), f"{c.count:,}")
             parts.append(table)
         if self.top_losses:
             table = Table(title="top losses", title_justify="left")
@@ -208,10 +209,10 @@ class InterpretationReport:
             for column in columns:
                 table.add_column(column, justify="left" if column == "path" else "right")
             for row in self.top_losses:
-                table.add_row(*(_fmt(row.get(c)) for c in columns))
+                table.add_row(*(Text(_fmt(row.get(c))) for c in columns))
             parts.append(table)
         if self.folder is not None:
-            parts.append(f"pictures: {self.folder}")
+            parts.append(Text(f"pictures: {self.folder}"))
         return parts
 
 
