@@ -29,8 +29,16 @@ def test_a_healthy_setup_passes(tmp_path):
     report = lk.diagnose(module, _dm(make_blobs(n=256)), default_root_dir=tmp_path)
     assert report.ok, str(report)
     assert not report.problems(), str(report)
-    checks = {f.check for f in report.findings}
-    assert checks == {"data", "gradients", "overfit", "learning rate"}
+    checks = list(dict.fromkeys(f.check for f in report.findings))  # in the order they ran
+    assert checks == [
+        "data",
+        "batch_independence",
+        "init_loss",
+        "activations",
+        "gradients",
+        "overfit",
+        "learning rate",
+    ]
     assert (
         report.suggested_lr is not None and report.lr_plot is not None and report.lr_plot.exists()
     )
