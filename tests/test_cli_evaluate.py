@@ -72,3 +72,29 @@ def test_predict_writes_labelled_predictions_beside_the_run(tmp_path, capsys):
     assert main([*args, f"--ckpt_path={best}"]) == 0  # again: a new folder, the first kept
     assert (written.parent.parent / "version_1" / "predictions.csv").read_bytes() == before
     assert written.read_bytes() == before
+
+
+def test_interpret_a_checkpoint_prints_the_report_and_saves_pictures_in_its_run(tmp_path, capsys):
+    import json
+
+    config, root = tmp_path / "c.yaml", tmp_path / "runs"
+    config.write_text(CONFIG)
+    assert main(["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]) == 0
+    best = root / "version_0" / "checkpoints" / "best.ckpt"
+    capsys.readouterr()
+    args = ["interpret", "--config", str(config), f"--trainer.default_root_dir={root}"]
+    assert main([*args, f"--ckpt_path={best}", "--top_k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "lk.interpret: multiclass model on the val split" in out and "most confused" in out
+    folder = root / "version_0" / "interpret" / "val"
+    saved = json.loads((folder / "report.json").read_text())
+    assert len(saved["top_losses"]) == 3 and len(saved["per_class"]) == 10
+    assert (folder / "confusion_matrix.png").is_file() and (folder / "reliability.png").is_file()
+    assert sorted(p.name for p in root.iterdir()) == ["version_0"]  # no new run at the root
+    # Mistakes are named, not raised.
+    assert main([*args, "--ckpt_path", str(tmp_path / "missing.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*args, f"--ckpt_path={best}", "--split", "train"]) == 1
+    assert "split must be one of" in capsys.readouterr().err
+    assert main(args) == 2
+    assert "--ckpt_path" in capsys.readouterr().err

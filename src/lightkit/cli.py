@@ -2,7 +2,9 @@
 
 ``lightkit fit | validate | test | predict --config FILE.yaml`` run LightningCLI with lightkit's
 trainer presets (``lk.make_trainer``); ``lightkit diagnose --config FILE.yaml`` runs
-``lk.diagnose`` on the configured model and data; ``lightkit export`` and ``lightkit serve``
+``lk.diagnose`` on the configured model and data; ``lightkit interpret --config FILE.yaml
+--ckpt_path CKPT`` reports where a trained checkpoint is wrong (``lk.interpret``); ``lightkit
+export`` and ``lightkit serve``
 ship a checkpoint; ``lightkit doctor`` reports the environment.
 """
 
@@ -80,6 +82,8 @@ def _config_command(argv: list[str]) -> int:
         return 2
     if command == "fit":  # a bare --resume flag, as the README writes it
         rest = ["--resume=true" if a == "--resume" else a for a in rest]
+    if command == "interpret":
+        return _interpret_command(rest)
     if command != "diagnose":
         _lightning_cli([command, *rest])
         return 0
@@ -92,6 +96,56 @@ def _config_command(argv: list[str]) -> int:
     report = diagnose(cli.model, cli.datamodule, default_root_dir=run_dir.parent)
     print(report)
     return 0 if report.ok else 1
+
+
+def _interpret_command(argv: list[str]) -> int:
+    """``lightkit interpret --config FILE --ckpt_path CKPT [--split val] [--top_k 16]``: the
+    config's task class and data, the checkpoint's weights; the report is printed and its
+    pictures saved in the checkpoint's run folder (``<run>/interpret/<split>``)."""
+    own = argparse.ArgumentParser(prog="lightkit interpret", add_help=False)
+    own.add_argument("--ckpt_path", "--ckpt-path", dest="ckpt_path")
+    own.add_argument("--split", default="val")
+    own.add_argument("--top_k", "--top-k", dest="top_k", type=int, default=16)
+    own.add_argument("--trust", nargs="+", metavar="MODULE")
+    args, rest = own.parse_known_args(argv)
+    if any(a in ("-h", "--help") for a in rest):
+        print(
+            "usage: lightkit interpret --config FILE.yaml --ckpt_path CKPT [--split val|test] "
+            "[--top_k N] [--trust MODULE ...]\n  the config names the task and the data; the "
+            "checkpoint gives the weights. Prints the report and saves its pictures under "
+            "<run>/interpret/<split>."
+        )
+        return 0
+    if not args.ckpt_path:
+        print(
+            "lightkit interpret: error: give the trained checkpoint with --ckpt_path",
+            file=sys.stderr,
+        )
+        return 2
+    if not Path(args.ckpt_path).is_file():
+        print(
+            f"lightkit interpret: error: --ckpt_path {args.ckpt_path!r} does not exist",
+            file=sys.stderr,
+        )
+        return 2
+    from lightkit.checkpointing import CheckpointError
+    from lightkit.interpretation import interpret
+
+    cli = _lightning_cli(rest, run=False)
+    with contextlib.suppress(OSError):
+        Path(cli.trainer.default_root_dir).rmdir()  # the trainer's new, still empty run folder
+    try:
+        # The config's net (you named it) takes the checkpoint's weights; the checkpoint's
+        # other values pass the trust policy as in load_from_checkpoint.
+        module = type(cli.model).load_from_checkpoint(
+            args.ckpt_path, net=cli.model.net, trust=args.trust
+        )
+        report = interpret(module, cli.datamodule, split=args.split, top_k=args.top_k)
+    except (CheckpointError, ValueError, TypeError, FileExistsError) as err:
+        print(f"lightkit interpret: error: {_in_cli_words(str(err))}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
 
 
 _FORMATS = {"torchscript": ".pt", "onnx": ".onnx", "exported-program": ".pt2"}
@@ -510,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lightkit`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     _importable_cwd()
-    if argv and argv[0] in (*LIGHTNING_COMMANDS, "diagnose"):
+    if argv and argv[0] in (*LIGHTNING_COMMANDS, "diagnose", "interpret"):
         return _config_command(argv)
     parser = argparse.ArgumentParser(
         prog="lightkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -522,6 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             name, help=f"LightningCLI {name} with lightkit's trainer presets (--config FILE.yaml)"
         )
     commands.add_parser("diagnose", help="check data, model and learning rate (--config FILE.yaml)")
+    commands.add_parser(
+        "interpret",
+        help="report where a trained checkpoint is wrong, with pictures (--config FILE.yaml "
+        "--ckpt_path CKPT)",
+    )
     commands.add_parser("doctor", help="report Python, torch, CUDA, precision and installed extras")
 
     exp = commands.add_parser(
