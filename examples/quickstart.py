@@ -1,5 +1,10 @@
 """Quickstart: train a small ConvNet on scikit-learn's bundled digits and report test metrics.
 
+After training it prints where the model is wrong on the test split (``lk.interpret``: per-class
+table, most confused digits, highest-loss samples) and saves the pictures (confusion matrix,
+ROC and precision-recall curves, reliability diagram, top losses) in
+``<run>/interpret/test``.
+
 Runs on a laptop CPU in well under a minute and needs no download::
 
     python examples/quickstart.py            # full run: test/acc >= 0.97
@@ -48,6 +53,7 @@ def main() -> None:
     # Test the best checkpoint (by val/loss), not the last epoch's weights.
     results = trainer.test(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     print(f"checkpoints: {trainer.checkpoint_callback.dirpath}")
+    print(lk.interpret(module, datamodule, split="test", top_k=8))  # tables; pictures saved
     print(" ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 

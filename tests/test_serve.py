@@ -472,6 +472,21 @@ def test_server_api_with_and_without_batching(checkpoint):
         torch.testing.assert_close(torch.tensor([b["outputs"] for _, b in answers]), expected)
 
 
+def test_a_calibrated_checkpoint_serves_temperature_scaled_probabilities(checkpoint, tmp_path):
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["lightkit"]["temperature"] = 3.0  # as lk.calibrate(..., checkpoint=) records it
+    calibrated = tmp_path / "calibrated.ckpt"
+    torch.save(saved, calibrated)
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(4))
+    module = lk.ClassificationModule.load_from_checkpoint(checkpoint).eval()
+    with torch.no_grad():
+        expected = (module(x) / 3.0).softmax(-1)
+    answers = _answers(_api(str(calibrated), 4), [{"inputs": r.tolist()} for r in x])
+    got = torch.tensor([body["outputs"] for _, body in answers])
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, module(x).detach().softmax(-1), atol=1e-3)
+
+
 def test_a_batch_that_fails_is_run_again_one_request_at_a_time(checkpoint):
     api = _api(checkpoint, 8)
     forward = api.predictor.predict_batch

@@ -258,6 +258,8 @@ def build_report(
     described = collected.outputs
     kind = described.kind
     names = class_names if class_names and len(class_names) == described.num_classes else None
+    if names is not None and all(name == str(i) for i, name in enumerate(names)):
+        names = None  # "0", "1", ...: the indices say it already
     report = InterpretationReport(
         kind=kind,
         split=split,
