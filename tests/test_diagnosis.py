@@ -23,6 +23,17 @@ def _healthy(lr: float = 3e-3) -> lk.ClassificationModule:
     )
 
 
+def test_the_package_exports_the_public_names():
+    """lightkit.diagnosis is a package; its public names stay where they were."""
+    import lightkit.diagnosis
+
+    assert lightkit.diagnosis.__all__ == ["Finding", "Report", "diagnose"]
+    assert lk.diagnose is lightkit.diagnosis.diagnose
+    report = lk.diagnosis.Report([lk.diagnosis.Finding("data", "error", "bad", "fix it")])
+    assert not report.ok
+    assert str(report) == "lightkit diagnose: 1 error(s)\n[FAIL] data: bad\n       try: fix it"
+
+
 def test_a_healthy_setup_passes(tmp_path):
     module = _healthy()
     before = [p.detach().clone() for p in module.parameters()]
