@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
 from lightkit._lightning import skip_unused_step_hooks
+from lightkit._validation import check_int
 from lightkit.outputs import DescribedTask, TaskOutputs
 
 # Distinct colours for mask classes (tab10), as 0..1 RGB.
@@ -27,35 +29,52 @@ PALETTE = torch.tensor(
     ]
 )  # fmt: skip
 RIGHT, WRONG = torch.tensor([0.1, 0.7, 0.2]), torch.tensor([0.9, 0.1, 0.1])
+# The confusion matrix's full colours (a row share of 1): errors in blue, the diagonal in green.
+BLUE, GREEN = torch.tensor([0.03, 0.19, 0.42]), torch.tensor([0.0, 0.43, 0.17])
 
 
 @skip_unused_step_hooks
 class ValidationFigures(Callback):
     """At each validation epoch end, draw what the model gets right and wrong into TensorBoard.
 
-    * multiclass and binary classification: the confusion matrix as a heat map
-      (``val/confusion_matrix``; rows: true class, columns: predicted; each row scaled to its
-      class count), counted over the whole validation set on the device (summed across
-      processes under DDP);
-    * image classification: the first validation images, framed green where the prediction is
-      right and red where it is wrong, each captioned with the predicted class (and the true one
-      when it is wrong) (``val/predictions``);
-    * segmentation: rows of image, true mask and predicted mask over the image
-      (``val/segmentation``).
+    * ``val/confusion_matrix`` (multiclass and binary classification, at most ``max_classes``
+      classes): rows are the true class, columns the predicted one, both titled and labelled
+      ``<index> <name>`` (indices only without names; every 2nd, 5th, ... label when the classes
+      are too many to label each). A cell's colour is its share of the true class (its row), the
+      diagonal in green and errors in blue, explained by a colour bar (0% to 100%); cells large
+      enough (every cell up to 10 classes) show their count and that share (``12`` over
+      ``80%``), and a column ``n`` the samples of each true class. The title line gives the
+      samples and the accuracy. Counted over the whole validation set on the device, summed
+      across processes under DDP; targets outside the classes (an ignore label) are left out.
+    * ``val/predictions`` (image classification): up to ``max_images`` validation images spread
+      over the classes: the first ``max(1, max_images // C)`` images (in validation order) of
+      each of the ``C`` classes, classes in index order (with many classes, one image of each
+      of the first ``max_images``), taken from the whole epoch, so an ordered validation split
+      shows every class. Each is framed green when the prediction is right and red when wrong,
+      and captioned with the predicted class and its confidence (``cat 93%``: the softmax
+      probability, or for binary tasks the sigmoid probability of the predicted class) above
+      the true class (``true: dog``; grey when right).
+    * ``val/segmentation``: rows of image, true mask and predicted mask over the image, for the
+      first validation images (at most 4 rows).
 
     Classes are named by the module's ``class_names`` (recorded from the data module:
-    ``ImageFolderDataModule``'s folders, ``class_names=``) when it has them, else by index; the
-    confusion matrix's rows are labelled ``<index> <name>`` and its columns by index.
+    ``ImageFolderDataModule``'s folders, ``class_names=``) when it has them, else by index.
 
     What to draw comes from the module's :meth:`~lightkit.TaskModule.task_outputs` (any module
     with ``task_outputs()`` and ``unpack_batch()``: every TaskModule, your own included), the
     predictions from the validation step's outputs (``{"loss": ..., "preds": <raw outputs>}``).
-    Pictures are drawn with tensor operations and PIL's built-in font (no plotting library), about
-    15 ms a figure on a laptop CPU (``benchmarks/figures.py``). Needs a ``TensorBoardLogger``; otherwise it does nothing. ``lk.make_trainer``
-    adds it.
+
+    Cost (``benchmarks/figures.py``): nothing on the training step. After each validation
+    batch, a few small tensor operations on the device and no host sync (the confusion counts
+    and the images' places in a buffer of ``max_images`` images, whatever the number of
+    classes): about 0.3 ms for 256 images on a 2-core CPU. At epoch end, one copy to the host
+    and the drawing with PIL's built-in font: about 30 ms for both figures with 10 classes.
+    Under DDP each process samples its own images and rank zero draws its own. Needs a ``TensorBoardLogger``; otherwise it does nothing.
+    ``lk.make_trainer`` adds it.
 
     Args:
-        max_images: Most images in a prediction grid (segmentation shows at most 4 rows).
+        max_images: Most images in a prediction grid (segmentation shows at most 4 rows); 0 draws
+            no grid.
         max_classes: No confusion matrix above this many classes.
 
     Example:
@@ -63,10 +82,11 @@ class ValidationFigures(Callback):
     """
 
     def __init__(self, max_images: int = 16, max_classes: int = 100) -> None:
-        self.max_images = max_images
-        self.max_classes = max_classes
+        self.max_images = check_int("ValidationFigures", "max_images", max_images, minimum=0)
+        self.max_classes = check_int("ValidationFigures", "max_classes", max_classes, minimum=0)
         self._confusion: torch.Tensor | None = None
-        self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._picks: _ClassSample | None = None  # classification: images spread over classes
+        self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # segmentation
         self._outputs: TaskOutputs | None = None  # set per validation epoch; None: nothing to draw
 
     @staticmethod
@@ -76,8 +96,7 @@ class ValidationFigures(Callback):
         return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._confusion = None
-        self._sample = None
+        self._confusion = self._picks = self._sample = None
         wanted = self._logger(trainer) is not None and isinstance(pl_module, DescribedTask)
         self._outputs = pl_module.task_outputs() if wanted else None
 
@@ -94,24 +113,30 @@ class ValidationFigures(Callback):
         preds = outputs.get("preds") if isinstance(outputs, Mapping) else None
         if described is None or not isinstance(preds, torch.Tensor):
             return
+        preds = preds.detach()
         x, target = pl_module.unpack_batch(batch)
         n = described.num_classes
-        if described.per_sample_class and n is not None and n <= self.max_classes:
-            predicted = described.predicted(preds)
-            if isinstance(target, torch.Tensor) and target.shape == predicted.shape:
-                if self._confusion is None:
-                    self._confusion = torch.zeros(n * n, dtype=torch.long, device=preds.device)
-                cells = target.long().flatten() * n + predicted.flatten()
-                self._confusion += torch.bincount(cells, minlength=n * n)
-        if (
-            self._sample is None
-            and described.kind in ("multiclass", "binary", "segmentation")
-            and isinstance(x, torch.Tensor)
-            and x.ndim == 4
-            and x.shape[1] in (1, 3)
-        ):
-            count = self.max_images if described.kind != "segmentation" else min(4, self.max_images)
-            self._sample = (x[:count].detach(), target[:count].detach(), preds[:count].detach())
+        predicted = described.predicted(preds) if described.per_sample_class else None
+        counted = predicted is not None and n <= self.max_classes
+        if counted and isinstance(target, torch.Tensor) and target.shape == predicted.shape:
+            if self._confusion is None:  # n × n cells and one for targets out of range
+                self._confusion = torch.zeros(n * n + 1, dtype=torch.long, device=preds.device)
+            true = target.long().flatten()
+            cells = torch.where((true >= 0) & (true < n), true * n + predicted.flatten(), n * n)
+            self._confusion.index_add_(0, cells, torch.ones_like(cells))  # bincount would sync
+        images = isinstance(x, torch.Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)
+        if not images or self.max_images == 0:
+            return
+        if predicted is not None:
+            labels = _class_targets(target, x.shape[0])
+            if labels is not None and predicted.numel() == x.shape[0] > 0:
+                predicted = predicted.reshape(-1)
+                if self._picks is None:
+                    self._picks = _ClassSample(self.max_images, n)
+                self._picks.add(x.detach(), labels, predicted, _confidence(described, preds))
+        elif described.kind == "segmentation" and self._sample is None:
+            count = min(4, self.max_images)
+            self._sample = (x[:count].detach(), target[:count].detach(), preds[:count])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         logger = self._logger(trainer)
@@ -124,22 +149,106 @@ class ValidationFigures(Callback):
             step, described = trainer.global_step, self._outputs
             names = _class_names(pl_module, described)
             if confusion is not None:
-                n = round(confusion.numel() ** 0.5)
-                image = confusion_image(confusion.view(n, n).cpu(), class_names=names)
+                n = round((confusion.numel() - 1) ** 0.5)
+                matrix = confusion[:-1].view(n, n).cpu()
+                image = confusion_image(matrix, class_names=names)
                 logger.experiment.add_image("val/confusion_matrix", image, step)
+            picked = self._picks.taken() if self._picks is not None else None
+            if picked is not None:
+                x, target, predicted, confidence = picked
+                image = prediction_image(
+                    x.float(), target, predicted, class_names=names, confidence=confidence
+                )
+                logger.experiment.add_image("val/predictions", image, step)
             if self._sample is not None:
                 x, target, preds = (t.float().cpu() for t in self._sample)
                 predicted = described.predicted(preds)
-                if described.kind == "segmentation":
-                    image = segmentation_image(x, target.long(), predicted, described.num_classes)
-                    logger.experiment.add_image("val/segmentation", image, step)
-                else:
-                    image = prediction_image(
-                        x, target.long().view(-1), predicted.view(-1), class_names=names
-                    )
-                    logger.experiment.add_image("val/predictions", image, step)
-        self._confusion = None
-        self._sample = None
+                image = segmentation_image(x, target.long(), predicted, described.num_classes)
+                logger.experiment.add_image("val/segmentation", image, step)
+        self._confusion = self._picks = self._sample = None
+
+
+class _ClassSample:
+    """Up to ``size`` images spread over ``num_classes`` classes, chosen on the device.
+
+    ``per_class = max(1, size // num_classes)`` slots for each class in index order, so at most
+    ``size`` slots (and one image buffer of that many) whatever the number of classes. Each
+    batch's samples go to their class's next free slots: a sample's place within its class is
+    the class's running count plus its rank in the batch (a cumulative sum over one-hot targets);
+    each slot then takes the one sample meant for it, if any. No host sync until :meth:`taken`.
+    """
+
+    def __init__(self, size: int, num_classes: int) -> None:
+        self.per_class = max(1, size // num_classes)
+        self.classes = min(num_classes, -(-size // self.per_class))  # the classes with a slot
+        self.size = min(size, self.classes * self.per_class)
+        self.images: torch.Tensor | None = None  # allocated with the first batch, on its device
+
+    def add(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        predicted: torch.Tensor,
+        confidence: torch.Tensor,
+    ) -> None:
+        """Offer a batch: ``N`` images, their true and predicted classes and confidences."""
+        if self.images is None:
+            device = target.device
+            self.counts = torch.zeros(self.classes, dtype=torch.long, device=device)
+            self.class_ids = torch.arange(self.classes, device=device)
+            self.slot_ids = torch.arange(self.size, device=device)
+            self.images = x.new_zeros((self.size, *x.shape[1:]))
+            self.targets = torch.full((self.size,), -1, dtype=torch.long, device=device)
+            self.predicted = torch.zeros(self.size, dtype=torch.long, device=device)
+            self.confidence = torch.zeros(self.size, device=device)
+        elif x.shape[1:] != self.images.shape[1:]:
+            return  # images of another size than the first batch's: not offered
+        one_hot = (target[:, None] == self.class_ids).long()  # N × classes; zero rows: no slot
+        place = ((one_hot.cumsum(0) - 1 + self.counts) * one_hot).sum(1)  # within its class
+        slot = target * self.per_class + place
+        slot = torch.where(one_hot.any(1) & (place < self.per_class), slot, -1)
+        match = slot[None, :] == self.slot_ids[:, None]  # size × N, at most one sample a slot
+        hit, source = match.any(1), match.long().argmax(1)
+        self.images = torch.where(
+            hit.view(-1, 1, 1, 1), x.index_select(0, source).to(self.images.dtype), self.images
+        )
+        self.targets = torch.where(hit, target[source], self.targets)
+        self.predicted = torch.where(hit, predicted[source], self.predicted)
+        self.confidence = torch.where(hit, confidence[source].float(), self.confidence)
+        self.counts += one_hot.sum(0)
+
+    def taken(self) -> tuple[torch.Tensor, ...] | None:
+        """The filled slots on the host, in class order: images, targets, predicted, confidence;
+        None when there are none."""
+        if self.images is None:
+            return None
+        filled = (self.targets >= 0).cpu()
+        if not filled.any():
+            return None
+        tensors = (self.images, self.targets, self.predicted, self.confidence)
+        return tuple(t.cpu()[filled] for t in tensors)
+
+
+def _class_targets(target: Any, count: int) -> torch.Tensor | None:
+    """One class index per sample (``count`` of them), from class indices, 0/1 floats or soft
+    (one-hot) rows; None for anything else."""
+    if not isinstance(target, torch.Tensor) or target.ndim == 0 or target.shape[0] != count:
+        return None
+    if target.numel() == count:
+        flat = target.reshape(-1)
+        return flat.round().long() if flat.is_floating_point() else flat.long()
+    if target.ndim == 2 and target.is_floating_point():
+        return target.argmax(1)
+    return None
+
+
+def _confidence(described: TaskOutputs, preds: torch.Tensor) -> torch.Tensor:
+    """The probability of each sample's predicted class: the softmax maximum (multiclass), the
+    sigmoid probability or its complement (binary)."""
+    if described.kind == "multiclass":
+        return preds.float().softmax(-1).amax(-1)
+    positive = preds.float().reshape(-1).sigmoid()
+    return torch.where(positive > described.threshold, positive, 1 - positive)
 
 
 def _class_names(pl_module: Any, described: TaskOutputs | None) -> list[str] | None:
@@ -156,11 +265,11 @@ def _class_names(pl_module: Any, described: TaskOutputs | None) -> list[str] | N
 
 
 @functools.cache
-def _font() -> Any:
-    return ImageFont.load_default(size=11)
+def _font(size: int = 11) -> Any:
+    return ImageFont.load_default(size=size)
 
 
-def _fit(text: str, width: int, font: Any) -> str:
+def _fit(text: str, width: float, font: Any) -> str:
     """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
     if font.getlength(text) <= width:
         return text
@@ -173,59 +282,203 @@ def _to_tensor(canvas: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
+def _rotated(
+    canvas: Image.Image,
+    x: int,
+    middle: int | None,
+    text: str,
+    font: Any,
+    fill: str,
+    end: int | None = None,
+) -> None:
+    """Draw ``text`` turned a quarter left (read bottom to top), its box's left edge at ``x``,
+    centred on the row ``middle`` or (``middle=None``) starting from the row ``end`` upwards."""
+    width, height = math.ceil(font.getlength(text)) + 2, font.size + 4
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).text((1, height // 2), text, fill=255, font=font, anchor="lm")
+    y = middle - width // 2 if middle is not None else end - width
+    canvas.paste(fill, (x, y, x + height, y + width), mask.transpose(Image.Transpose.ROTATE_90))
+
+
+def _label_step(cell: int, needed: float) -> int:
+    """Label every 1st, 2nd, 5th, 10th, ... class: the first step with ``needed`` pixels."""
+    for step in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+        if cell * step >= needed:
+            return step
+    return 1000
+
+
+def _count(value: int) -> str:
+    """``value`` in at most four characters: 987, 1.2k, 45k, 3.4M."""
+    if value < 1000:
+        return str(value)
+    if value < 9_950:
+        return f"{value / 1000:.1f}k"
+    if value < 1_000_000:
+        return f"{value // 1000}k"
+    return f"{value / 1_000_000:.1f}M"
+
+
+def _percent(count: int, total: int) -> str:
+    """``count / total`` as a whole percentage, never rounded to a misleading 0% or 100%."""
+    share = 100 * count / total
+    if 0 < share < 0.5:
+        return "<1%"
+    if 99.5 <= share < 100:
+        return ">99%"
+    return f"{share:.0f}%"
+
+
 def confusion_image(
-    matrix: torch.Tensor, size: int = 256, class_names: list[str] | None = None
+    matrix: torch.Tensor, size: int | None = None, class_names: Sequence[str] | None = None
 ) -> torch.Tensor:
-    """A ``3×H×W`` heat map of a confusion matrix (rows: true, columns: predicted), white to blue
-    by each row's share; the diagonal in green tones, so errors stand out. Rows are labelled
-    ``<index> <name>`` (the index alone without names), columns by index, and cells large enough
-    show their count."""
-    n = matrix.shape[0]
-    share = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
-    blue = torch.tensor([0.03, 0.19, 0.42])[:, None, None]
-    green = torch.tensor([0.0, 0.43, 0.17])[:, None, None]
-    colour = torch.where(torch.eye(n, dtype=torch.bool), green, blue)
-    image = 1 - share[None] * (1 - colour)  # white at 0, the full colour at 1
-    cell = max(1, size // n)
-    image = image.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
-    if cell >= 4:  # grid lines between cells
-        image[:, ::cell, :] = 0.8
-        image[:, :, ::cell] = 0.8
-    if cell < 8:  # too small to label
-        return image
-    font = _font()
-    rows = (
-        [f"{i} {name}" for i, name in enumerate(class_names)]
-        if class_names
-        else [str(i) for i in range(n)]
-    )
-    left = min(110, max(34, 8 + max(int(font.getlength(r)) for r in rows)))
-    top = 30
+    """A confusion matrix drawn as a ``3×H×W`` image in [0, 1], ready for TensorBoard or a PNG.
+
+    Rows are the true class, columns the predicted one, with axis titles and labels
+    ``<index> <name>`` (indices alone without names; every 2nd, 5th, ... when cells are too small
+    for each). A cell's colour is its share of the true class (its row): the diagonal in green,
+    errors in blue, white at 0%, explained by a colour bar. Cells of at least 34 pixels show
+    their count over that share (``12`` over ``80%``), cells of at least 22 the count; a column
+    ``n`` gives each true class's samples and the title line the samples and accuracy.
+
+    Args:
+        matrix: ``C×C`` counts, ``matrix[t, p]`` the samples of true class ``t`` predicted ``p``.
+        size: The matrix's side in pixels (cells of ``size // C``); None: cells of
+            ``400 // C`` pixels, at least 12 (while the matrix stays within 1,200 pixels) and at
+            most 80, so that counts and shares show up to 10 classes.
+        class_names: A name for each class, or None for indices.
+
+    Example:
+        >>> image = confusion_image(torch.tensor([[12, 3], [1, 9]]), class_names=["cat", "dog"])
+        >>> image.shape[0]
+        3
+    """
+    counts = matrix.detach().long().cpu()
+    n = counts.shape[0]
+    totals = counts.sum(1)
+    share = counts.float() / totals.clamp(min=1)[:, None]
+    default = min(80, max(400 // n, min(12, 1200 // n)))  # the matrix at most ~1200 px
+    cell = max(1, size // n if size is not None else default)
     side = cell * n
-    canvas = Image.new("RGB", (left + side + 4, top + side + 4), "white")
-    pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    cells, row_totals = counts.tolist(), totals.tolist()
+    colour = torch.where(
+        torch.eye(n, dtype=torch.bool)[None], GREEN[:, None, None], BLUE[:, None, None]
+    )
+    heat = 1 - share[None] * (1 - colour)  # white at 0, the full colour at 1
+    heat = heat.repeat_interleave(cell, 1).repeat_interleave(cell, 2)
+    if cell >= 4:  # grid lines between cells
+        heat[:, ::cell, :] = 0.8
+        heat[:, :, ::cell] = 0.8
+
+    font, small = _font(), _font(10)
+
+    def label(i: int) -> str:
+        return f"{i} {class_names[i]}" if class_names and i < len(class_names) else str(i)
+
+    row_step = _label_step(cell, 12)
+    rows = range(0, n, row_step)
+    row_width = min(130, max(font.getlength(label(i)) for i in rows))
+    left = 18 + math.ceil(row_width) + 6  # the rotated axis title, then the labels
+    # Columns: labels across when each fits its cell, else turned (names) or thinned (indices).
+    widest = max(font.getlength(label(i)) for i in range(n))
+    turned = widest > cell - 4 and bool(class_names)
+    if turned:
+        col_step = row_step
+        col_height = min(100, math.ceil(widest)) + 6
+    else:
+        col_step = 1 if widest <= cell - 4 else _label_step(cell, widest + 6)
+        col_height = 16
+    top = 20 + 16 + col_height  # the title line, the axis title, the column labels
+    rate_lines = cell >= 34
+    totals_width = math.ceil(max(font.getlength(_count(t)) for t in row_totals)) + 12
+    bar_height = min(240, max(120, side))
+    legend_x = left + side + totals_width + 10
+    width = legend_x + 110
+    height = max(top + side, top + bar_height + 40) + 8
+
+    canvas = Image.new("RGB", (width, height), "white")
+    pixels = (heat.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     canvas.paste(Image.fromarray(pixels), (left, top))
     draw = ImageDraw.Draw(canvas)
-    draw.text((left, 2), "predicted", fill="black", font=font)
-    draw.text((2, top - 14), "true", fill="black", font=font)
-    for i, row in enumerate(rows):
-        middle = top + i * cell + cell // 2
-        draw.text((2, middle), _fit(row, left - 6, font), fill="black", font=font, anchor="lm")
+    draw.rectangle((left, top, left + side, top + side), outline=(204, 204, 204))
+    total = int(totals.sum())
+    title = (
+        f"{total:,} samples, accuracy {int(counts.diagonal().sum()) / total:.1%}"
+        if total
+        else "no samples"
+    )
+    draw.text((4, 4), _fit(title, width - 8, font), fill="black", font=font)
+    draw.text((left + side // 2, 22), "predicted class", fill="black", font=font, anchor="mt")
+    _rotated(canvas, 2, top + side // 2, "true class", font, "black")
+    for i in rows:  # row labels, right-aligned against the matrix
+        text = _fit(label(i), row_width, font)
         draw.text(
-            (left + i * cell + cell // 2, top - 2), str(i), fill="black", font=font, anchor="mb"
+            (left - 4, top + i * cell + cell // 2), text, fill="black", font=font, anchor="rm"
+        )
+    for i in range(0, n, col_step):
+        middle = left + i * cell + cell // 2
+        if turned:
+            text = _fit(label(i), col_height - 6, font)
+            _rotated(canvas, middle - (font.size + 4) // 2, None, text, font, "black", end=top - 3)
+        else:
+            draw.text((middle, top - 3), label(i), fill="black", font=font, anchor="mb")
+    # the samples of each true class
+    draw.text(
+        (left + side + totals_width // 2, top - 3), "n", fill="#555555", font=font, anchor="mb"
+    )
+    for i in rows:
+        middle = top + i * cell + cell // 2
+        draw.text(
+            (left + side + totals_width // 2, middle),
+            _count(row_totals[i]),
+            fill="#555555",
+            font=font,
+            anchor="mm",
         )
     if cell >= 22:
+        big = _font(13) if cell >= 60 else font
+        gap = 8 if cell >= 60 else 7
         for t in range(n):
             for p in range(n):
-                dark = share[t, p] > 0.5
+                value = cells[t][p]
+                middle = (left + p * cell + cell // 2, top + t * cell + cell // 2)
+                if value == 0:
+                    draw.text(middle, "0", fill="#b4b4b4", font=big, anchor="mm")
+                    continue
+                ink = "white" if value > 0.55 * row_totals[t] else "black"
+                if not rate_lines:
+                    draw.text(middle, _count(value), fill=ink, font=big, anchor="mm")
+                    continue
+                x, y = middle
+                draw.text((x, y - gap), _count(value), fill=ink, font=big, anchor="mm")
                 draw.text(
-                    (left + p * cell + cell // 2, top + t * cell + cell // 2),
-                    str(int(matrix[t, p])),
-                    fill="white" if dark else "black",
-                    font=font,
-                    anchor="mm",
+                    (x, y + gap), _percent(value, row_totals[t]), fill=ink, font=big, anchor="mm"
                 )
+    _colour_bar(canvas, draw, legend_x, top, bar_height, font, small)
     return _to_tensor(canvas)
+
+
+def _colour_bar(
+    canvas: Image.Image, draw: Any, x: int, y: int, height: int, font: Any, small: Any
+) -> None:
+    """Two strips (green: right, blue: wrong) from 100% at the top to 0% at the bottom, with
+    ticks, the scale's title along them and a key below."""
+    ramp = torch.linspace(1, 0, height)[None, :, None]
+    for colour, left in ((GREEN, x), (BLUE, x + 12)):
+        strip = 1 - ramp * (1 - colour[:, None, None])  # 3 × height × 1
+        strip = (strip.expand(3, height, 10).permute(1, 2, 0).numpy() * 255).round()
+        canvas.paste(Image.fromarray(strip.astype(np.uint8)), (left, y))
+        draw.rectangle((left - 1, y - 1, left + 10, y + height), outline="#808080")
+    for fraction in (0, 0.25, 0.5, 0.75, 1):
+        level = y + round((1 - fraction) * (height - 1))
+        draw.line((x + 23, level, x + 26, level), fill="#555555")
+        draw.text((x + 28, level), f"{fraction:.0%}", fill="black", font=small, anchor="lm")
+    _rotated(canvas, x + 58, y + height // 2, "share of the true class", font, "black")
+    for i, (colour, text) in enumerate(((GREEN, "right (diagonal)"), (BLUE, "wrong"))):
+        row = y + height + 10 + 14 * i
+        fill = tuple(round(255 * float(c)) for c in colour)
+        draw.rectangle((x, row - 4, x + 8, row + 4), fill=fill)
+        draw.text((x + 13, row), text, fill="black", font=small, anchor="lm")
 
 
 def _to_rgb01(x: torch.Tensor) -> torch.Tensor:
@@ -248,45 +501,81 @@ def prediction_image(
     x: torch.Tensor,
     target: torch.Tensor,
     predicted: torch.Tensor,
-    class_names: list[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    confidence: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """A grid of images framed green (right) or red (wrong), each captioned with the predicted
-    class (and below it ``"true: cat"`` when wrong; indices without names)."""
-    images = _upscale(_to_rgb01(x))
-    right = (predicted == target).view(-1, 1, 1, 1)
-    frame = torch.where(right, RIGHT.view(1, 3, 1, 1), WRONG.view(1, 3, 1, 1))
+    """A grid of images as a ``3×H×W`` image in [0, 1], each framed green (right) or red (wrong)
+    and captioned with the predicted class and its confidence (``cat 93%``, in the frame's
+    colour) over the true class (``true: dog``; grey when right, black when wrong).
+
+    Args:
+        x: ``N×C×H×W`` images (``C`` 1 or 3), any scale: each is min-max scaled; small ones are
+            enlarged to at least 80 pixels (up to 128 for long captions).
+        target: ``N`` true classes.
+        predicted: ``N`` predicted classes.
+        class_names: A name for each class, or None for indices.
+        confidence: ``N`` probabilities of the predicted class, or None to leave them out.
+
+    Example:
+        >>> grid = prediction_image(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]),
+        ...                         torch.tensor([0, 0]), ["cat", "dog"], torch.tensor([0.9, 0.6]))
+        >>> grid.shape[0]
+        3
+    """
+    targets, guesses = target.view(-1).tolist(), predicted.view(-1).tolist()
+    confidences = confidence.view(-1).tolist() if confidence is not None else [None] * len(x)
+    captions = [
+        _caption(t, p, c, class_names)
+        for t, p, c in zip(targets, guesses, confidences, strict=True)
+    ]
+    font = _font()
+    widest = max(
+        font.getlength(text) for name, suffix, truth in captions for text in (name + suffix, truth)
+    )
+    # images enlarged to at least 80 px, or up to 128 for the captions to fit (less the frame)
+    images = _upscale(_to_rgb01(x.float()), minimum=min(128, max(80, math.ceil(widest) - 2)))
+    right = torch.tensor([t == p for t, p in zip(targets, guesses, strict=True)])
+    frame = torch.where(right.view(-1, 1, 1, 1), RIGHT.view(1, 3, 1, 1), WRONG.view(1, 3, 1, 1))
     framed = F.pad(images, (3, 3, 3, 3))
     border = torch.ones_like(framed, dtype=torch.bool)
     border[:, :, 3:-3, 3:-3] = False
     framed = torch.where(border, frame.expand_as(framed), framed)
     framed = torch.stack(
         [
-            _captioned(image, int(t), int(p), class_names)
-            for image, t, p in zip(framed, target.tolist(), predicted.tolist(), strict=True)
+            _captioned(image, *caption, good)
+            for image, caption, good in zip(framed, captions, right.tolist(), strict=True)
         ]
     )
     return make_grid(framed, nrow=8, padding=2, pad_value=1.0)
 
 
-def _captioned(
-    image: torch.Tensor, target: int, predicted: int, names: list[str] | None
-) -> torch.Tensor:
-    """``image`` with two lines below it: the prediction, and the truth when they differ."""
+def _caption(
+    target: int, predicted: int, confidence: float | None, names: Sequence[str] | None
+) -> tuple[str, str, str]:
+    """The caption's parts: the predicted class, its confidence (``" 93%"``, or empty) and the
+    true class (``"true: dog"``)."""
 
     def name(i: int) -> str:
         return names[i] if names is not None and 0 <= i < len(names) else str(i)
 
+    suffix = f" {confidence:.0%}" if confidence is not None else ""
+    return name(predicted), suffix, f"true: {name(target)}"
+
+
+def _captioned(
+    image: torch.Tensor, guess: str, suffix: str, truth: str, right: bool
+) -> torch.Tensor:
+    """``image`` over its caption: the prediction in the frame's colour, the truth below it
+    (grey when right); both cut to the image's width, the confidence kept."""
     font = _font()
     width = image.shape[-1]
-    strip = Image.new("RGB", (width, 27), "white")
+    strip = Image.new("RGB", (width, 28), "white")
     draw = ImageDraw.Draw(strip)
-    right = predicted == target
+    guess = _fit(guess, width - 4 - font.getlength(suffix), font) + suffix
+    draw.text((2, 1), guess, fill="#1a7f33" if right else "#c0141a", font=font)
     draw.text(
-        (2, 1), _fit(name(predicted), width - 4, font), fill="#1a7f33" if right else "#c0141a",
-        font=font,
-    )  # fmt: skip
-    if not right:
-        draw.text((2, 14), _fit(f"true: {name(target)}", width - 4, font), fill="black", font=font)
+        (2, 14), _fit(truth, width - 4, font), fill="#777777" if right else "black", font=font
+    )
     return torch.cat([image, _to_tensor(strip)], dim=1)
 
 
