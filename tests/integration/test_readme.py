@@ -55,3 +55,11 @@ def test_a_net_built_before_the_seed_warns_at_fit(tmp_path, monkeypatch):
     dm = lk.data.DataModule(make_blobs(64), batch_size=32)
     with pytest.warns(UserWarning, match=r"built before the seed was set.*seed_everything\(0\)"):
         trainer.fit(module, datamodule=dm)
+
+
+def test_every_picture_the_readme_shows_is_in_the_repository():
+    text = README.read_text()
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert pictures, "the After training section shows the report's pictures"
+    for picture in pictures:
+        assert (README.parent / picture).is_file(), picture

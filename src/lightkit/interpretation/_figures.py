@@ -9,6 +9,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import PercentFormatter
 
 from lightkit.callbacks.figures import PALETTE, segmentation_image
 
@@ -66,7 +67,7 @@ def _confusion(report: Report, matrix: torch.Tensor) -> Figure:
     figure = Figure(figsize=(side + 1.2, side), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
-    bar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    bar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, format=PercentFormatter(1.0))
     bar.set_label("share of the true class (row-normalised)")
     unit = " pixels" if report.kind == "segmentation" else ""
     axes.set_title(f"Confusion matrix, {report.split} split (cells: count{unit} and row share)")
@@ -80,6 +81,9 @@ def _confusion(report: Report, matrix: torch.Tensor) -> Figure:
         for t in range(n):
             for p in range(n):
                 count = int(counts[t, p])
+                if count == 0:  # faint, so the errors stand out
+                    axes.text(p, t, "0", ha="center", va="center", color="#b0b0b0", fontsize=8)
+                    continue
                 colour = "white" if rates[t, p] > 0.5 else "black"
                 axes.text(p, t, f"{count:,}\n{rates[t, p]:.0%}", ha="center", va="center",
                           color=colour, fontsize=8)  # fmt: skip
@@ -174,7 +178,9 @@ def _top_loss_grid(report: Report, images: torch.Tensor) -> Figure:
     columns = min(4, len(rows))
     lines = (len(rows) + columns - 1) // columns
     figure = Figure(figsize=(3.0 * columns, 3.3 * lines + 0.5), dpi=100, layout="constrained")
-    figure.suptitle(f"Highest-loss samples, {report.split} split (index: in your data)")
+    figure.suptitle(
+        f"Highest-loss samples, {report.split} split (#index in your data; red: wrong, green: right)"
+    )
     grid = figure.subplots(lines, columns, squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
