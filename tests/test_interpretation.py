@@ -197,6 +197,7 @@ def test_ece_is_torchmetrics_and_the_bins_add_up(trained):
     assert gap / len(y) == pytest.approx(report.ece, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multilabel", "regression"])
 def test_every_task_kind_gets_its_report(kind, tmp_path):
     torch.manual_seed(0)
@@ -240,6 +241,7 @@ def test_every_task_kind_gets_its_report(kind, tmp_path):
         assert isinstance(report.top_losses[0]["target"], list)
 
 
+@pytest.mark.slow
 def test_segmentation_reports_per_class_iou_and_the_worst_images(tmp_path):
     torch.manual_seed(0)
     dm = lk.data.ShapesDataModule(num_samples=24, image_size=16, batch_size=8)
@@ -257,6 +259,7 @@ def test_segmentation_reports_per_class_iou_and_the_worst_images(tmp_path):
     assert "miou" in report.metrics and report.ece is None
 
 
+@pytest.mark.slow
 def test_your_own_task_subclass_gets_the_same_report(tmp_path):
     class Scorer(lk.TaskModule):
         def compute_loss(self, preds, target):
