@@ -80,6 +80,20 @@ def test_the_callback_draws_the_modules_class_names(tmp_path, monkeypatch):
     assert seen == [["a", "b", "c"]]
 
 
+def test_the_drawing_functions_are_still_imported_from_figures():
+    """The drawing lives in callbacks/_drawing.py; figures re-exports its public names."""
+    from lightkit.callbacks import _drawing, figures
+
+    for name in ("PALETTE", "confusion_image", "prediction_image", "segmentation_image"):
+        assert getattr(figures, name) is getattr(_drawing, name)
+        assert name in figures.__all__
+    x = torch.rand(2, 3, 8, 8)
+    masks = torch.tensor([0, 1, 2, -1]).repeat(2, 8, 2)  # a pixel of each class, and one ignored
+    image = figures.segmentation_image(x, masks, masks.flip(-1), num_classes=3)
+    assert image.shape[0] == 3 and image.shape[1] > 2 * 64 and image.shape[2] > 3 * 64  # enlarged
+    assert image.min() >= 0 and image.max() <= 1
+
+
 # --- confusion_image ------------------------------------------------------------------------
 
 
@@ -95,7 +109,7 @@ def _near(image: torch.Tensor, colour: torch.Tensor, tolerance: float = 1 / 255)
 def _matrix_corner(image: torch.Tensor) -> tuple[int, int]:
     """The top-left pixel inside a confusion matrix whose first row is all on the diagonal (a
     pure green cell); the colour bar and its key (on the right) are left out."""
-    from lightkit.callbacks.figures import GREEN
+    from lightkit.callbacks._drawing import GREEN
 
     ys, xs = _near(image[:, :, : image.shape[2] - 130], GREEN).nonzero(as_tuple=True)
     return int(ys.min()), int(xs.min())
@@ -126,7 +140,8 @@ def test_confusion_cells_show_the_count_over_the_row_share_when_they_are_large_e
 
 
 def test_the_confusion_matrix_has_a_colour_bar_from_0_to_100_percent():
-    from lightkit.callbacks.figures import BLUE, confusion_image
+    from lightkit.callbacks._drawing import BLUE
+    from lightkit.callbacks.figures import confusion_image
 
     image = confusion_image(torch.tensor([[30, 2, 1], [4, 25, 6], [0, 3, 40]]))
     right = image[:, :, image.shape[2] - 130 :]  # right of the matrix and its "n" column
