@@ -391,19 +391,7 @@ def _per_class(
     auroc = tmc.multiclass_auroc(scores, hard, classes, average="none")
     ap = tmc.multiclass_average_precision(scores, hard, classes, average="none")
     support = matrix.sum(1)
-    report.per_class = [
-        _row(
-            report,
-            c,
-            precision=float(precision[c]),
-            recall=float(recall[c]),
-            f1=float(f1[c]),
-            support=int(support[c]),
-            auroc=_float(auroc[c]) if support[c] > 0 else None,
-            average_precision=_float(ap[c]) if support[c] > 0 else None,
-        )
-        for c in range(classes)
-    ]
+    _class_rows(report, precision, recall, f1, support, auroc, ap, support > 0)
     present = support > 0
     report.metrics["accuracy"] = float(matrix.diagonal().sum() / matrix.sum().clamp(min=1))
     report.metrics["macro_f1"] = float(f1[present].mean()) if present.any() else 0.0
@@ -424,8 +412,35 @@ def _per_class(
         prec, rec, _ = tmc.multiclass_precision_recall_curve(scores, hard, n, thresholds=thresholds)
         report.plots["roc"] = {c: (fpr[c], tpr[c]) for c in range(n) if support[c] > 0}
         report.plots["pr"] = {c: (rec[c], prec[c]) for c in range(n) if support[c] > 0}
-    report.plots["auroc"] = {c: report.per_class[c]["auroc"] for c in range(classes)}
-    report.plots["ap"] = {c: report.per_class[c]["average_precision"] for c in range(classes)}
+
+
+def _class_rows(
+    report: InterpretationReport,
+    precision: torch.Tensor,
+    recall: torch.Tensor,
+    f1: torch.Tensor,
+    support: torch.Tensor,
+    auroc: torch.Tensor,
+    ap: torch.Tensor,
+    ranked: torch.Tensor,
+) -> None:
+    """``report.per_class`` from per-class scores; AUROC only where ``ranked`` (the class has
+    positives and negatives), average precision where it has positives."""
+    report.per_class = [
+        _row(
+            report,
+            c,
+            precision=float(precision[c]),
+            recall=float(recall[c]),
+            f1=float(f1[c]),
+            support=int(support[c]),
+            auroc=_float(auroc[c]) if ranked[c] else None,
+            average_precision=_float(ap[c]) if support[c] > 0 else None,
+        )
+        for c in range(len(support))
+    ]
+    report.plots["auroc"] = {c: row["auroc"] for c, row in enumerate(report.per_class)}
+    report.plots["ap"] = {c: row["average_precision"] for c, row in enumerate(report.per_class)}
 
 
 def _multilabel(
@@ -438,19 +453,9 @@ def _multilabel(
     auroc = tmc.multilabel_auroc(*args, average="none")
     ap = tmc.multilabel_average_precision(*args, average="none")
     support = hard.sum(0)
-    report.per_class = [
-        _row(
-            report,
-            c,
-            precision=float(precision[c]),
-            recall=float(recall[c]),
-            f1=float(f1[c]),
-            support=int(support[c]),
-            auroc=_float(auroc[c]) if 0 < support[c] < len(hard) else None,
-            average_precision=_float(ap[c]) if support[c] > 0 else None,
-        )
-        for c in range(n)
-    ]
+    _class_rows(
+        report, precision, recall, f1, support, auroc, ap, (support > 0) & (support < len(hard))
+    )
     report.metrics["exact_match"] = float(
         ((probs > threshold).long() == hard).all(1).float().mean()
     )
@@ -461,8 +466,6 @@ def _multilabel(
     with_both = [c for c in range(n) if 0 < support[c] < len(hard)]
     report.plots["roc"] = {c: (fpr[c], tpr[c]) for c in with_both}
     report.plots["pr"] = {c: (rec[c], prec[c]) for c in with_both}
-    report.plots["auroc"] = {c: report.per_class[c]["auroc"] for c in range(n)}
-    report.plots["ap"] = {c: report.per_class[c]["average_precision"] for c in range(n)}
 
 
 def _most_confused(report: InterpretationReport, matrix: torch.Tensor) -> list[Confusion]:
