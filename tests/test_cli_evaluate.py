@@ -20,6 +20,15 @@ trainer:
 )
 
 
+def _trained(tmp_path, capsys):
+    """``lightkit fit`` of CONFIG in ``tmp_path/runs``: the config, the root and the best checkpoint."""
+    config, root = tmp_path / "c.yaml", tmp_path / "runs"
+    config.write_text(CONFIG)
+    assert main(["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]) == 0
+    capsys.readouterr()
+    return config, root, root / "version_0" / "checkpoints" / "best.ckpt"
+
+
 def test_evaluating_a_checkpoint_writes_inside_its_run(tmp_path):
     config, root = tmp_path / "c.yaml", tmp_path / "runs"
     config.write_text(CONFIG)
@@ -42,11 +51,7 @@ def test_predict_writes_labelled_predictions_beside_the_run(tmp_path, capsys):
 
     import lightkit as lk
 
-    config, root = tmp_path / "c.yaml", tmp_path / "runs"
-    config.write_text(CONFIG)
-    assert main(["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]) == 0
-    best = root / "version_0" / "checkpoints" / "best.ckpt"
-    capsys.readouterr()
+    config, root, best = _trained(tmp_path, capsys)
     args = ["predict", "--config", str(config), f"--trainer.default_root_dir={root}"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,11 +82,7 @@ def test_predict_writes_labelled_predictions_beside_the_run(tmp_path, capsys):
 def test_interpret_a_checkpoint_prints_the_report_and_saves_pictures_in_its_run(tmp_path, capsys):
     import json
 
-    config, root = tmp_path / "c.yaml", tmp_path / "runs"
-    config.write_text(CONFIG)
-    assert main(["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]) == 0
-    best = root / "version_0" / "checkpoints" / "best.ckpt"
-    capsys.readouterr()
+    config, root, best = _trained(tmp_path, capsys)
     args = ["interpret", "--config", str(config), f"--trainer.default_root_dir={root}"]
     assert main([*args, f"--ckpt_path={best}", "--top_k", "3"]) == 0
     out = capsys.readouterr().out
