@@ -89,27 +89,6 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, ki
 
 
 @pytest.mark.slow
-def test_dataloader_path_resumes_bit_identically_from_an_epoch_end(tmp_path, tmp_path_factory):
-    ref_root = tmp_path_factory.mktemp("reference-dataloader")
-    _finish(_start(ref_root, ref_root / "weights.pt", "--dataloader"))
-    # SIGKILL just after epoch 1's end-of-epoch checkpoint is written.
-    proc = _start(tmp_path, tmp_path / "weights.pt", "--dataloader", "--delay", "0.1")
-    last = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
-
-    def ready() -> bool:  # early in epoch 2, before the step-27 checkpoint
-        text = _progress(tmp_path)
-        return text.startswith("step") and int(text.split()[1]) >= 25
-
-    _kill_when(proc, ready)
-    assert load_checkpoint(last)["global_step"] == 24  # the end-of-epoch-1 checkpoint
-    _finish(_start(tmp_path, tmp_path / "weights.pt", "--dataloader", "--resume"))
-    _assert_identical(
-        torch.load(ref_root / "weights.pt", weights_only=True),
-        torch.load(tmp_path / "weights.pt", weights_only=True),
-    )
-
-
-@pytest.mark.slow
 def test_kill_during_a_save_leaves_the_previous_checkpoint_intact(tmp_path):
     proc = _start(tmp_path, tmp_path / "weights.pt", "--slow-save-at", "4")
     _kill_when(proc, lambda: (tmp_path / "saving").exists())

@@ -50,9 +50,10 @@ def _fit(root, crash_at: int | None = None, ckpt_path=None):
     return module
 
 
-def test_an_own_dataset_in_a_lightkit_datamodule_resumes_mid_epoch_bit_identically(tmp_path):
+@pytest.mark.parametrize("crash_at", [8, 12], ids=["mid-epoch", "epoch-end"])
+def test_an_own_dataset_in_a_lightkit_datamodule_resumes_bit_identically(tmp_path, crash_at):
     whole = _fit(tmp_path / "whole")  # 6 batches an epoch, 18 steps
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _fit(tmp_path / "part", crash_at=8)  # dies after batch 2 of epoch 1
+        _fit(tmp_path / "part", crash_at=crash_at)  # dies after batch 2 (or 6: the last) of epoch 1
     resumed = _fit(tmp_path / "part", ckpt_path="last")
     torch.testing.assert_close(flat_weights(resumed), flat_weights(whole), rtol=0, atol=0)
