@@ -98,23 +98,29 @@ def test_calibrate_refuses_a_checkpoint_of_other_weights(overconfident, tmp_path
     assert other.read_bytes() == before  # untouched
 
 
-def test_binary_and_multilabel_outputs_calibrate_too(tmp_path):
+@pytest.mark.parametrize("kind", ["binary", "multilabel"])
+def test_binary_and_multilabel_outputs_calibrate_too(tmp_path, kind):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 4, generator=g)
-    noisy = x[:, 0] + 0.8 * torch.randn(400, generator=g)
-    trainer = quiet_trainer(tmp_path, max_epochs=4, logger=False)
-    binary = lk.BinaryClassificationModule(lk.models.MLP(4, 1, hidden=(8,)))
-    dm = lk.data.TensorDataModule(x, (noisy > 0).float(), val_split=0.5, batch_size=50)
-    trainer.fit(binary, datamodule=dm)
-    result = lk.calibrate(binary, dm)
-    assert result.nll_after <= result.nll_before + 1e-6
-    assert binary.temperature == result.temperature
-    labels = torch.stack([noisy > 0, x[:, 1] > 0], 1).float()
-    multi = lk.MultilabelClassificationModule(lk.models.MLP(4, 2, hidden=(8,)), num_labels=2)
-    dm = lk.data.TensorDataModule(x, labels, val_split=0.5, batch_size=50)
-    quiet_trainer(tmp_path, max_epochs=4, logger=False).fit(multi, datamodule=dm)
-    result = lk.calibrate(multi, dm)
-    assert result.nll_after <= result.nll_before + 1e-6 and result.samples == 200
+    noisy = x[:, :2] + 0.8 * torch.randn(400, 2, generator=g)
+    if kind == "binary":
+        module = lk.BinaryClassificationModule(lk.models.MLP(4, 1, hidden=(8,)))
+        y = (noisy[:, 0] > 0).float()
+    else:
+        module = lk.MultilabelClassificationModule(lk.models.MLP(4, 2, hidden=(8,)), num_labels=2)
+        y = (noisy > 0).float()
+    dm = lk.data.TensorDataModule(x, y, val_split=0.5, batch_size=25)
+    quiet_trainer(tmp_path, max_epochs=15, logger=False).fit(module, datamodule=dm)
+    first = lk.calibrate(module, dm)
+    with torch.no_grad():  # the same model, six times as sure of itself: logits ×6
+        last = [m for m in module.net.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.weight.mul_(6.0)
+        last.bias.mul_(6.0)
+    result = lk.calibrate(module, dm)
+    assert result.samples == 200
+    assert result.temperature == pytest.approx(6.0 * first.temperature, rel=1e-3)
+    assert result.nll_after == pytest.approx(first.nll_after, rel=1e-4)
+    assert result.nll_after < result.nll_before and result.ece_after < result.ece_before
 
 
 def test_calibrate_checks_its_arguments(overconfident, tmp_path):
@@ -133,3 +139,72 @@ def test_calibrate_checks_its_arguments(overconfident, tmp_path):
     for bad in (0.0, -1.0, float("nan"), "2"):
         with pytest.raises((TypeError, ValueError), match="temperature"):
             module.temperature = bad
+
+
+def test_only_classification_outputs_take_a_temperature(tmp_path):
+    regression = lk.RegressionModule(lk.models.MLP(8, 1))
+    with pytest.raises(ValueError, match="classification logits; this task's outputs are 'values'"):
+        regression.temperature = 2.0
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    x = torch.randn(64, 8)
+    trainer.fit(regression, datamodule=lk.data.TensorDataModule(x, x[:, :1], batch_size=32))
+    path = tmp_path / "r.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)
+    saved["lightkit"]["temperature"] = 1000.0  # a file that would divide every value by 1000
+    torch.save(saved, path)
+    with pytest.raises(lk.checkpointing.CheckpointError, match=r"temperature .* 'values' outputs"):
+        lk.RegressionModule.load_from_checkpoint(path)
+    with pytest.raises(lk.checkpointing.CheckpointError, match="temperature"):
+        lk.Predictor.from_checkpoint(path, device="cpu")
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    with pytest.raises(ValueError, match="integer of 401 digits"):
+        module.temperature = 10**400
+
+
+def test_training_drops_a_temperature_fitted_for_the_old_weights(tmp_path):
+    trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False)
+    module = lk.ClassificationModule(lk.models.MLP(8, 3), 3)
+    module.temperature = 2.0
+    with pytest.warns(UserWarning, match=r"temperature \(2, from lk\.calibrate\).* is dropped"):
+        trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(64), batch_size=32))
+    assert module.temperature is None
+    trainer.save_checkpoint(tmp_path / "after.ckpt")
+    assert load_checkpoint(tmp_path / "after.ckpt")["lightkit"]["temperature"] is None
+
+
+def test_a_threshold_other_than_half_keeps_every_binary_prediction(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 4, generator=g)
+    y = ((x[:, 0] + 0.8 * torch.randn(400, generator=g)) > 0).float()
+    module = lk.BinaryClassificationModule(lk.models.MLP(4, 1, hidden=(8,)), threshold=0.3)
+    dm = lk.data.TensorDataModule(x, y, val_split=0.5, batch_size=50)
+    quiet_trainer(tmp_path, max_epochs=3, logger=False).fit(module, datamodule=dm)
+    predictor = lk.Predictor(module, device="cpu")
+    _, before = predictor.predict_batch(x, labels=True)
+    result = lk.calibrate(module, dm)
+    assert abs(result.temperature - 1.0) > 0.01  # it moved
+    probs, after = predictor.predict_batch(x, labels=True)
+    assert torch.equal(before, after)  # scaled around logit(0.3): no label flips
+    with torch.no_grad():
+        logits = module(x).view(-1)
+    bias = torch.logit(torch.tensor(0.3))
+    expected = ((logits - bias) / result.temperature + bias).sigmoid()
+    torch.testing.assert_close(probs.view(-1), expected)
+
+
+def test_degenerate_fits_are_said_and_a_failed_calibrate_changes_nothing(overconfident, tmp_path):
+    module, dm = overconfident.module, overconfident.dm
+    module.temperature = None
+    x = dm.val.tensors[0]
+    with torch.no_grad():
+        predicted = module(x).argmax(-1)
+    clean = lk.data.DataModule(dm.train, val=TensorDataset(x, predicted), batch_size=100)
+    with pytest.warns(UserWarning, match="makes no mistake on the val split"):
+        lk.calibrate(module, clean)
+    module.temperature = None
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(lk.checkpointing.CheckpointError):
+        lk.calibrate(module, dm, checkpoint=damaged)
+    assert module.temperature is None  # refused before anything was fitted or set

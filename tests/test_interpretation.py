@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning
 import numpy as np
 import pytest
 import torch
@@ -172,9 +173,16 @@ def test_save_refuses_to_replace_an_earlier_report(trained, tmp_path):
     module, dm = trained.module, trained.dm
     report = lk.interpret(module, dm, top_k=2, save_dir=tmp_path / "r")
     assert (tmp_path / "r" / "report.json").is_file()
-    with pytest.raises(FileExistsError, match="already holds a report"):
+    with pytest.raises(FileExistsError, match=r"already holds confusion_matrix\.png"):
         report.save(tmp_path / "r")
     report.save(tmp_path / "r", overwrite=True)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "roc.png").write_bytes(b"my own picture")
+    with pytest.raises(FileExistsError, match=r"roc\.png"):
+        report.save(mine)
+    assert (mine / "roc.png").read_bytes() == b"my own picture"  # nothing written
+    assert sorted(p.name for p in mine.iterdir()) == ["roc.png"]
 
 
 def test_ece_is_torchmetrics_and_the_bins_add_up(trained):
@@ -294,3 +302,69 @@ def test_the_module_keeps_its_mode_and_interpret_checks_its_arguments(trained):
     with pytest.raises(ValueError, match="no val data"):
         lk.interpret(module, no_val)
     assert math.isfinite(lk.interpret(module, dm, split="val", save_dir=None).metrics["mean_loss"])
+
+
+def test_a_shuffling_or_bucketing_val_loader_still_names_samples_by_index(trained):
+    """Planted samples are found by their index whatever order the user's loader reads in."""
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+
+    class OwnData(lightning.LightningDataModule):
+        def __init__(self, loader):
+            super().__init__()
+            self.loader = loader
+
+        def val_dataloader(self):
+            return self.loader
+
+    module, dm, planted = trained.module, trained.dm, trained.planted
+    val = dm.val
+    g = torch.Generator().manual_seed(0)
+    buckets = BatchSampler(RandomSampler(val, generator=g), batch_size=7, drop_last=False)
+    for loader in (
+        DataLoader(val, batch_size=16, shuffle=True, generator=g),
+        DataLoader(val, batch_sampler=buckets),
+    ):
+        report = lk.interpret(module, OwnData(loader), top_k=len(planted), save_dir=None)
+        assert {row["index"] for row in report.top_losses} == set(planted)
+
+
+def test_bad_outputs_and_targets_are_named_not_raised_from_torch(trained):
+    module, dm = trained.module, trained.dm
+
+    class Broken(nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x):
+            return self.out(x)
+
+    nan = lk.ClassificationModule(Broken(lambda x: torch.full((len(x), 4), float("nan"))), 4)
+    with pytest.raises(ValueError, match="batch 0: the model's outputs hold NaN or Inf"):
+        lk.interpret(nan, dm, save_dir=None)
+    wide = lk.ClassificationModule(Broken(lambda x: torch.zeros(len(x), 5)), 4)
+    with pytest.raises(
+        ValueError, match=r"outputs of shape \(32, 5\) for a multiclass task with 4"
+    ):
+        lk.interpret(wide, dm, save_dir=None)
+    x, y = dm.val.tensors
+    y = y.clone()
+    y[3] = -100
+    bad = lk.data.DataModule(dm.train, val=TensorDataset(x, y), batch_size=32)
+    with pytest.raises(ValueError, match="batch 0: target -100 is not a class of this 4-class"):
+        lk.interpret(module, bad, save_dir=None)
+    with pytest.warns(UserWarning, match="3 class names for 4 classes"):
+        lk.interpret(
+            lk.ClassificationModule(lk.models.MLP(8, 4), 4),  # no names of its own
+            lk.data.DataModule(dm.train, val=dm.val, class_names=["a", "b", "c"]),
+            save_dir=None,
+        )
+
+
+def test_frozen_submodules_stay_in_eval_mode(trained):
+    module, dm = trained.module, trained.dm
+    module.train()
+    frozen = module.net.layers[0]
+    frozen.eval()
+    lk.interpret(module, dm, top_k=0, save_dir=None)
+    assert module.training and not frozen.training

@@ -122,17 +122,21 @@ def checked_temperature(value: Any, where: str) -> float | None:
     """A recorded temperature: None, or a finite float in [1e-3, 1e3] (a file may hold anything)."""
     if value is None:
         return None
+    try:
+        number = float(value) if isinstance(value, (int, float)) else math.nan
+    except OverflowError:  # an int beyond float range
+        number = math.inf
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE
+        or not math.isfinite(number)
+        or not MIN_TEMPERATURE <= number <= MAX_TEMPERATURE
     ):
         raise CheckpointError(
             f"{where}: the checkpoint records temperature {short_repr(value)}; expected a number "
             f"in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}] (or none)"
         )
-    return float(value)
+    return number
 
 
 def _checked_inference(inference: Any, where: str) -> dict[str, Any] | None:

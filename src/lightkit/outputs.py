@@ -8,6 +8,7 @@ built-in ones by returning the right one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,6 +86,25 @@ class TaskOutputs:
         return None
 
 
+CALIBRATED_KINDS = ("multiclass", "binary", "multilabel")  # kinds a temperature applies to
+
+
+def scale_logits(described: TaskOutputs, raw: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Raw outputs under a temperature (``lk.calibrate``), such that no hard prediction changes.
+
+    Multiclass logits are divided by it (the argmax stays). Binary and multilabel logits are
+    scaled around the decision threshold's logit ``b = logit(threshold)``: ``(z - b) / T + b``,
+    so a probability stays on its side of the threshold (for the usual 0.5, ``b = 0``: ``z / T``).
+    Other kinds have no temperature: ``raw`` is returned as it is.
+    """
+    if described.kind == "multiclass":
+        return raw / temperature
+    if described.kind in ("binary", "multilabel"):
+        bias = math.log(described.threshold / (1 - described.threshold))
+        return (raw - bias) / temperature + bias
+    return raw
+
+
 @runtime_checkable
 class DescribedTask(Protocol):
     """What lightkit's callbacks and workflows need of a module: every TaskModule has it."""
@@ -94,4 +114,4 @@ class DescribedTask(Protocol):
     def unpack_batch(self, batch: Any) -> tuple[Any, Any]: ...
 
 
-__all__ = ["KINDS", "DescribedTask", "TaskOutputs"]
+__all__ = ["CALIBRATED_KINDS", "KINDS", "DescribedTask", "TaskOutputs", "scale_logits"]

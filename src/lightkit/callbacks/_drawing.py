@@ -342,7 +342,9 @@ def _captioned(
 
 
 def _overlay(images: torch.Tensor, masks: torch.Tensor, num_classes: int) -> torch.Tensor:
-    colours = PALETTE[masks.clamp(0, len(PALETTE) - 1) % len(PALETTE)].permute(0, 3, 1, 2)
+    colours = PALETTE[masks.clamp(min=0) % len(PALETTE)].permute(
+        0, 3, 1, 2
+    )  # class c: PALETTE[c % 10]
     valid = ((masks >= 0) & (masks < num_classes))[:, None]
     return torch.where(valid, 0.5 * images + 0.5 * colours, images)
 

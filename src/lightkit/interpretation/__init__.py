@@ -52,8 +52,11 @@ def interpret(
     probabilities and ``confidence`` are what inference returns (after the module's temperature
     from :func:`calibrate`, if any).
 
-    The module runs in eval mode with no autograd, on the device it is on; its mode is restored
-    after. A module loaded with ``load_from_checkpoint`` works as it is.
+    The module runs in eval mode with no autograd, on the device it is on; each submodule's mode
+    is restored after. A module loaded with ``load_from_checkpoint`` works as it is. A loader
+    that shuffles or batches by its own sampler is read in order instead (a DataLoader over the
+    same dataset), so every sample keeps its index. Under DDP every process reads the whole
+    split; only global rank 0 writes the pictures (call it on every rank, or on rank 0 alone).
 
     Args:
         module: A trained lightkit task module (anything with ``task_outputs()`` and
@@ -110,8 +113,9 @@ def interpret(
         indices,
         paths,
     )
-    if save_dir is None:
-        return report
+    trainer = attached_trainer(module)
+    if save_dir is None or (trainer is not None and trainer.global_rank != 0):
+        return report  # under DDP only global rank 0 writes
     run = run_folder(module) if save_dir == _AUTO else None
     if save_dir == _AUTO and run is None:
         return report
@@ -126,8 +130,12 @@ def run_folder(module: Any) -> Path | None:
     """The run folder of ``module``: its trainer's log folder, else that of the checkpoint it was
     loaded from (``<run>/checkpoints/<file>.ckpt``), else None."""
     trainer = attached_trainer(module)
-    if trainer is not None and trainer.log_dir is not None:
-        return Path(trainer.log_dir)
+    if trainer is not None:
+        # Not trainer.log_dir: it broadcasts across processes, and under DDP interpret may run
+        # on rank 0 alone.
+        logger = trainer.logger
+        folder = getattr(logger, "log_dir", None) if logger is not None else None
+        return Path(folder or trainer.default_root_dir)
     loaded = getattr(module, "checkpoint_path", None)
     if isinstance(loaded, str):
         folder = Path(loaded).resolve().parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, SequentialSampler, Subset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    SequentialSampler,
+    Subset,
+)
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lightkit._validation import check_choice
@@ -58,7 +63,34 @@ def split_loader(datamodule: L.LightningDataModule, split: str, owner: str) -> A
                 f"{owner}: the data module has {len(loader)} {split} loaders; interpret reads one"
             )
         loader = loader[0]
-    return loader
+    return _in_order(loader, owner, split)
+
+
+def _in_order(loader: Any, owner: str, split: str) -> Any:
+    """``loader``, or a DataLoader reading its dataset in order when it shuffles or batches by
+    its own sampler: samples are then named by their index, and a ``batch_sampler`` (length
+    buckets, say) would scramble the positions silently."""
+    if not isinstance(loader, DataLoader):
+        return loader
+    sampler, batches = loader.sampler, loader.batch_sampler
+    if (
+        isinstance(sampler, SequentialSampler)
+        and type(batches) is BatchSampler
+        and isinstance(batches.sampler, SequentialSampler)
+    ):
+        return loader
+    if isinstance(loader.dataset, IterableDataset):
+        raise ValueError(
+            f"{owner}: the {split} loader reads an IterableDataset, which has no sample order "
+            "to name samples by; give interpret a map-style dataset"
+        )
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size or getattr(batches, "batch_size", None) or 64,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+    )
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -74,13 +106,14 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 @contextlib.contextmanager
 def evaluating(module: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the duration; the module's own mode restored after."""
-    was_training = module.training
+    modes = {m: m.training for m in module.modules()}  # frozen BatchNorms stay in eval mode
     module.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        module.train(was_training)
+        for m, training in modes.items():
+            m.training = training
 
 
 def per_sample_loss(
@@ -144,6 +177,7 @@ def collect(
                     f"{type(raw).__name__} and {type(y).__name__}"
                 )
             raw = raw.float()
+            _check_batch(described, raw, y, ignore_index, batch_idx, owner)
             try:
                 loss = per_sample_loss(described, raw, y, ignore_index).float()
             except (RuntimeError, ValueError, IndexError) as err:
@@ -176,6 +210,39 @@ def collect(
         collected.worst_targets = worst.get("targets")
         collected.worst_raw = worst.get("raw")
     return collected
+
+
+def _check_batch(
+    described: TaskOutputs,
+    raw: torch.Tensor,
+    y: torch.Tensor,
+    ignore_index: int | None,
+    batch_idx: int,
+    owner: str,
+) -> None:
+    """Outputs finite and of the task's width, class targets within the classes."""
+    where = f"{owner}: batch {batch_idx}"
+    if not bool(torch.isfinite(raw).all()):
+        raise ValueError(
+            f"{where}: the model's outputs hold NaN or Inf; check the weights (a diverged run?) "
+            "and the inputs"
+        )
+    kind, n = described.kind, described.num_classes
+    axis = {"multiclass": -1, "multilabel": -1, "segmentation": 1}.get(kind)
+    if axis is not None and (raw.ndim < 2 or raw.shape[axis] != n):
+        raise ValueError(
+            f"{where}: outputs of shape {tuple(raw.shape)} for a {kind} task with {n} classes; "
+            f"expected {n} per sample" + (" (N×C×H×W)" if kind == "segmentation" else " (N×C)")
+        )
+    if kind in ("multiclass", "segmentation") and not y.is_floating_point():
+        valid = y if ignore_index is None else y[y != ignore_index]
+        bad = valid[(valid < 0) | (valid >= n)]
+        if bad.numel():
+            raise ValueError(
+                f"{where}: target {int(bad[0])} is not a class of this {n}-class task (classes "
+                f"are 0 to {n - 1}"
+                + (f", and {ignore_index} is ignored)" if ignore_index is not None else ")")
+            )
 
 
 def _keep_worst(
@@ -214,20 +281,12 @@ def sample_identity(
 
     Positions map through ``Subset`` s (a ``val_split`` of your dataset, k-fold) and the
     ``split_indices`` lightkit data modules record when they cut your data into new datasets.
-    A loader that does not read its dataset in order keeps positions as indices, with a warning.
+    ``loader`` reads in order (see ``split_loader``).
     """
     positions = list(range(count))
     dataset = getattr(loader, "dataset", None)
     if dataset is None:
         dataset = getattr(datamodule, f"{split}_dataset", None)
-    sampler = getattr(loader, "sampler", None)
-    if isinstance(loader, DataLoader) and not isinstance(sampler, SequentialSampler):
-        warnings.warn(
-            f"lk.interpret: the {split} loader does not read its dataset in order "
-            f"({type(sampler).__name__}); samples are reported by their position in the loader",
-            stacklevel=3,
-        )
-        return positions, None
     indices = positions
     while True:
         if isinstance(dataset, Subset):

@@ -16,7 +16,6 @@ from lightkit.callbacks.figures import PALETTE, segmentation_image
 # An InterpretationReport (not imported: report.py imports this module to draw).
 Report = Any
 
-MAX_CURVES = 10  # ROC and PR curves: the classes with the lowest AUROC / AP beyond this
 MAX_ANNOTATED = 15  # confusion matrix cells show counts up to this many classes
 
 
@@ -51,12 +50,14 @@ def draw_figures(report: Report) -> dict[str, np.ndarray]:
     return drawn
 
 
-def _name(report: Report, index: int) -> str:
-    """``"<index> <name>"`` (the index alone without names, or when the name is the index)."""
+def _name(report: Report, index: int, width: int = 24) -> str:
+    """``"<index> <name>"`` (the index alone without names, or when the name is the index),
+    long names cut to ``width`` characters."""
     names = report.class_names
     if names is None or names[index] == str(index):
         return str(index)
-    return f"{index} {names[index]}"
+    name = names[index] if len(names[index]) <= width else names[index][: width - 1] + "…"
+    return f"{index} {name}"
 
 
 def _confusion(report: Report, matrix: torch.Tensor) -> Figure:
@@ -90,24 +91,13 @@ def _confusion(report: Report, matrix: torch.Tensor) -> Figure:
     return figure
 
 
-def _chosen(report: Report, curves: dict[int, Any], score: str) -> list[int]:
-    """At most MAX_CURVES classes: the worst by ``score`` (AUROC or AP) when there are more."""
-    values = report.plots.get(score, {})
-    classes = sorted(curves)
-    if len(classes) <= MAX_CURVES:
-        return classes
-    return sorted(classes, key=lambda c: values.get(c) if values.get(c) is not None else 1.0)[
-        :MAX_CURVES
-    ]
-
-
 def _curves(report: Report, which: str) -> Figure:
     roc = which == "roc"
     curves = report.plots[which]
     score = "auroc" if roc else "ap"
-    figure = Figure(figsize=(6.5, 5.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(9.0, 5.5), dpi=100, layout="constrained")
     axes = figure.add_subplot()
-    chosen = _chosen(report, curves, score)
+    chosen = sorted(curves)
     for c in chosen:
         x, y = curves[c]
         value = report.plots.get(score, {}).get(c)
@@ -122,12 +112,13 @@ def _curves(report: Report, which: str) -> Figure:
         axes.set_xlabel("recall")
         axes.set_ylabel("precision")
         title = "Precision-recall curves"
-    extra = f" ({len(chosen)} lowest of {len(curves)})" if len(chosen) < len(curves) else ""
+    total = report.plots.get("curve_classes", len(curves))
+    extra = f"\n({len(chosen)} classes of {total}: the lowest AUROC)" if len(chosen) < total else ""
     axes.set_title(f"{title}, {report.split} split, one-vs-rest{extra}")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right" if roc else "lower left", fontsize=8, title="class")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="class")
     return figure
 
 
@@ -150,7 +141,7 @@ def _reliability(report: Report, bins: dict[str, list]) -> Figure:
     axes.set_ylabel("accuracy" if multiclass else "observed frequency of positives")
     text = f"ECE {report.ece:.3f}" if report.ece is not None else ""
     if report.ece_uncalibrated is not None:
-        text += f" (before temperature {report.temperature:.3g}: {report.ece_uncalibrated:.3f})"
+        text += f"\n(without the temperature {report.temperature:.3g}: ECE {report.ece_uncalibrated:.3f})"
     axes.set_title(f"Reliability diagram, {report.split} split: {text}")
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
@@ -173,6 +164,12 @@ def _as_image(x: torch.Tensor) -> tuple[np.ndarray, str | None]:
     return x[:3].permute(1, 2, 0).numpy(), None
 
 
+def _short(value: Any, width: int = 28) -> str:
+    """A label (or list of labels) as a title line of at most ``width`` characters."""
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _top_loss_grid(report: Report, images: torch.Tensor) -> Figure:
     rows = report.top_losses[: len(images)]
     columns = min(4, len(rows))
@@ -188,7 +185,10 @@ def _top_loss_grid(report: Report, images: torch.Tensor) -> Figure:
         pixels, cmap = _as_image(image)
         axes.imshow(pixels, cmap=cmap, interpolation="nearest")
         right = row.get("target") == row.get("pred")
-        title = f"#{row['index']}  loss {row['loss']:.2f}\ntrue: {row.get('target')}\npred: {row.get('pred')}"
+        title = (
+            f"#{row['index']}  loss {row['loss']:.2f}\ntrue: {_short(row.get('target'))}\n"
+            f"pred: {_short(row.get('pred'))}"
+        )
         if row.get("confidence") is not None:
             title += f" ({row['confidence']:.0%})"
         axes.set_title(title, fontsize=9, color="#1a7f33" if right else "#c0141a", loc="left")
@@ -227,7 +227,7 @@ def _worst_segmentation(
         Patch(color=PALETTE[c % len(PALETTE)].tolist(), label=_name(report, c)) for c in range(n)
     ]
     axes.legend(handles=legend, title="mask colour: class", loc="upper center",
-                bbox_to_anchor=(0.5, -0.06), ncols=min(n, 5), fontsize=8)  # fmt: skip
+                bbox_to_anchor=(0.5, -0.06), ncols=min(n, 3), fontsize=8)  # fmt: skip
     axes.set_xticks([grid.shape[-1] * (k + 0.5) / 3 for k in range(3)],
                     ["image", "true mask", "predicted mask"])  # fmt: skip
     rows = report.top_losses[: len(images)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from lightkit._validation import check_instance, check_int, check_path
 from lightkit.checkpointing import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from lightkit.interpretation._collect import collect, split_loader
 from lightkit.interpretation.report import N_BINS
+from lightkit.outputs import scale_logits
 
 _KINDS = ("multiclass", "binary", "multilabel")
 
@@ -72,15 +74,18 @@ def _ece(kind: str, logits: torch.Tensor, target: torch.Tensor, n: int) -> float
     return float(binary_calibration_error(logits.sigmoid().flatten(), target.flatten(), N_BINS))
 
 
-def fit_temperature(kind: str, logits: torch.Tensor, target: torch.Tensor, max_iter: int) -> float:
-    """The temperature minimising the negative log-likelihood of ``logits / T`` (L-BFGS on
-    ``log T``, so T stays positive), clamped to lightkit's recorded range."""
+def fit_temperature(
+    kind: str, logits: torch.Tensor, target: torch.Tensor, max_iter: int, bias: float = 0.0
+) -> float:
+    """The temperature minimising the negative log-likelihood of ``(logits - bias) / T + bias``
+    (L-BFGS on ``log T``, so T stays positive), clamped to lightkit's recorded range.
+    ``bias`` is the decision threshold's logit for binary and multilabel outputs (0 for 0.5)."""
     log_t = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = _nll(kind, logits / log_t.exp(), target)
+        loss = _nll(kind, (logits - bias) / log_t.exp() + bias, target)
         loss.backward()
         return loss
 
@@ -88,9 +93,7 @@ def fit_temperature(kind: str, logits: torch.Tensor, target: torch.Tensor, max_i
         optimizer.step(closure)
     value = float(log_t.detach().exp())
     if not math.isfinite(value):
-        raise ValueError(
-            "calibrate: the temperature fit diverged; check the outputs for NaN or Inf"
-        )
+        value = MAX_TEMPERATURE if float(log_t.detach()) > 0 else MIN_TEMPERATURE
     return min(max(value, MIN_TEMPERATURE), MAX_TEMPERATURE)
 
 
@@ -154,6 +157,8 @@ def calibrate(
             f"calibrate: temperature scaling is for classification (multiclass, binary, "
             f"multilabel) outputs; {type(module).__name__} has {kind!r} outputs"
         )
+    if checkpoint is not None:  # before the pass: a wrong file fails at once
+        saved = _checked_checkpoint(module, os.fspath(checkpoint))
     loader = split_loader(datamodule, split, "calibrate")
     collected = collect(module, loader, 0, "calibrate", module.device)
     assert collected.raw is not None and collected.target is not None
@@ -171,8 +176,12 @@ def calibrate(
         target = (target.view(-1) > 0.5).long()
     else:
         target = (target > 0.5).long()
-    temperature = fit_temperature(kind, logits, target, max_iter)
-    scaled = logits / temperature
+    described = module.task_outputs()
+    bias = (
+        0.0 if kind == "multiclass" else math.log(described.threshold / (1 - described.threshold))
+    )
+    temperature = fit_temperature(kind, logits, target, max_iter, bias)
+    scaled = scale_logits(described, logits, temperature)
     result = Calibration(
         temperature=temperature,
         ece_before=_ece(kind, logits, target, n),
@@ -182,15 +191,43 @@ def calibrate(
         samples=len(target),
         checkpoint=os.fspath(checkpoint) if checkpoint is not None else None,
     )
-    module.temperature = temperature
+    _warn_if_degenerate(result, kind, logits, target, split)
     if checkpoint is not None:
-        _record(module, os.fspath(checkpoint), temperature)
+        _record(saved, os.fspath(checkpoint), temperature)
+    module.temperature = temperature
     return result
 
 
-def _record(module: Any, path: str, temperature: float) -> None:
-    """Write ``temperature`` into the checkpoint at ``path``, after checking it holds ``module``'s
-    weights (a temperature fitted for other weights would be wrong for them)."""
+def _warn_if_degenerate(
+    result: Calibration, kind: str, logits: torch.Tensor, target: torch.Tensor, split: str
+) -> None:
+    """Say when the fit means little: no mistakes to learn from, the range's end, a worse ECE."""
+    predicted = logits.argmax(-1) if kind == "multiclass" else (logits > 0).long()
+    if bool((predicted == target).all()):
+        warnings.warn(
+            f"calibrate: the model makes no mistake on the {split} split, so the fitted "
+            f"temperature ({result.temperature:.3g}) only sharpens its probabilities; calibrate "
+            "on a larger or harder held-out split",
+            stacklevel=3,
+        )
+    elif result.temperature in (MIN_TEMPERATURE, MAX_TEMPERATURE):
+        warnings.warn(
+            f"calibrate: the temperature reached the end of its range ({result.temperature:g}); "
+            "the model's outputs carry (almost) no information on this split",
+            stacklevel=3,
+        )
+    if result.ece_after > result.ece_before:
+        warnings.warn(
+            f"calibrate: the ECE rose on the {split} split ({result.ece_before:.4f} -> "
+            f"{result.ece_after:.4f}) while the NLL fell ({result.nll_before:.4f} -> "
+            f"{result.nll_after:.4f}); with few samples per bin the ECE is noisy",
+            stacklevel=3,
+        )
+
+
+def _checked_checkpoint(module: Any, path: str) -> dict[str, Any]:
+    """The checkpoint at ``path``, after checking it holds ``module``'s weights (a temperature
+    fitted for other weights would be wrong for them)."""
     saved = load_checkpoint(path)
     state_dict = saved.get("state_dict")
     if not isinstance(state_dict, dict):
@@ -217,6 +254,11 @@ def _record(module: Any, path: str, temperature: float) -> None:
             "trainer.save_checkpoint"
         )
     CheckpointMetadata.from_checkpoint(saved, path)  # refuses a malformed section
+    return saved
+
+
+def _record(saved: dict[str, Any], path: str, temperature: float) -> None:
+    """Write ``temperature`` into the checked checkpoint ``saved`` at ``path``, atomically."""
     section = dict(saved.get(CheckpointMetadata.KEY) or {})
     section["temperature"] = temperature
     saved[CheckpointMetadata.KEY] = section

@@ -17,9 +17,12 @@ from torchmetrics.functional import regression as tmr
 
 from lightkit._validation import check_bool, check_path
 from lightkit.interpretation._collect import Collected
+from lightkit.outputs import scale_logits
 
 N_BINS = 15  # reliability diagram and expected calibration error
 MAX_CONFUSED = 20
+MAX_CURVES = 10  # ROC and PR curves drawn: the classes with the lowest AUROC beyond this
+MAX_GRID = 32  # images in the top-loss picture
 
 
 class Confusion(NamedTuple):
@@ -127,8 +130,9 @@ class InterpretationReport:
 
         Args:
             folder: The folder (created if missing).
-            overwrite: Replace the files of an earlier report in ``folder``; without it a
-                folder that already holds a ``report.json`` is an error.
+            overwrite: Replace files of the same names in ``folder``; without it, any of them
+                already there (an earlier report, a picture of yours) is an error and nothing
+                is written.
 
         Returns:
             The files written.
@@ -139,14 +143,18 @@ class InterpretationReport:
         check_bool("InterpretationReport.save", "overwrite", overwrite)
         folder = Path(folder)
         summary = folder / "report.json"
-        if summary.exists() and not overwrite:
+        pictures = self.figures()
+        targets = [folder / f"{name}.png" for name in pictures] + [summary]
+        taken = [p.name for p in targets if p.exists()]
+        if taken and not overwrite:
             raise FileExistsError(
-                f"InterpretationReport.save: {str(folder)!r} already holds a report; choose "
-                "another folder or pass overwrite=True"
+                f"InterpretationReport.save: {str(folder)!r} already holds "
+                f"{', '.join(taken[:4])}{' ...' if len(taken) > 4 else ''}; choose another "
+                "folder or pass overwrite=True"
             )
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, pixels in self.figures().items():
+        for name, pixels in pictures.items():
             path = folder / f"{name}.png"
             Image.fromarray(pixels).save(path)
             written.append(path)
@@ -258,6 +266,12 @@ def build_report(
     described = collected.outputs
     kind = described.kind
     names = class_names if class_names and len(class_names) == described.num_classes else None
+    if class_names and names is None:
+        warnings.warn(
+            f"lk.interpret: {len(class_names)} class names for {described.num_classes} classes; "
+            "classes are shown by index",
+            stacklevel=3,
+        )
     if names is not None and all(name == str(i) for i, name in enumerate(names)):
         names = None  # "0", "1", ...: the indices say it already
     report = InterpretationReport(
@@ -287,8 +301,8 @@ def build_report(
                 collected.worst_raw[shown],
             )
             report.plots["num_classes"] = described.num_classes
-        elif kind != "segmentation":
-            report.plots["worst_images"] = inputs[:top_k]
+        elif kind in ("multiclass", "binary", "multilabel"):
+            report.plots["worst_images"] = inputs[: min(top_k, MAX_GRID)]
     return report
 
 
@@ -308,11 +322,12 @@ def _label(report: InterpretationReport, index: int) -> Any:
     return names[index] if names is not None and 0 <= index < len(names) else index
 
 
-def _probabilities(kind: str, raw: torch.Tensor, temperature: float | None) -> torch.Tensor:
-    logits = raw / temperature if temperature is not None else raw
-    if kind == "multiclass":
+def _probabilities(described: Any, raw: torch.Tensor, temperature: float | None) -> torch.Tensor:
+    """What inference returns: softmax (multiclass) or sigmoid of the calibrated logits."""
+    logits = scale_logits(described, raw, temperature) if temperature is not None else raw
+    if described.kind == "multiclass":
         return logits.softmax(-1)
-    logits = logits.view(-1) if kind == "binary" else logits
+    logits = logits.view(-1) if described.kind == "binary" else logits
     return logits.sigmoid()
 
 
@@ -358,10 +373,10 @@ def _classification(
     n = described.num_classes
     assert n is not None
     hard = _hard_targets(kind, target, raw)
-    probs = _probabilities(kind, raw, temperature)
+    probs = _probabilities(described, raw, temperature)
     report.ece = _ece(kind, probs, hard, n)
     if temperature is not None:
-        report.ece_uncalibrated = _ece(kind, _probabilities(kind, raw, None), hard, n)
+        report.ece_uncalibrated = _ece(kind, _probabilities(described, raw, None), hard, n)
     report.plots["reliability"] = reliability_bins(kind, probs, hard)
     # torchmetrics warns when a class has no positive sample (its AUROC is undefined): the
     # report shows those as empty cells instead.
@@ -401,17 +416,10 @@ def _per_class(
         report.metrics["auroc"] = float(auroc.mean())
     report.most_confused = _most_confused(report, matrix)
     report.plots["confusion"] = matrix
-    thresholds = None if len(hard) <= 5000 else 500
     if kind == "binary":
-        fpr, tpr, _ = tmc.binary_roc(probs, hard, thresholds=thresholds)
-        prec, rec, _ = tmc.binary_precision_recall_curve(probs, hard, thresholds=thresholds)
-        report.plots["roc"] = {1: (fpr, tpr)}
-        report.plots["pr"] = {1: (rec, prec)}
+        _curves(report, {1: (probs, hard)})
     else:
-        fpr, tpr, _ = tmc.multiclass_roc(scores, hard, n, thresholds=thresholds)
-        prec, rec, _ = tmc.multiclass_precision_recall_curve(scores, hard, n, thresholds=thresholds)
-        report.plots["roc"] = {c: (fpr[c], tpr[c]) for c in range(n) if support[c] > 0}
-        report.plots["pr"] = {c: (rec[c], prec[c]) for c in range(n) if support[c] > 0}
+        _curves(report, {c: (scores[:, c], (hard == c).long()) for c in range(n) if support[c] > 0})
 
 
 def _class_rows(
@@ -460,12 +468,29 @@ def _multilabel(
         ((probs > threshold).long() == hard).all(1).float().mean()
     )
     report.metrics["macro_f1"] = float(f1.mean())
-    thresholds = None if len(hard) <= 5000 else 500
-    fpr, tpr, _ = tmc.multilabel_roc(probs, hard, n, thresholds=thresholds)
-    prec, rec, _ = tmc.multilabel_precision_recall_curve(probs, hard, n, thresholds=thresholds)
-    with_both = [c for c in range(n) if 0 < support[c] < len(hard)]
-    report.plots["roc"] = {c: (fpr[c], tpr[c]) for c in with_both}
-    report.plots["pr"] = {c: (rec[c], prec[c]) for c in with_both}
+    _curves(
+        report,
+        {c: (probs[:, c], hard[:, c]) for c in range(n) if 0 < support[c] < len(hard)},
+    )
+
+
+def _curves(
+    report: InterpretationReport, columns: dict[int, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """Exact ROC and precision-recall curves (one-vs-rest) for at most MAX_CURVES classes: the
+    ones with the lowest AUROC when there are more (exact curves sort once per class; binned ones
+    loop over thresholds, far slower for large splits)."""
+    auroc = report.plots.get("auroc", {})
+    chosen = sorted(columns, key=lambda c: auroc.get(c) if auroc.get(c) is not None else 1.0)
+    chosen = sorted(chosen[:MAX_CURVES])
+    report.plots["roc"], report.plots["pr"] = {}, {}
+    report.plots["curve_classes"] = len(columns)
+    for c in chosen:
+        scores, positive = columns[c]
+        fpr, tpr, _ = tmc.binary_roc(scores, positive)
+        precision, recall, _ = tmc.binary_precision_recall_curve(scores, positive)
+        report.plots["roc"][c] = (fpr, tpr)
+        report.plots["pr"][c] = (recall, precision)
 
 
 def _most_confused(report: InterpretationReport, matrix: torch.Tensor) -> list[Confusion]:
@@ -523,7 +548,13 @@ def _regression(report: InterpretationReport, collected: Collected) -> None:
 
 
 def _value(tensor: torch.Tensor) -> Any:
-    return tensor.item() if tensor.numel() == 1 else tensor.flatten().tolist()
+    """One sample's value: a number, a short list, or for larger outputs (maps, sequences) a
+    summary of their shape and mean, so a report of dense outputs stays small."""
+    if tensor.numel() == 1:
+        return tensor.item()
+    if tensor.numel() <= 8:
+        return tensor.flatten().tolist()
+    return f"{'×'.join(map(str, tensor.shape))} values, mean {float(tensor.mean()):.4g}"
 
 
 def _top_losses(
@@ -545,7 +576,7 @@ def _top_losses(
         target = collected.worst_targets[rank] if collected.worst_targets is not None else None
         out = raw[rank] if raw is not None else None
         if kind in ("multiclass", "binary") and out is not None and target is not None:
-            probs = _probabilities(kind, out[None], report.temperature)[0]
+            probs = _probabilities(described, out[None], report.temperature)[0]
             if kind == "multiclass":
                 confidence, predicted = probs.max(-1)
                 true = _hard_targets(kind, target[None], out[None])[0]
@@ -560,7 +591,7 @@ def _top_losses(
                 confidence=float(confidence),
             )
         elif kind == "multilabel" and out is not None and target is not None:
-            probs = _probabilities(kind, out[None], report.temperature)[0]
+            probs = _probabilities(described, out[None], report.temperature)[0]
             row.update(
                 target=[_label(report, c) for c in (target > 0.5).nonzero().flatten().tolist()],
                 pred=[
@@ -569,8 +600,9 @@ def _top_losses(
                 ],
             )
         elif kind == "segmentation" and out is not None and target is not None:
+            classes = range(described.num_classes)  # an ignored value (255, -100) is no class
             row.update(
-                target=[_label(report, c) for c in target.unique().tolist() if c >= 0],
+                target=[_label(report, c) for c in target.unique().tolist() if c in classes],
                 pred=[_label(report, c) for c in out.unique().tolist()],
             )
         elif out is not None and target is not None:

@@ -33,6 +33,7 @@ from lightkit._lightning import is_mid_epoch, skip_unused_step_hooks
 from lightkit._metadata import CheckpointMetadata
 from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
+from lightkit.outputs import CALIBRATED_KINDS
 
 LOSS_SUM_KEY = "lightkit_train_loss_sum"
 
@@ -154,6 +155,19 @@ class TaskBookkeeping(Callback):
                 f"`lk.make_trainer(seed={seed})`."
             )
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After any checkpoint was restored: training changes the weights, so a temperature
+        # fitted for the old ones (lk.calibrate) no longer fits them.
+        state = self._state(pl_module)
+        if state is not None and state.temperature is not None:
+            rank_zero_warn(
+                f"lightkit: {type(pl_module).__name__} had a temperature ({state.temperature:.4g}, "
+                "from lk.calibrate) fitted for its weights before this training; it is dropped, "
+                "since training changes them. Calibrate again after training: "
+                "lk.calibrate(module, datamodule)."
+            )
+            state.temperature = None
+
     # --- epochs: metric states are reset when a stage starts (a reset inside one loop's
     # inference_mode would leave inference tensors the next loop, under no_grad, cannot update)
 
@@ -274,6 +288,18 @@ class TaskBookkeeping(Callback):
     ) -> None:
         if (state := self._state(pl_module)) is not None:
             state.restore(checkpoint, type(pl_module).__name__)
+            check_recorded_temperature(pl_module, state, type(pl_module).__name__)
+
+
+def check_recorded_temperature(pl_module: Any, state: TaskState, where: str) -> None:
+    """A temperature read from a checkpoint belongs to a classification task: a file that gives
+    one to a regression or segmentation task would silently scale its outputs."""
+    described = pl_module.task_outputs()
+    if state.temperature is not None and described.kind not in CALIBRATED_KINDS:
+        raise CheckpointError(
+            f"{where}: the checkpoint records a temperature ({state.temperature:g}) for a task "
+            f"with {described.kind!r} outputs; only classification outputs are calibrated"
+        )
 
 
 def _evaluation_step(
@@ -383,4 +409,4 @@ def batch_size_of(x: Any) -> int:
     return 1
 
 
-__all__ = ["TaskBookkeeping", "TaskState", "batch_size_of"]
+__all__ = ["TaskBookkeeping", "TaskState", "batch_size_of", "check_recorded_temperature"]

@@ -13,6 +13,7 @@ from lightkit._metadata import CheckpointMetadata
 from lightkit._spec import check_trust, qualified_name, stored_bytes, trusting
 from lightkit._validation import check_path, short_repr
 from lightkit.checkpointing import CheckpointError, load_checkpoint
+from lightkit.tasks._bookkeeping import check_recorded_temperature
 
 
 def load_task(
@@ -62,6 +63,7 @@ def load_task(
     with trusting(trusted, max_bytes=stored_bytes(state_dict.values())):
         module = cls(**init_args)
     module._task_state.restore(checkpoint, path, resuming=False)
+    check_recorded_temperature(module, module._task_state, path)
     module._task_state.loaded_from = path
     module.stage_metrics("val")  # a metric with persistent states has them in the state_dict
     module.on_load_checkpoint(checkpoint)  # your own hook, if you override it

@@ -16,15 +16,15 @@ from torchmetrics import Metric, MetricCollection
 
 from lightkit import optim as lk_optim
 from lightkit._lightning import has_validation_data
+from lightkit._metadata import MAX_TEMPERATURE, MIN_TEMPERATURE
 from lightkit._recompute import run_blocks
 from lightkit._spec import (
     from_spec,
     is_spec,
     to_spec,
 )
-from lightkit._metadata import MAX_TEMPERATURE, MIN_TEMPERATURE
 from lightkit._validation import check_bool, check_float
-from lightkit.outputs import TaskOutputs
+from lightkit.outputs import CALIBRATED_KINDS, TaskOutputs, scale_logits
 from lightkit.tasks._bookkeeping import TaskBookkeeping, TaskState
 from lightkit.tasks._loading import load_task
 
@@ -316,9 +316,21 @@ class TaskModule(L.LightningModule):
     @temperature.setter
     def temperature(self, value: float | None) -> None:
         if value is not None:
-            value = check_float(
-                self._name, "temperature", value, MIN_TEMPERATURE, MAX_TEMPERATURE
-            )
+            kind = self.task_outputs().kind
+            if kind not in CALIBRATED_KINDS:
+                raise ValueError(
+                    f"{self._name}: a temperature scales classification logits; this task's "
+                    f"outputs are {kind!r}"
+                )
+            try:
+                value = check_float(
+                    self._name, "temperature", value, MIN_TEMPERATURE, MAX_TEMPERATURE
+                )
+            except OverflowError:  # an int beyond float range
+                raise ValueError(
+                    f"{self._name}: temperature must be a number in [{MIN_TEMPERATURE:g}, "
+                    f"{MAX_TEMPERATURE:g}], got an integer of {len(str(value))} digits"
+                ) from None
         self._task_state.temperature = value
 
     @property
@@ -327,9 +339,13 @@ class TaskModule(L.LightningModule):
         return self._task_state.loaded_from
 
     def calibrated(self, preds: torch.Tensor) -> torch.Tensor:
-        """Raw outputs divided by :attr:`temperature` (unchanged when there is none)."""
+        """Raw outputs under :attr:`temperature` (unchanged when there is none): multiclass
+        logits divided by it, binary and multilabel logits scaled around the threshold's logit,
+        so no hard prediction changes (:func:`lightkit.outputs.scale_logits`)."""
         temperature = self._task_state.temperature
-        return preds if temperature is None else preds / temperature
+        if temperature is None:
+            return preds
+        return scale_logits(self.task_outputs(), preds, temperature)
 
     def configure_callbacks(self) -> list[Callback]:
         """lightkit's bookkeeping callback (see :class:`~lightkit.tasks.TaskBookkeeping`).
