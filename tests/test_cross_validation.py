@@ -45,3 +45,55 @@ def test_cross_validate_is_reproducible(tmp_path, capsys):
     first = run()
     torch.manual_seed(2)  # the caller's RNG state does not matter
     assert run()["folds"] == first["folds"]
+
+
+def test_group_folds_never_split_a_group(tmp_path):
+    from lightkit.data import KFoldDataModule
+
+    ds = make_blobs(90)
+    groups = [f"patient{i % 13}" for i in range(90)]  # 13 groups of 6-7 samples
+    seen = set()
+    for fold in range(4):
+        dm = KFoldDataModule(ds, k=4, fold=fold, groups=groups, seed=3)
+        train = {groups[i] for i in dm.train_indices}
+        val = {groups[i] for i in dm.val_indices}
+        assert not train & val, f"fold {fold} has groups on both sides: {train & val}"
+        assert len(dm.train_indices) + len(dm.val_indices) == 90
+        seen |= set(dm.val_indices)
+    assert seen == set(range(90))  # every sample validated once
+    sizes = [len(KFoldDataModule(ds, k=4, fold=f, groups=groups).val_indices) for f in range(4)]
+    assert max(sizes) - min(sizes) <= 7  # balanced to within one group
+    with pytest.raises(ValueError, match="3 distinct groups cannot make k=4"):
+        KFoldDataModule(ds, k=4, groups=[i % 3 for i in range(90)])
+    with pytest.raises(ValueError, match="groups has 10 ids for 90 samples"):
+        KFoldDataModule(ds, k=4, groups=list(range(10)))
+    with pytest.raises(TypeError, match=r"groups\[0\] is \[0\]; group ids must be hashable"):
+        KFoldDataModule(ds, k=2, groups=[[i] for i in range(90)])
+
+
+def test_out_of_fold_predictions_come_from_the_model_that_did_not_train_on_them(tmp_path, capsys):
+    from lightkit.data import KFoldDataModule
+
+    ds = make_blobs(60)
+    groups = [i // 4 for i in range(60)]
+    result = lk.cross_validate(
+        lambda: lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3),
+        ds,
+        k=3,
+        batch_size=16,
+        groups=groups,
+        return_oof=True,
+        trainer_kwargs={"max_epochs": 2, "default_root_dir": tmp_path, "logger": False},
+    )
+    oof, oof_fold = result["oof"], result["oof_fold"]
+    assert oof.shape == (60, 3) and torch.allclose(oof.sum(1), torch.ones(60))  # probabilities
+    assert sorted(set(oof_fold.tolist())) == [0, 1, 2]
+    for fold, path in enumerate(result["checkpoints"]):
+        held_out = KFoldDataModule(ds, k=3, fold=fold, groups=groups).val_indices
+        assert (oof_fold[held_out] == fold).all()
+        model = lk.ClassificationModule.load_from_checkpoint(path).eval()
+        with torch.no_grad():
+            expected = model.predict_step(ds.tensors[0][held_out], 0)
+        torch.testing.assert_close(oof[held_out], expected)
+    with pytest.raises(TypeError, match="return_oof"):
+        lk.cross_validate(lambda: None, ds, return_oof="yes")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import Dataset
 
 from lightkit._validation import check_bool, check_instance, check_int, check_seed, short_repr
@@ -23,6 +24,8 @@ def cross_validate(
     trainer_kwargs: dict[str, Any] | None = None,
     stratify: bool = True,
     seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
+    return_oof: bool = False,
 ) -> dict[str, Any]:
     """Train a fresh module on each of ``k`` folds and report validation metrics per fold.
 
@@ -38,9 +41,17 @@ def cross_validate(
         trainer_kwargs: Keywords for :func:`lightkit.make_trainer` (``max_epochs``, ...).
         stratify: Keep class proportions in each fold.
         seed: Seed of the folds (and, unless ``trainer_kwargs`` has one, of training).
+        groups: One group id per sample: group k-fold, every group whole in one fold (see
+            :class:`~lightkit.data.KFoldDataModule`).
+        return_oof: Also return out-of-fold predictions: every sample predicted (the task's
+            natural output, ``predict_step``) by the best checkpoint of the one fold model that
+            did not train on it, in dataset order.
 
     Returns:
-        ``{"folds": [{"val/loss": ..., "val/acc": ...}, ...], "mean": {...}, "std": {...}}``.
+        ``{"folds": [{"val/loss": ..., "val/acc": ...}, ...], "mean": {...}, "std": {...},
+        "checkpoints": [<each fold's best checkpoint, or None>, ...]}``,
+        and with ``return_oof`` also ``"oof"`` (a tensor, one row per sample in dataset order)
+        and ``"oof_fold"`` (the fold that predicted each sample).
 
     Example:
         >>> result = lk.cross_validate(
@@ -59,6 +70,7 @@ def cross_validate(
         raise TypeError(f"{owner}: dataset must be {DATASET_EXPECTED}, got None")
     k = check_int(owner, "k", k, minimum=2)
     check_bool(owner, "stratify", stratify)
+    check_bool(owner, "return_oof", return_oof)
     seed = check_seed(owner, "seed", seed)
     if trainer_kwargs is not None:
         check_instance(
@@ -66,10 +78,13 @@ def cross_validate(
         )
     kwargs = {"seed": seed, "enable_progress_bar": False, **(trainer_kwargs or {})}
     folds: list[dict[str, float]] = []
+    predicted: list[tuple[list[int], torch.Tensor]] = []
+    checkpoints: list[str | None] = []
     for fold in range(k):
         datamodule = KFoldDataModule(
-            dataset, k=k, fold=fold, stratify=stratify, batch_size=batch_size, seed=seed
-        )
+            dataset, k=k, fold=fold, stratify=stratify, batch_size=batch_size, seed=seed,
+            groups=groups,
+        )  # fmt: skip
         L.seed_everything(kwargs["seed"], verbose=False)  # the same initial weights in every fold
         module = make_module()
         if not isinstance(module, L.LightningModule):
@@ -86,6 +101,9 @@ def cross_validate(
             module, datamodule=datamodule, ckpt_path=best or None, verbose=False
         )[0]
         folds.append({key: float(v) for key, v in sorted(results.items())})
+        checkpoints.append(best or None)
+        if return_oof:  # the validated (best) weights are in the module now
+            predicted.append((datamodule.val_indices, _predict(module, datamodule)))
     keys = sorted(set().union(*folds))
     mean = {key: sum(f[key] for f in folds) / k for key in keys}
     std = {
@@ -93,7 +111,40 @@ def cross_validate(
         for key in keys
     }
     print(_table(folds, mean, std, keys))
-    return {"folds": folds, "mean": mean, "std": std}
+    result: dict[str, Any] = {"folds": folds, "mean": mean, "std": std, "checkpoints": checkpoints}
+    if return_oof:
+        first = predicted[0][1]
+        oof = first.new_zeros((len(dataset), *first.shape[1:]))  # type: ignore[arg-type]
+        oof_fold = torch.full((len(dataset),), -1, dtype=torch.long)  # type: ignore[arg-type]
+        for fold, (indices, outputs) in enumerate(predicted):
+            index = torch.as_tensor(indices, dtype=torch.long)
+            oof[index] = outputs
+            oof_fold[index] = fold
+        result["oof"], result["oof_fold"] = oof, oof_fold
+    return result
+
+
+def _predict(module: L.LightningModule, datamodule: KFoldDataModule) -> torch.Tensor:
+    """``predict_step`` outputs for the fold's validation samples, in their order, on the CPU."""
+    outputs = []
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            for batch_idx, batch in enumerate(datamodule.val_dataloader()):
+                batch = _to_device(batch, module.device)
+                outputs.append(module.predict_step(batch, batch_idx).float().cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(outputs)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    return batch
 
 
 def _table(folds: list[dict[str, float]], mean: dict, std: dict, keys: list[str]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -39,6 +39,26 @@ def split_indices(
             start += take
         parts[-1] += group[start:]
     return [sorted(p) for p in parts]
+
+
+def group_fold_indices(groups: Sequence[Hashable], k: int, seed: int) -> list[list[int]]:
+    """``k`` disjoint folds covering every sample, each group whole in one fold.
+
+    Groups are taken largest first (ties in a seeded random order) and each goes to the fold
+    with the fewest samples so far, as scikit-learn's ``GroupKFold`` balances them.
+    """
+    members: dict[Hashable, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    generator = torch.Generator().manual_seed(seed)
+    keys = list(members)
+    order = [keys[j] for j in torch.randperm(len(keys), generator=generator).tolist()]
+    order.sort(key=lambda g: -len(members[g]))  # stable: the seeded order breaks ties
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for group in order:
+        smallest = min(range(k), key=lambda f: len(folds[f]))
+        folds[smallest] += members[group]
+    return [sorted(f) for f in folds]
 
 
 def fold_indices(n: int, k: int, seed: int, labels: Sequence[int] | None = None) -> list[list[int]]:

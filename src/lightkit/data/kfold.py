@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 
 from lightkit._validation import check_bool, check_int
 from lightkit.data._checks import DATASET_EXPECTED, check_dataset
-from lightkit.data._splits import fold_indices
+from lightkit.data._splits import fold_indices, group_fold_indices
 from lightkit.data.datamodule import DataModule, Transform
 
 
@@ -30,9 +31,14 @@ class KFoldDataModule(DataModule):
         num_workers: DataLoader workers, or ``"auto"``.
         train_transform: Applied to training inputs.
         eval_transform: Applied to validation inputs.
+        groups: One group id per sample (a patient, a site, a recording: any hashable value).
+            Group k-fold: every group lies whole in one fold, so no group is on both sides of a
+            split; folds are balanced by size (largest groups first, each to the smallest fold),
+            not by class (``stratify`` is then not used). Needs at least ``k`` groups.
 
     Example:
         >>> dm = lk.data.KFoldDataModule(dataset, k=5, fold=2)
+        >>> dm = lk.data.KFoldDataModule(dataset, k=5, fold=2, groups=patient_ids)
     """
 
     def __init__(
@@ -46,6 +52,7 @@ class KFoldDataModule(DataModule):
         num_workers: int | str = "auto",
         train_transform: Transform | None = None,
         eval_transform: Transform | None = None,
+        groups: Sequence[Hashable] | None = None,
     ) -> None:
         name = type(self).__name__
         check_dataset(name, "dataset", dataset)
@@ -70,11 +77,38 @@ class KFoldDataModule(DataModule):
         self.k = k
         self.fold = fold
         self.stratify = stratify
-        folds = fold_indices(n, k, self.seed, _labels(dataset) if stratify else None)
+        if groups is not None:
+            folds = group_fold_indices(_checked_groups(name, groups, n, k), k, self.seed)
+        else:
+            folds = fold_indices(n, k, self.seed, _labels(dataset) if stratify else None)
+        self.groups = list(groups) if groups is not None else None
         self.val_indices = folds[fold]
         self.train_indices = sorted(i for j, f in enumerate(folds) if j != fold for i in f)
         self.train = Subset(dataset, self.train_indices)
         self.val = Subset(dataset, self.val_indices)
+
+
+def _checked_groups(name: str, groups: Any, n: int, k: int) -> list[Hashable]:
+    """``groups`` as a list of ``n`` hashable ids with at least ``k`` distinct values."""
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence | torch.Tensor):
+        raise TypeError(
+            f"{name}: groups must be a sequence with one group id per sample, got "
+            f"{type(groups).__name__}"
+        )
+    values = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
+    if len(values) != n:
+        raise ValueError(
+            f"{name}: groups has {len(values)} ids for {n} samples; give one per sample"
+        )
+    for i, value in enumerate(values):
+        if not isinstance(value, Hashable) or (isinstance(value, float) and value != value):
+            raise TypeError(
+                f"{name}: groups[{i}] is {value!r}; group ids must be hashable (and not NaN)"
+            )
+    distinct = len(set(values))
+    if distinct < k:
+        raise ValueError(f"{name}: {distinct} distinct groups cannot make k={k} group folds")
+    return values
 
 
 def _labels(dataset: Any) -> list[int]:
