@@ -118,3 +118,19 @@ def test_lightning_still_counts_the_training_batch_index_in_the_epoch_loop(tmp_p
     trainer = quiet_trainer(tmp_path, max_epochs=1, logger=False, callbacks=[Probe()])
     trainer.fit(tiny_task(), DataLoader(make_blobs(96), batch_size=32))
     assert seen == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_lightning_csv_logger_still_opens_its_writer_where_run_csv_logger_replaces_it(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    assert callable(getattr(ExperimentWriter, "_check_log_dir_exists", None)), "moved"
+    logger = CSVLogger(save_dir=tmp_path, name="", version="v")
+    assert logger._experiment is None and hasattr(logger, "_fs") and logger.root_dir
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "metrics.csv").write_text("a,step\n1.0,0\n")
+    run_logger = _lightning.RunCSVLogger(save_dir=tmp_path, name="", version="v")
+    run_logger.log_metrics({"a": 2.0, "b": 3.0}, step=1)
+    run_logger.save()
+    rows = (tmp_path / "v" / "metrics.csv").read_text().splitlines()
+    assert rows == ["a,b,step", "1.0,,0", "2.0,3.0,1"]  # kept, and a new column added

@@ -5,12 +5,14 @@ which is not public API. lightkit needs them in three places: a mid-epoch checkp
 the epoch got (the task's running loss sum), the in-memory loader resumes at the exact batch, and
 ``lk.fit``'s out-of-memory retry recounts the batches already trained in the new batch size. All
 three go through the functions below. And :func:`skip_unused_step_hooks` relies on how Lightning
-dispatches callback hooks. ``tests/test_lightning_seam.py`` fails by name when Lightning moves or
-changes any of these.
+dispatches callback hooks. :class:`RunCSVLogger` replaces how Lightning's ``CSVLogger`` opens its
+``metrics.csv`` (it deletes an existing one). ``tests/test_lightning_seam.py`` fails by name when
+Lightning moves or changes any of these.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 import warnings
@@ -18,6 +20,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 CallbackType = TypeVar("CallbackType", bound=type[Callback])
 
@@ -161,7 +166,34 @@ def set_verbosity(verbose: bool) -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, never deleted."""
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's deletes the file it finds
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                header = next(csv.reader(file), [])
+            self.metrics_keys = sorted(header)  # new columns rewrite the header, keeping rows
+
+
+class RunCSVLogger(CSVLogger):
+    """``CSVLogger`` for a run folder: ``metrics.csv`` grows across a resumed run.
+
+    Lightning's writer deletes an existing ``metrics.csv`` (with a warning) when it opens the
+    folder, which would erase a resumed run's history; this one appends to it.
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 __all__ = [
+    "RunCSVLogger",
     "batches_processed",
     "epoch_save_due",
     "has_validation_data",

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 
 import lightkit as lk
-from helpers import flat_weights, make_blobs
+from helpers import flat_weights, make_blobs, tiny_datamodule, tiny_task
 
 
 def _callbacks(trainer, cls):
@@ -97,7 +97,13 @@ def test_train_loss_and_val_metrics_reach_tensorboard(tmp_path, blobs):
         ({"precision": "fp8"}, "unknown precision 'fp8'; expected one of 'auto', '32-true'"),
         ({"accumulate_grad_batches": 0}, "accumulate_grad_batches must be an integer >= 1, got 0"),
         ({"patience": -1}, "patience must be an integer >= 0"),
-        ({"logger": "wandb"}, "logger must be 'tensorboard', False or a lightning Logger"),
+        (
+            {"logger": "wandb"},
+            "logger must be 'tensorboard', 'csv', True, False, a lightning Logger",
+        ),
+        ({"logger": ["csv", 5]}, "got 5"),
+        ({"logger": []}, "logger is an empty list; pass False"),
+        ({"logger": ["csv", "csv"]}, "logger names a logger twice"),
         ({"gradient_clip_val": -1.0}, r"gradient_clip_val must be a number in \(0, inf\)"),
     ],
 )
@@ -136,3 +142,37 @@ def test_accumulation_equals_the_large_batch(tmp_path):
     plain = _one_epoch_sgd(tmp_path, batch_size=8, accumulate=1)
     torch.testing.assert_close(accumulated, big, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(plain, big, atol=1e-3)  # the comparison can tell them apart
+
+
+def test_loggers_by_name_write_into_the_run_folder_and_a_resume_keeps_the_csv(tmp_path):
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def fit(epochs, **kwargs):
+        trainer = lk.make_trainer(
+            max_epochs=epochs, default_root_dir=tmp_path, enable_progress_bar=False,
+            enable_model_summary=False, logger=["tensorboard", "csv"], seed=0, **kwargs,
+        )  # fmt: skip
+        trainer.fit(
+            tiny_task(), datamodule=tiny_datamodule(n=96), ckpt_path="last" if kwargs else None
+        )
+        return trainer
+
+    trainer = fit(2)
+    assert len(trainer.loggers) == 2
+    run = tmp_path / "version_0"
+    with open(run / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert len(events.Scalars("val/loss")) == 2
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*will be deleted.*")
+        fit(3, version="last")  # resume the same run folder for a third epoch
+    with open(run / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the first run's rows are kept

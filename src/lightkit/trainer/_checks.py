@@ -71,10 +71,7 @@ def check_arguments(
             + ", ".join(repr(p) for p in PROFILERS)
             + " or a lightning Profiler"
         )
-    if not (logger in (None, False, True) or logger == "tensorboard" or isinstance(logger, Logger)):
-        raise ValueError(
-            f"{owner}: logger must be 'tensorboard', False or a lightning Logger, got {logger!r}"
-        )
+    check_logger(owner, logger)
     check_root_dir(owner, default_root_dir)
     if seed is not None:
         check_seed(owner, "seed", seed)
@@ -95,6 +92,29 @@ def check_arguments(
                     f"{owner}: callbacks[{i}] must be a lightning Callback, got {callback!r} "
                     f"({type(callback).__name__})"
                 )
+
+
+LOGGER_NAMES = ("tensorboard", "csv")
+
+
+def check_logger(owner: str, logger: Any) -> None:
+    """``logger``: a name, True (TensorBoard), False/None, a Logger, or a list of names and Loggers."""
+    expected = (
+        "'tensorboard', 'csv', True, False, a lightning Logger, or a list of them (for MLflow, "
+        "W&B and others pass lightning's own logger, e.g. MLFlowLogger(...))"
+    )
+    if logger in (None, False, True):
+        return
+    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    if isinstance(logger, (list, tuple)) and not items:
+        raise ValueError(f"{owner}: logger is an empty list; pass False for no logger")
+    for item in items:
+        if isinstance(item, Logger) or (isinstance(item, str) and item in LOGGER_NAMES):
+            continue
+        raise ValueError(f"{owner}: logger must be {expected}, got {item!r}")
+    names = [item for item in items if isinstance(item, str)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"{owner}: logger names a logger twice: {names!r}")
 
 
 def check_root_dir(owner: str, value: Any) -> None:

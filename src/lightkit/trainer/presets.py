@@ -33,7 +33,7 @@ from lightkit._hardware import (
     resolve_hardware,
     resolve_precision,
 )
-from lightkit._lightning import set_verbosity
+from lightkit._lightning import RunCSVLogger, set_verbosity
 from lightkit._validation import check_bool, check_float
 from lightkit.callbacks import (
     GPUMemoryMonitor,
@@ -70,7 +70,7 @@ def make_trainer(
     gradient_clip_algorithm: str = "norm",
     num_nodes: int = 1,
     profiler: str | Profiler | None = None,
-    logger: str | bool | Logger = "tensorboard",
+    logger: str | bool | Logger | list[str | Logger] = "tensorboard",
     default_root_dir: str | os.PathLike[str] = DEFAULT_ROOT,
     seed: int | None = None,
     checkpoint_every_n_steps: int | None = None,
@@ -140,7 +140,10 @@ def make_trainer(
             ``Profiler``. Reports go to ``<run folder>/profile/`` and their paths are printed;
             ``"pytorch"`` also writes a Chrome trace (``*.pt.trace.json``, open it in
             ``chrome://tracing`` or https://ui.perfetto.dev).
-        logger: ``"tensorboard"``, ``False``, or a Lightning ``Logger``.
+        logger: ``"tensorboard"``, ``"csv"`` (``<run folder>/metrics.csv``, which pandas reads),
+            ``False``, a Lightning ``Logger`` (``MLFlowLogger``, ``WandbLogger``...), or a list of
+            them (``["tensorboard", "csv"]``). Named loggers write into the run folder; the
+            validation figures and the HPARAMS table go to TensorBoard when it is among them.
         default_root_dir: Folder holding one ``version_<n>`` folder per run.
         seed: Seed every RNG (torch, numpy, Python, workers) when the trainer is built. Nets
             built before that start from unseeded weights: build the trainer first, or call
@@ -351,18 +354,24 @@ def _plugins(plugins: Any) -> list[Any]:
     return plugins
 
 
-def _logger(logger: str | bool | Logger, run_dir: Path) -> Logger | bool:
+def _logger(logger: Any, run_dir: Path) -> Logger | list[Logger] | bool:
+    """The loggers ``make_trainer(logger=...)`` names (checked before), all in the run folder."""
     if logger is False or logger is None:
         return False
+    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    built = [_one_logger(item, run_dir) for item in items]
+    return built[0] if len(built) == 1 else built
+
+
+def _one_logger(logger: Any, run_dir: Path) -> Logger:
+    if isinstance(logger, Logger):
+        return logger
     if logger is True or logger == "tensorboard":
         return TensorBoardLogger(
             save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
         )
-    if isinstance(logger, Logger):
-        return logger
-    raise ValueError(
-        f"make_trainer: logger must be 'tensorboard', False or a lightning Logger, got {logger!r}"
-    )
+    # "csv": <run folder>/metrics.csv (and hparams.yaml), one row per logging step
+    return RunCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name)
 
 
 __all__ = ["make_trainer", "progress_bar"]
