@@ -103,7 +103,7 @@ def check_logger(owner: str, logger: Any) -> None:
         "'tensorboard', 'csv', True, False, a lightning Logger, or a list of them (for MLflow, "
         "W&B and others pass lightning's own logger, e.g. MLFlowLogger(...))"
     )
-    if logger in (None, False, True):
+    if logger is None or isinstance(logger, bool):  # not 0 or 1: a number is no logger
         return
     items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
     if isinstance(logger, (list, tuple)) and not items:
