@@ -99,3 +99,15 @@ def test_interpret_a_checkpoint_prints_the_report_and_saves_pictures_in_its_run(
     assert "split must be one of" in capsys.readouterr().err
     assert main(args) == 2
     assert "--ckpt_path" in capsys.readouterr().err
+
+
+def test_the_logger_is_chosen_by_name_on_the_command_line(tmp_path):
+    config, root = tmp_path / "c.yaml", tmp_path / "runs"
+    config.write_text(CONFIG)
+    base = ["fit", "--config", str(config), f"--trainer.default_root_dir={root}"]
+    assert main([*base, "--trainer.logger=false"]) == 0  # a boolean, not the string 'false'
+    assert not list((root / "version_0").glob("events.out.tfevents*"))
+    assert not (root / "version_0" / "metrics.csv").exists()
+    assert main([*base, "--trainer.logger=[tensorboard, csv]"]) == 0
+    assert (root / "version_1" / "metrics.csv").read_text().startswith("epoch,")
+    assert list((root / "version_1").glob("events.out.tfevents*"))

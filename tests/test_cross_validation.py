@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,6 +70,17 @@ def test_group_folds_never_split_a_group(tmp_path):
         KFoldDataModule(ds, k=4, groups=list(range(10)))
     with pytest.raises(TypeError, match=r"groups\[0\] is \[0\]; group ids must be hashable"):
         KFoldDataModule(ds, k=2, groups=[[i] for i in range(90)])
+    with pytest.raises(TypeError, match=r"groups\[1\] is None; .* not missing"):
+        KFoldDataModule(ds, k=2, groups=[0, None] * 45)
+    with pytest.raises(TypeError, match=r"groups\[0\] is nan"):
+        KFoldDataModule(ds, k=2, groups=np.full(90, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"one-dimensional .* shape \(90, 1\)"):
+        KFoldDataModule(ds, k=2, groups=torch.zeros(90, 1))
+    # numpy arrays (and pandas Series, tensors) are the usual form: the same folds as a list
+    as_array = KFoldDataModule(ds, k=4, fold=1, groups=np.array(groups), seed=3)
+    assert (
+        as_array.val_indices == KFoldDataModule(ds, k=4, fold=1, groups=groups, seed=3).val_indices
+    )
 
 
 def test_out_of_fold_predictions_come_from_the_model_that_did_not_train_on_them(tmp_path, capsys):
@@ -97,3 +109,25 @@ def test_out_of_fold_predictions_come_from_the_model_that_did_not_train_on_them(
         torch.testing.assert_close(oof[held_out], expected)
     with pytest.raises(TypeError, match="return_oof"):
         lk.cross_validate(lambda: None, ds, return_oof="yes")
+    with pytest.raises(ValueError, match="may not set version"):
+        lk.cross_validate(lambda: None, ds, trainer_kwargs={"version": "last"})
+
+
+@pytest.mark.slow
+def test_out_of_fold_predictions_of_an_ema_run_come_from_the_best_checkpoint(tmp_path, capsys):
+    """After an EMA fit, validate leaves the raw weights in the module: OOF must not use them."""
+    ds = make_blobs(48)
+    result = lk.cross_validate(
+        lambda: lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3),
+        ds,
+        k=2,
+        batch_size=8,
+        return_oof=True,
+        trainer_kwargs={"max_epochs": 2, "default_root_dir": tmp_path, "logger": False, "ema": 0.5},
+    )
+    for fold, path in enumerate(result["checkpoints"]):
+        held_out = (result["oof_fold"] == fold).nonzero().flatten()
+        model = lk.ClassificationModule.load_from_checkpoint(path).eval()
+        with torch.no_grad():
+            expected = model.predict_step(ds.tensors[0][held_out], 0)
+        torch.testing.assert_close(result["oof"][held_out], expected)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 
 CallbackType = TypeVar("CallbackType", bound=type[Callback])
 
@@ -182,6 +184,25 @@ class RunCSVLogger(CSVLogger):
     Lightning's writer deletes an existing ``metrics.csv`` (with a warning) when it opens the
     folder, which would erase a resumed run's history; this one appends to it.
     """
+
+    @rank_zero_only
+    def resume_at(self, step: int) -> None:
+        """Drop the rows of steps ``>= step``: a run resumed from the checkpoint of ``step``
+        logs them again (TensorBoard likewise hides what a resumed run rewrites)."""
+        self.save()
+        path = self.experiment.metrics_file_path
+        if not os.path.isfile(path):
+            return
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            fields, rows = reader.fieldnames or [], list(reader)
+        kept = [r for r in rows if not (r.get("step") or "").isdigit() or int(r["step"]) < step]
+        if len(kept) == len(rows):
+            return
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
 
     @property
     @rank_zero_experiment

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lightkit._validation import check_bool, check_instance, check_int, check_seed, short_repr
+from lightkit.checkpointing import load_checkpoint
 from lightkit.data import KFoldDataModule
 from lightkit.data._checks import DATASET_EXPECTED, check_dataset
 from lightkit.trainer import make_trainer
@@ -76,6 +77,11 @@ def cross_validate(
         check_instance(
             owner, "trainer_kwargs", trainer_kwargs, Mapping, "a dict of make_trainer keywords"
         )
+    if trainer_kwargs is not None and "version" in trainer_kwargs:
+        raise ValueError(
+            f"{owner}: trainer_kwargs may not set version: every fold trains in its own new run "
+            "folder (one version would put all folds, and their best checkpoints, in one)"
+        )
     kwargs = {"seed": seed, "enable_progress_bar": False, **(trainer_kwargs or {})}
     folds: list[dict[str, float]] = []
     predicted: list[tuple[list[int], torch.Tensor]] = []
@@ -97,13 +103,20 @@ def cross_validate(
         trainer = make_trainer(**kwargs)
         trainer.fit(module, datamodule=datamodule)
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        results = trainer.validate(
+        validated = trainer.validate(
             module, datamodule=datamodule, ckpt_path=best or None, verbose=False
-        )[0]
+        )
+        if not validated:
+            raise ValueError(
+                f"{owner}: fold {fold} ran no validation (limit_val_batches=0?); cross-validation "
+                "scores each fold on its held-out samples"
+            )
+        results = validated[0]
         folds.append({key: float(v) for key, v in sorted(results.items())})
         checkpoints.append(best or None)
-        if return_oof:  # the validated (best) weights are in the module now
-            predicted.append((datamodule.val_indices, _predict(module, datamodule)))
+        if return_oof:
+            device = trainer.strategy.root_device  # fit and validate leave the module on the CPU
+            predicted.append((datamodule.val_indices, _predict(module, datamodule, best, device)))
     keys = sorted(set().union(*folds))
     mean = {key: sum(f[key] for f in folds) / k for key in keys}
     std = {
@@ -124,8 +137,15 @@ def cross_validate(
     return result
 
 
-def _predict(module: L.LightningModule, datamodule: KFoldDataModule) -> torch.Tensor:
-    """``predict_step`` outputs for the fold's validation samples, in their order, on the CPU."""
+def _predict(
+    module: L.LightningModule, datamodule: KFoldDataModule, best: str, device: torch.device
+) -> torch.Tensor:
+    """``predict_step`` outputs for the fold's validation samples, in their order, on the CPU,
+    from the fold's best checkpoint (loaded here: after an EMA or SWA fit, ``validate`` leaves
+    the raw weights in the module)."""
+    if best:
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
+    module.to(device)
     outputs = []
     was_training = module.training
     module.eval()

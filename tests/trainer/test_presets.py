@@ -176,3 +176,32 @@ def test_loggers_by_name_write_into_the_run_folder_and_a_resume_keeps_the_csv(tm
     with open(run / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # the first run's rows are kept
+
+
+def test_a_crashed_and_resumed_run_logs_each_step_once_in_the_csv(tmp_path):
+    import csv
+
+    from lightning.pytorch.callbacks import Callback
+
+    class Crash(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 7:
+                raise RuntimeError("simulated crash")
+
+    def fit(**kwargs):
+        trainer = lk.make_trainer(
+            max_epochs=2, default_root_dir=tmp_path, enable_progress_bar=False,
+            enable_model_summary=False, logger="csv", log_every_n_steps=1, seed=0,
+            checkpoint_every_n_steps=5, **kwargs,
+        )  # fmt: skip
+        ckpt_path = "last" if "version" in kwargs else None
+        trainer.fit(
+            tiny_task(), datamodule=tiny_datamodule(n=64, batch_size=8), ckpt_path=ckpt_path
+        )
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(callbacks=[Crash()])  # steps 0-6 logged, last.ckpt at step 5
+    fit(version="last")  # resumes from step 5
+    with open(tmp_path / "version_0" / "metrics.csv", newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == 11  # each step once, in order

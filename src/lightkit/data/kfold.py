@@ -77,11 +77,12 @@ class KFoldDataModule(DataModule):
         self.k = k
         self.fold = fold
         self.stratify = stratify
-        if groups is not None:
-            folds = group_fold_indices(_checked_groups(name, groups, n, k), k, self.seed)
+        self.groups = _checked_groups(name, groups, n, k) if groups is not None else None
+        if self.groups is not None:
+            folds = group_fold_indices(self.groups, k, self.seed)
+            self.stratify = False  # group folds balance sizes, not classes
         else:
             folds = fold_indices(n, k, self.seed, _labels(dataset) if stratify else None)
-        self.groups = list(groups) if groups is not None else None
         self.val_indices = folds[fold]
         self.train_indices = sorted(i for j, f in enumerate(folds) if j != fold for i in f)
         self.train = Subset(dataset, self.train_indices)
@@ -89,21 +90,29 @@ class KFoldDataModule(DataModule):
 
 
 def _checked_groups(name: str, groups: Any, n: int, k: int) -> list[Hashable]:
-    """``groups`` as a list of ``n`` hashable ids with at least ``k`` distinct values."""
-    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence | torch.Tensor):
+    """``groups`` (a list, tuple, numpy array, pandas Series or tensor) as a list of ``n``
+    hashable ids, none missing (None or NaN), with at least ``k`` distinct values."""
+    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
         raise TypeError(
-            f"{name}: groups must be a sequence with one group id per sample, got "
-            f"{type(groups).__name__}"
+            f"{name}: groups must be a sequence with one group id per sample (a list, array or "
+            f"Series), got {type(groups).__name__}"
         )
-    values = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
+    if getattr(groups, "ndim", 1) != 1:
+        raise ValueError(
+            f"{name}: groups must be one-dimensional (one id per sample), got shape "
+            f"{tuple(groups.shape)}"
+        )
+    values = groups.tolist() if hasattr(groups, "tolist") else list(groups)
     if len(values) != n:
         raise ValueError(
             f"{name}: groups has {len(values)} ids for {n} samples; give one per sample"
         )
     for i, value in enumerate(values):
-        if not isinstance(value, Hashable) or (isinstance(value, float) and value != value):
+        missing = value is None or (value != value)
+        if missing or not isinstance(value, Hashable):
             raise TypeError(
-                f"{name}: groups[{i}] is {value!r}; group ids must be hashable (and not NaN)"
+                f"{name}: groups[{i}] is {value!r}; group ids must be hashable and not missing "
+                "(None or NaN)"
             )
     distinct = len(set(values))
     if distinct < k:

@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightkit._lightning import is_mid_epoch, skip_unused_step_hooks
+from lightkit._lightning import RunCSVLogger, is_mid_epoch, skip_unused_step_hooks
 from lightkit._metadata import CheckpointMetadata
 from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
@@ -156,6 +156,10 @@ class TaskBookkeeping(Callback):
             )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0:  # resumed: the steps after the checkpoint are logged again
+            for logger in trainer.loggers:
+                if isinstance(logger, RunCSVLogger):
+                    logger.resume_at(trainer.global_step)
         # After any checkpoint was restored: training changes the weights, so a temperature
         # fitted for the old ones (lk.calibrate) no longer fits them.
         state = self._state(pl_module)

@@ -100,8 +100,8 @@ LOGGER_NAMES = ("tensorboard", "csv")
 def check_logger(owner: str, logger: Any) -> None:
     """``logger``: a name, True (TensorBoard), False/None, a Logger, or a list of names and Loggers."""
     expected = (
-        "'tensorboard', 'csv', True, False, a lightning Logger, or a list of them (for MLflow, "
-        "W&B and others pass lightning's own logger, e.g. MLFlowLogger(...))"
+        "'tensorboard', 'csv', True, False, a lightning Logger, or a list of names and Loggers "
+        "(for MLflow, W&B and others pass lightning's own logger, e.g. MLFlowLogger(...))"
     )
     if logger is None or isinstance(logger, bool):  # not 0 or 1: a number is no logger
         return
