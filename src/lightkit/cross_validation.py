@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import Dataset
 
 from lightkit._validation import check_bool, check_instance, check_int, check_seed, short_repr
@@ -152,19 +153,11 @@ def _predict(
     try:
         with torch.inference_mode():
             for batch_idx, batch in enumerate(datamodule.val_dataloader()):
-                batch = _to_device(batch, module.device)
+                batch = move_data_to_device(batch, module.device)
                 outputs.append(module.predict_step(batch, batch_idx).float().cpu())
     finally:
         module.train(was_training)
     return torch.cat(outputs)
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    return batch
 
 
 def _table(folds: list[dict[str, float]], mean: dict, std: dict, keys: list[str]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -93,16 +94,6 @@ def _in_order(loader: Any, owner: str, split: str) -> Any:
     )
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(b, device) for b in batch)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    return batch
-
-
 @contextlib.contextmanager
 def evaluating(module: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the duration; the module's own mode restored after."""
@@ -169,7 +160,7 @@ def collect(
     seen = 0
     with evaluating(module):
         for batch_idx, batch in enumerate(loader):
-            x, y = module.unpack_batch(_to_device(batch, device))
+            x, y = module.unpack_batch(move_data_to_device(batch, device))
             raw = module(x)
             if not isinstance(raw, torch.Tensor) or not isinstance(y, torch.Tensor):
                 raise TypeError(

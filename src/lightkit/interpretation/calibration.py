@@ -17,7 +17,7 @@ from lightkit._metadata import MAX_TEMPERATURE, MIN_TEMPERATURE, CheckpointMetad
 from lightkit._validation import check_instance, check_int, check_path
 from lightkit.checkpointing import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from lightkit.interpretation._collect import collect, split_loader
-from lightkit.interpretation.report import N_BINS
+from lightkit.interpretation.report import expected_calibration_error
 from lightkit.outputs import scale_logits
 
 _KINDS = ("multiclass", "binary", "multilabel")
@@ -62,16 +62,8 @@ def _nll(kind: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _ece(kind: str, logits: torch.Tensor, target: torch.Tensor, n: int) -> float:
-    from torchmetrics.functional.classification import (
-        binary_calibration_error,
-        multiclass_calibration_error,
-    )
-
-    if kind == "multiclass":
-        return float(
-            multiclass_calibration_error(logits.softmax(-1), target, n, n_bins=N_BINS, norm="l1")
-        )
-    return float(binary_calibration_error(logits.sigmoid().flatten(), target.flatten(), N_BINS))
+    probs = logits.softmax(-1) if kind == "multiclass" else logits.sigmoid()
+    return expected_calibration_error(kind, probs, target, n)
 
 
 def fit_temperature(

@@ -341,7 +341,10 @@ def _hard_targets(kind: str, target: torch.Tensor, raw: torch.Tensor) -> torch.T
     return (target > 0.5).long()
 
 
-def _ece(kind: str, probs: torch.Tensor, target: torch.Tensor, n: int) -> float:
+def expected_calibration_error(
+    kind: str, probs: torch.Tensor, target: torch.Tensor, n: int
+) -> float:
+    """torchmetrics' ECE (15 equal-width bins) of the probabilities inference returns."""
     if kind == "multiclass":
         value = tmc.multiclass_calibration_error(probs, target, n, n_bins=N_BINS, norm="l1")
     else:  # binary; multilabel: every (sample, label) probability as one binary prediction
@@ -374,9 +377,11 @@ def _classification(
     assert n is not None
     hard = _hard_targets(kind, target, raw)
     probs = _probabilities(described, raw, temperature)
-    report.ece = _ece(kind, probs, hard, n)
+    report.ece = expected_calibration_error(kind, probs, hard, n)
     if temperature is not None:
-        report.ece_uncalibrated = _ece(kind, _probabilities(described, raw, None), hard, n)
+        report.ece_uncalibrated = expected_calibration_error(
+            kind, _probabilities(described, raw, None), hard, n
+        )
     report.plots["reliability"] = reliability_bins(kind, probs, hard)
     # torchmetrics warns when a class has no positive sample (its AUROC is undefined): the
     # report shows those as empty cells instead.
@@ -613,4 +618,10 @@ def _top_losses(
     return rows
 
 
-__all__ = ["Confusion", "InterpretationReport", "build_report", "reliability_bins"]
+__all__ = [
+    "Confusion",
+    "InterpretationReport",
+    "build_report",
+    "expected_calibration_error",
+    "reliability_bins",
+]
