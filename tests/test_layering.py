@@ -40,10 +40,12 @@ GROUPS = {  # the second part of a module's name -> its group
     "tuning": "workflows",
     "diagnosis": "workflows",
     "interpretation": "workflows",
+    "runs": "workflows",
     "export": "shipping",
     "inference": "shipping",
     "serve": "shipping",
     "cli": "cli",
+    "sweep": "cli",  # config-driven like the CLI: trials are `lightkit fit` runs
 }
 _BELOW_TASKS = {"foundation", "models", "losses", "optim", "data"}
 ALLOWED = {  # group -> the groups it may import from
