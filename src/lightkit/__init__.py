@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from lightkit._version import VERSION as __version__
 
 # name -> the module that defines it
 _NAMES = {
@@ -42,6 +42,7 @@ _NAMES = {
     "fit": "lightkit.fitting",
     "interpret": "lightkit.interpretation",
     "make_trainer": "lightkit.trainer",
+    "sweep": "lightkit.sweeps",
 }
 _SUBPACKAGES = (
     "callbacks",
@@ -63,6 +64,7 @@ _MODULES = (
     "interpretation",
     "outputs",
     "serve",
+    "sweeps",
     "trainer",
     "tuning",
 )
@@ -94,6 +96,7 @@ __all__ = [  # _NAMES and _SUBPACKAGES, sorted (tests/test_package.py checks the
     "make_trainer",
     "models",
     "optim",
+    "sweep",
     "tasks",
 ]
 
@@ -121,6 +124,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from lightkit.inference import Predictor
     from lightkit.interpretation import calibrate, interpret
     from lightkit.outputs import TaskOutputs
+    from lightkit.sweeps import sweep
     from lightkit.tasks import (
         BinaryClassificationModule,
         ClassificationModule,

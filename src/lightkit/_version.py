@@ -1,0 +1,3 @@
+"""The version of lightkit, in one place (the package, the CLI and the build read it)."""
+
+VERSION = "0.1.0"

@@ -1,0 +1,434 @@
+"""sweep(): an Optuna hyperparameter search over a lightkit config; every trial is a normal run.
+
+The study lives in an SQLite database in the study folder, so a sweep that is stopped (even by
+SIGKILL) continues where it stopped when started again, and several processes started on the
+same folder share its trials. Needs the ``sweep`` extra: ``pip install "lightkit[sweep]"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import math
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from lightkit._cli_config import lightning_cli
+from lightkit._validation import check_choice, check_int, check_seed
+from lightkit.sweeps._space import (
+    OWNER,
+    Param,
+    check_overrides,
+    lookup,
+    override,
+    read_space,
+    read_yaml,
+    same_value,
+)
+from lightkit.sweeps._summary import summarize
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["PRUNERS", "sweep"]
+
+PRUNERS = ("median", "halving", "none")
+STUDY_NAME = "lightkit"
+_MAX_REASON = 500
+
+
+def sweep(
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    search_space: str | os.PathLike[str] | Mapping[str, Any],
+    n_trials: int = 20,
+    study_dir: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
+    pruner: str = "median",
+    overrides: Sequence[str] = (),
+) -> optuna.Study:
+    """Search hyperparameters of a lightkit config with Optuna; returns the ``optuna.Study``.
+
+    Every trial is a normal ``lightkit fit`` run of ``config`` with the searched values set, in
+    ``<study_dir>/trials/version_<trial number>/`` with its own checkpoints, TensorBoard logs
+    and ``config.yaml``. Its value is the best value of the trainer's ``monitor`` (``val/loss``
+    unless the config says otherwise), minimised or maximised by its ``mode``; trials that fall
+    behind at an epoch are pruned (``pruner``). A trial that fails (a NaN loss, out of memory,
+    a value its module refuses) is recorded as failed with its reason and the sweep goes on.
+
+    The study is the SQLite file ``<study_dir>/study.db``. ``n_trials`` counts the study's
+    trials, not this call's: calling again (after a crash, a SIGKILL or Ctrl-C) runs only the
+    trials still missing, and a trial that was running when its process died is run again
+    (under a new number). Several processes on one ``study_dir`` (on one machine) share the
+    work and run ``n_trials`` between them.
+
+    At the end ``<study_dir>`` holds ``trials.csv``, ``best.yaml`` (the best trial's values as
+    a config to add with a second ``--config``), ``importance.json`` and plots of the
+    optimisation history and the parameters' importance; a table of the trials is printed.
+
+    Args:
+        config: The base config: a ``lightkit fit`` YAML file, or the same content as a dict.
+        search_space: A YAML file or dict mapping dotted config keys (as the CLI takes them) to
+            ``{type: float|int, low, high[, log: true][, step]}`` or ``{type: categorical,
+            choices: [...]}`` (or a plain list). Unknown keys, ``low > high`` and values a key
+            does not take are errors before any trial runs.
+        n_trials: Trials the study should hold (finished, pruned or failed).
+        study_dir: The study's folder (default ``<the config's default_root_dir>/sweep``).
+        seed: Seed of the sampler (TPE): the same seed gives the same trials in one process.
+        pruner: ``"median"`` (stop a trial whose value is worse than the median of earlier
+            trials at the same epoch), ``"halving"`` (successive halving) or ``"none"``.
+        overrides: Fixed settings for every trial, as on the command line
+            (``["--trainer.max_epochs=5"]``).
+
+    Returns:
+        The study: ``study.best_params``, ``study.best_value``, ``study.trials``.
+
+    Example:
+        >>> study = lk.sweep(
+        ...     "examples/configs/digits.yaml",
+        ...     {"model.init_args.optimizer.init_args.lr": {"type": "float", "low": 1e-4,
+        ...                                                 "high": 1e-1, "log": True}},
+        ...     n_trials=12, study_dir="runs/digits_sweep", seed=0,
+        ... )  # doctest: +SKIP
+        >>> study.best_params  # doctest: +SKIP
+        {'model.init_args.optimizer.init_args.lr': 0.0041...}
+    """
+    optuna = _import_optuna()
+    check_int(OWNER, "n_trials", n_trials, 1, 100_000)
+    if seed is not None:
+        check_seed(OWNER, "seed", seed)
+    check_choice(OWNER, "pruner", pruner, PRUNERS)
+    params = read_space(search_space)
+    fixed = check_overrides(overrides)
+    config_data, config_path = _config(config)
+    # A dict goes to the CLI as JSON text, which --config takes as readily as a file.
+    source = config_path if config_path is not None else json.dumps(config_data)
+    base = _parse(source, fixed, "config" + (" with overrides" if fixed else ""))
+    monitor = str(lookup(base, "trainer.monitor")[1] or "val/loss")
+    mode = str(lookup(base, "trainer.mode")[1] or "min")
+    if study_dir is None:
+        study_dir = Path(str(lookup(base, "trainer.default_root_dir")[1] or "runs")) / "sweep"
+    study_dir = Path(study_dir)
+    for param in params:
+        _check_param(source, fixed, param)
+
+    study_dir.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    lock = FileLock(os.fspath(study_dir / "study.lock"))
+    fingerprint = _fingerprint(config_data, fixed, params, monitor, mode)
+    with lock:
+        study = _open_study(optuna, study_dir, mode, pruner, fingerprint)
+        _keep_inputs(study_dir, config_data, fixed, params)
+
+    while True:
+        with lock:
+            _fail_stale(optuna, study)
+            if _counted(optuna, study) >= n_trials:
+                break
+            study.sampler = _sampler(optuna, seed, len(study.get_trials(deepcopy=False)))
+            trial = study.ask()
+            trial.set_user_attr("process", _process_token())
+            trial.set_user_attr("host", socket.gethostname())
+        _run_trial(optuna, study, trial, params, [source, *fixed], study_dir, monitor)
+
+    summarize(study, params, study_dir, monitor, mode, seed)
+    return study
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+        import optuna_integration  # noqa: F401  (the Lightning pruning callback)
+    except ImportError as err:
+        raise ImportError(
+            f'{OWNER} needs Optuna and optuna-integration: pip install "lightkit[sweep]" ({err})'
+        ) from None
+    return optuna
+
+
+def _config(config: Any) -> tuple[dict[str, Any], str | None]:
+    """The base config as data, and its file (None for a dict: written into the study folder)."""
+    if isinstance(config, (str, os.PathLike)):
+        data = read_yaml(config, "config")
+        if not isinstance(data, dict):
+            raise TypeError(
+                f"{OWNER}: config {os.fspath(config)!r} must hold a mapping (a lightkit fit "
+                f"config), got {type(data).__name__}"
+            )
+        return data, os.fspath(config)
+    if isinstance(config, Mapping):
+        return json.loads(json.dumps(dict(config), default=str)), None
+    raise TypeError(
+        f"{OWNER}: config must be a YAML file or a dict (a lightkit fit config), "
+        f"got {type(config).__name__}"
+    )
+
+
+def _parse(source: str, extra: list[str], what: str) -> Any:
+    """The config parsed (not built) by the lightkit CLI; a ``ValueError`` if it refuses it."""
+    from jsonargparse import ArgumentError
+
+    try:
+        with _quiet():
+            return lightning_cli(
+                ["--config", source, *extra], run=False, instantiate=False, exit_on_error=False
+            ).config
+    except (ArgumentError, ValueError, TypeError) as err:
+        raise ValueError(f"{OWNER}: {what}: {_short(err)}") from None
+
+
+def _check_param(source: str, fixed: list[str], param: Param) -> None:
+    """The config takes ``param.key`` and every value the search can give it (both ends of a
+    range, every choice): checked by parsing, before any trial runs."""
+    for value in param.samples():
+        what = f"search space key {param.key!r}"
+        parsed = _parse(source, [*fixed, override(param.key, value)], f"{what}: value {value!r}")
+        found, kept = lookup(parsed, param.key)
+        if not found or not same_value(kept, value):
+            raise ValueError(
+                f"{OWNER}: {what}: the config has no setting {param.key!r} that takes "
+                f"{value!r} (list the keys with: lightkit fit --config BASE.yaml --print_config)"
+            )
+
+
+def _fingerprint(
+    config: Any, fixed: list[str], params: list[Param], monitor: str, mode: str
+) -> str:
+    blob = json.dumps(
+        {
+            "config": config,
+            "overrides": fixed,
+            "space": [(p.key, p.as_dict()) for p in params],
+            "monitor": monitor,
+            "mode": mode,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _open_study(optuna: Any, study_dir: Path, mode: str, pruner: str, fingerprint: str) -> Any:
+    database = study_dir / "study.db"
+    if not database.exists() and any((study_dir / "trials").glob("version_*")):
+        raise FileExistsError(
+            f"{OWNER}: {os.fspath(study_dir)!r} holds trial runs but no study.db; the study "
+            "they belong to is gone. Use a new study_dir (nothing here is overwritten)"
+        )
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{database.resolve()}",
+        engine_kwargs={"connect_args": {"timeout": 60}},  # two processes may write at once
+    )
+    direction = "maximize" if mode == "max" else "minimize"
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=storage,
+        direction=direction,
+        pruner=_pruner(optuna, pruner),
+        load_if_exists=True,
+    )
+    recorded = study.user_attrs.get("fingerprint")
+    if recorded is None and not study.trials:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif recorded != fingerprint:
+        raise ValueError(
+            f"{OWNER}: the study in {os.fspath(study_dir)!r} was started with another config, "
+            "search space or monitor (see config.yaml and search_space.yaml there); continue it "
+            "with those, or give a new study_dir"
+        )
+    if study.direction.name.lower() != direction:
+        raise ValueError(f"{OWNER}: the study in {os.fspath(study_dir)!r} does not {direction}")
+    return study
+
+
+def _keep_inputs(study_dir: Path, config: Any, fixed: list[str], params: list[Param]) -> None:
+    """The base config (with the overrides), the search space, beside the study (first start)."""
+    for name, data in (
+        ("config.yaml", {**config, "# overrides": fixed} if fixed else config),
+        ("search_space.yaml", {p.key: p.as_dict() for p in params}),
+    ):
+        path = study_dir / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            os.replace(tmp, path)
+
+
+def _pruner(optuna: Any, name: str) -> Any:
+    if name == "median":  # from the 4th trial on, never at the first epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def _sampler(optuna: Any, seed: int | None, number: int) -> Any:
+    # One seed per trial: reproducible in one process, and two processes sharing the study
+    # never draw the same values for the same reason.
+    return optuna.samplers.TPESampler(seed=None if seed is None else seed + number)
+
+
+def _counted(optuna: Any, study: Any) -> int:
+    """Trials that count towards ``n_trials``: finished, pruned, failed with a reason, running.
+    A trial whose process died (failed without a reason) does not: it is run again."""
+    state = optuna.trial.TrialState
+    return sum(
+        t.state in (state.COMPLETE, state.PRUNED, state.RUNNING)
+        or (t.state == state.FAIL and "fail_reason" in t.user_attrs)
+        for t in study.get_trials(deepcopy=False)
+    )
+
+
+def _fail_stale(optuna: Any, study: Any) -> None:
+    """Running trials whose process is gone (killed): failed, and queued to run again."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        token = trial.user_attrs.get("process")
+        if token is not None and (trial.user_attrs.get("host") != host or _alive(token)):
+            continue  # another machine's, or a live process's
+        _retry_later(optuna, study, trial)
+
+
+def _retry_later(optuna: Any, study: Any, trial: Any) -> None:
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def _process_token() -> str:
+    """This process, as ``pid:start time`` (a reused pid is another process)."""
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def _start_time(pid: int) -> str:
+    try:  # Linux: field 22 of /proc/<pid>/stat, after the parenthesised command name
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return "zombie" if fields[0] == "Z" else fields[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(token: Any) -> bool:
+    pid_text, _, started = str(token).partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _start_time(pid)
+    return now != "zombie" and (not started or not now or now == started)
+
+
+def _run_trial(
+    optuna: Any,
+    study: Any,
+    trial: Any,
+    params: list[Param],
+    config: list[str],
+    study_dir: Path,
+    monitor: str,
+) -> None:
+    """One trial: a lightkit fit run with the trial's values; its outcome told to the study."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    values = {p.key: p.suggest(trial) for p in params}
+    run_dir = study_dir / "trials" / f"version_{trial.number}"
+    trial.set_user_attr("run_dir", os.fspath(run_dir))
+    print(f"{OWNER}: trial {trial.number}: {_shown(values)}", file=sys.stderr)
+    built: dict[str, Any] = {}
+    try:
+        cli = lightning_cli(
+            [
+                "--config",
+                *config,
+                *(override(k, v) for k, v in values.items()),
+                f"--trainer.default_root_dir={os.fspath(study_dir / 'trials')}",
+                f"--trainer.version={trial.number}",
+            ],
+            run=False,
+            exit_on_error=False,
+        )
+        built["trainer"] = trainer = cli.trainer
+        trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+        trainer.fit(cli.model, datamodule=cli.datamodule)
+        checkpoint = trainer.checkpoint_callback
+        score = None if checkpoint is None else checkpoint.best_model_score
+        value = None if score is None else float(score)
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"the run logged no finite {monitor} (got {value})")
+    except optuna.TrialPruned:
+        _note_epochs(trial, built)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    except Exception as err:  # the sweep goes on; the reason is recorded with the trial
+        reason = _short(err)
+        _note_epochs(trial, built)
+        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {reason}"[:_MAX_REASON])
+        _write_error(run_dir)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        print(f"{OWNER}: trial {trial.number} failed: {reason}", file=sys.stderr)
+        return
+    except BaseException:  # Ctrl-C, SystemExit: this trial is run again when the sweep is
+        _retry_later(optuna, study, trial)
+        raise
+    finally:
+        built.clear()
+        gc.collect()  # the trial's model and data, before the next trial builds its own
+    trial.set_user_attr("epochs", int(trainer.current_epoch))
+    study.tell(trial, value)
+
+
+def _note_epochs(trial: Any, built: dict[str, Any]) -> None:
+    if "trainer" in built:
+        trial.set_user_attr("epochs", int(built["trainer"].current_epoch))
+
+
+def _write_error(run_dir: Path) -> None:
+    """The failed trial's traceback, in its run folder (when it got that far)."""
+    if run_dir.is_dir():
+        with contextlib.suppress(OSError):
+            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+
+
+def _shown(values: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k.rsplit('.', 1)[-1]}={v:.4g}"
+        if isinstance(v, float)
+        else f"{k.rsplit('.', 1)[-1]}={v!r}"
+        for k, v in values.items()
+    )
+
+
+def _short(err: BaseException) -> str:
+    """An error's message on one line: jsonargparse's nested explanations, kept short."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = " | ".join(lines) if lines else type(err).__name__
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Parsing-only runs of the CLI: Lightning's "Seed set to" line, once per check, is noise."""
+    import logging
+
+    log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
