@@ -132,3 +132,26 @@ def _assert_each_fold_predicted_by_its_best_checkpoint(result, ds):
         with torch.no_grad():
             expected = model.predict_step(ds.tensors[0][held_out], 0)
         torch.testing.assert_close(result["oof"][held_out], expected)
+
+
+def test_the_fold_models_predict_as_one_ensemble(tmp_path, capsys):
+    """lk.Predictor.ensemble(result["checkpoints"]): the mean of the folds' best models."""
+    ds = make_blobs(48)
+    result = lk.cross_validate(
+        lambda: lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3),
+        ds,
+        k=2,
+        batch_size=16,
+        trainer_kwargs={"max_epochs": 2, "default_root_dir": tmp_path, "logger": False},
+    )
+    ensemble = lk.Predictor.ensemble(result["checkpoints"], device="cpu")
+    x = ds.tensors[0]
+    folds = []
+    for path in result["checkpoints"]:
+        model = lk.ClassificationModule.load_from_checkpoint(path).eval()
+        with torch.no_grad():
+            folds.append(model(x).softmax(-1))
+    assert not torch.allclose(folds[0], folds[1], atol=1e-4)  # two different models
+    probs = ensemble.predict(x)
+    torch.testing.assert_close(probs, (folds[0] + folds[1]) / 2)
+    assert ensemble.predict_labels(x) == probs.argmax(1).tolist()

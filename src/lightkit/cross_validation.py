@@ -53,13 +53,17 @@ def cross_validate(
         ``{"folds": [{"val/loss": ..., "val/acc": ...}, ...], "mean": {...}, "std": {...},
         "checkpoints": [<each fold's best checkpoint, or None>, ...]}``,
         and with ``return_oof`` also ``"oof"`` (a tensor, one row per sample in dataset order)
-        and ``"oof_fold"`` (the fold that predicted each sample).
+        and ``"oof_fold"`` (the fold that predicted each sample). The fold models predict as
+        one with ``lk.Predictor.ensemble(result["checkpoints"])``: their probabilities
+        averaged (see :class:`~lightkit.inference.EnsemblePredictor`).
 
     Example:
         >>> result = lk.cross_validate(
         ...     lambda: lk.ClassificationModule(lk.models.MLP(64, 10), 10),
         ...     dataset, k=5, trainer_kwargs={"max_epochs": 10})
         >>> result["mean"]["val/acc"]
+        >>> ensemble = lk.Predictor.ensemble(result["checkpoints"])   # the 5 fold models
+        >>> ensemble.predict(x_test)
     """
     owner = "cross_validate"
     if not callable(make_module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -24,6 +25,7 @@ from lightkit._validation import (
     check_class_names,
     check_int,
     check_path,
+    check_sequence,
 )
 from lightkit.checkpointing import load_checkpoint
 from lightkit.data._recorded import check_image_size, image_size
@@ -97,6 +99,7 @@ class Predictor:
         shape = input_shape if input_shape is not None else getattr(module, "input_shape", None)
         self.input_shape: tuple[int, ...] | None = _check_shape(shape)
         self.image_mode = image_mode
+        self._checkpoint: str | None = None  # the file from_checkpoint loaded, for messages
         self._warned_no_transform = False
         described = module.task_outputs() if isinstance(module, DescribedTask) else None
         self.task_outputs: TaskOutputs = described or TaskOutputs()
@@ -225,7 +228,82 @@ class Predictor:
         )
         if transform is None and transform_spec is not None:
             predictor._transform_spec = dict(transform_spec)
+        predictor._checkpoint = os.fspath(path)
         return predictor
+
+    @classmethod
+    def ensemble(
+        cls,
+        checkpoints: Sequence[str | os.PathLike[str]],
+        device: str | torch.device = "auto",
+        net: nn.Module | None = None,
+        task: type[L.LightningModule] | None = None,
+        transform: Any = None,
+        trust: str | list[str] | None = None,
+        tta: bool = False,
+    ) -> EnsemblePredictor:
+        """One predictor for several checkpoints of the same task: their probabilities averaged.
+
+        Each checkpoint is loaded exactly as :meth:`from_checkpoint` loads one (untrusted input,
+        the same ``trust`` allow-list), and the result is an :class:`EnsemblePredictor`: a
+        :class:`Predictor` whose ``predict`` returns the mean of the members' natural outputs
+        (probabilities, after each member's own temperature; values for regression) and whose
+        hard predictions come from that mean. The usual source is :func:`lightkit.cross_validate`,
+        whose ``result["checkpoints"]`` holds each fold's best checkpoint.
+
+        Args:
+            checkpoints: The ``.ckpt`` files, a list or tuple of at least one path.
+            device: See :class:`Predictor`; every member runs on it.
+            net: An instance of the trained architecture, when the nets cannot be rebuilt from
+                the files; each member loads its weights into its own copy.
+            task: The task module class, when the checkpoints do not name an importable one.
+            transform: See :class:`Predictor` (default: the eval transform the checkpoints
+                record, which must be the same in all of them).
+            trust: See :meth:`from_checkpoint`; it applies to every checkpoint.
+            tta: Test-time augmentation (flips), applied once around the whole ensemble.
+
+        Raises:
+            ValueError: the checkpoints disagree on the task (kind, classes, class names,
+                threshold), input shape, image mode or transform; the message names the one
+                that differs. An error loading a checkpoint carries a note naming it.
+
+        Example:
+            >>> result = lk.cross_validate(make_module, dataset, k=5)
+            >>> ensemble = lk.Predictor.ensemble(result["checkpoints"])
+            >>> probs = ensemble.predict(x_test)   # the mean of the 5 fold models' probabilities
+        """
+        owner = "Predictor.ensemble"
+        paths = check_sequence(owner, "checkpoints", checkpoints, min_length=1)
+        for i, path in enumerate(paths):
+            if path is None:
+                raise ValueError(
+                    f"{owner}: checkpoints[{i}] is None, not a checkpoint file (cross_validate "
+                    "gives None for a fold that saved no best checkpoint: leave checkpointing on)"
+                )
+            check_path(owner, f"checkpoints[{i}]", path, "a checkpoint file path")
+        check_bool(owner, "tta", tta)
+        trusted = check_trust(trust, owner)
+        if net is not None and not isinstance(net, nn.Module):
+            raise TypeError(
+                f"{owner}: net must be None or a torch.nn.Module (an instance of the trained "
+                f"architecture), got {type(net).__name__}"
+            )
+        members = []
+        for i, path in enumerate(paths):
+            try:
+                member = Predictor.from_checkpoint(
+                    path,
+                    device=device,
+                    net=copy.deepcopy(net) if net is not None else None,
+                    task=task,
+                    transform=transform,
+                    trust=list(trusted) or None,
+                )
+            except Exception as err:
+                err.add_note(f"{owner}: while loading checkpoints[{i}] ({os.fspath(path)!r})")
+                raise
+            members.append(member)
+        return EnsemblePredictor(members, tta=tta)
 
     @torch.inference_mode()
     def predict(self, inputs: Any, batch_size: int = 256) -> torch.Tensor:
@@ -259,46 +337,40 @@ class Predictor:
         """
         x = x.to(self.device, non_blocking=True)
         if self.tta:
-            return self._predict_flipped(x, labels)
-        raw = self._calibrated(self.module(x))
-        to_output = getattr(self.module, "predict_output", None)
-        out = (to_output(raw) if callable(to_output) else raw).float().cpu()
+            out = self._flip_averaged(x)
+            predicted = _hard_predictions(self.task_outputs, out) if labels else None
+        else:
+            out, predicted = self._outputs(x, labels)
+        out = out.float().cpu()
         if not labels:
             return out
-        predicted = self.task_outputs.predicted(raw)
         return out, predicted.cpu() if predicted is not None else None
+
+    def _outputs(self, x: torch.Tensor, labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The natural output for a batch on :attr:`device` (float, left there), and with
+        ``labels`` the hard predictions from the raw outputs (else None). No TTA."""
+        raw = self._calibrated(self.module(x))
+        to_output = getattr(self.module, "predict_output", None)
+        out = (to_output(raw) if callable(to_output) else raw).float()
+        return out, self.task_outputs.predicted(raw) if labels else None
 
     def _calibrated(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw outputs divided by the module's fitted temperature (``lk.calibrate``), if any."""
         calibrated = getattr(self.module, "calibrated", None)
         return calibrated(raw) if callable(calibrated) else raw
 
-    def _predict_flipped(self, x: torch.Tensor, labels: bool) -> Any:
+    def _flip_averaged(self, x: torch.Tensor) -> torch.Tensor:
         """The average of the natural outputs for ``x`` and ``x`` flipped left to right."""
         if x.ndim != 4:
             raise ValueError(
                 f"Predictor: tta=True flips images (N×C×H×W batches), got inputs of shape "
                 f"{tuple(x.shape)}; use tta=False for other inputs"
             )
-        to_output = getattr(self.module, "predict_output", None)
-        outputs = []
-        for flipped in (False, True):
-            raw = self._calibrated(self.module(x.flip(-1) if flipped else x))
-            out = (to_output(raw) if callable(to_output) else raw).float()
-            if flipped and self.task_outputs.kind == "segmentation":
-                out = out.flip(-1)  # back to the original pixels
-            outputs.append(out)
-        out = ((outputs[0] + outputs[1]) / 2).cpu()
-        if not labels:
-            return out
-        kind, threshold = self.task_outputs.kind, self.task_outputs.threshold
-        if kind in ("multiclass", "segmentation"):
-            predicted = out.argmax(1 if kind == "segmentation" else -1)
-        elif kind in ("binary", "multilabel"):
-            predicted = (out > threshold).long()
-        else:
-            predicted = None
-        return out, predicted
+        out = self._outputs(x, False)[0]
+        flipped = self._outputs(x.flip(-1), False)[0]
+        if self.task_outputs.kind == "segmentation":
+            flipped = flipped.flip(-1)  # back to the original pixels
+        return (out + flipped) / 2
 
     @torch.inference_mode()
     def predict_labels(self, inputs: Any, batch_size: int = 256) -> Any:
@@ -457,6 +529,135 @@ class Predictor:
         return tensor
 
 
+class EnsemblePredictor(Predictor):
+    """Several trained models of one task predicting as one: their natural outputs averaged.
+
+    ``predict`` returns the mean of the members' natural outputs, with the same shapes and types
+    as a :class:`Predictor`'s: averaged class probabilities (softmax of each member's logits,
+    after its own temperature) for multiclass and segmentation, averaged sigmoid probabilities
+    for binary and multilabel classification, the mean value for regression. Hard predictions
+    (:meth:`predict_labels`, ``predict_batch(x, labels=True)``) come from the averaged
+    probabilities: the argmax, or the task's threshold. Averaging probabilities rather than
+    logits keeps each member's calibration, and is the usual k-fold ensemble.
+
+    Inputs are checked and images loaded once, with the members' shared input shape, image mode
+    and transform; each batch then goes through every member in turn, so memory holds one
+    member's activations at a time. Members must agree on the task (kind, number of classes,
+    class names, threshold), the input shape, the image mode and the transform, run on one
+    device and have ``tta=False`` (the ensemble's ``tta`` flips once around all of them).
+
+    Args:
+        members: The :class:`Predictor` of each model, at least one.
+        tta: Test-time augmentation (flips) around the whole ensemble; see :class:`Predictor`.
+
+    Attributes:
+        members: The member predictors, in order.
+        module: The members' modules, in an ``nn.ModuleList``.
+
+    Example:
+        >>> ensemble = lk.Predictor.ensemble(result["checkpoints"])   # from lk.cross_validate
+        >>> ensemble = lk.inference.EnsemblePredictor([lk.Predictor(m) for m in fold_modules])
+        >>> ensemble.predict(x_test)                                  # N×C mean probabilities
+    """
+
+    def __init__(self, members: Sequence[Predictor], tta: bool = False) -> None:
+        self.members: tuple[Predictor, ...] = _check_members(members)
+        first = self.members[0]
+        super().__init__(
+            nn.ModuleList(member.module for member in self.members),
+            device=first.device,
+            transform=first._transform if first._transform_spec is None else None,
+            input_shape=first.input_shape,
+            image_mode=first.image_mode,
+            class_names=first.class_names,
+            tta=tta,
+        )
+        self.task_outputs = first.task_outputs
+        self._transform_spec = first.transform_spec
+
+    @classmethod
+    def from_checkpoint(cls, *args: Any, **kwargs: Any) -> Predictor:  # type: ignore[override]
+        """Not for an ensemble: load several checkpoints with :meth:`Predictor.ensemble`."""
+        raise TypeError(
+            "EnsemblePredictor.from_checkpoint: an ensemble loads several checkpoints; use "
+            "lk.Predictor.ensemble([path, ...]) (or lk.Predictor.from_checkpoint for one model)"
+        )
+
+    def _outputs(self, x: torch.Tensor, labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mean of the members' natural outputs, and with ``labels`` its hard predictions."""
+        total = self.members[0]._outputs(x, False)[0]
+        for member in self.members[1:]:
+            total = total + member._outputs(x, False)[0]
+        out = total / len(self.members)
+        return out, _hard_predictions(self.task_outputs, out) if labels else None
+
+
+def _check_members(members: Any) -> tuple[Predictor, ...]:
+    """``members`` as a tuple of Predictors that agree on everything an ensemble shares."""
+    owner = "EnsemblePredictor"
+    members = check_sequence(owner, "members", members, min_length=1)
+    for i, member in enumerate(members):
+        if not isinstance(member, Predictor):
+            raise TypeError(
+                f"{owner}: members[{i}] must be a lightkit Predictor, got {type(member).__name__} "
+                "(wrap a module with lk.Predictor(module); load files with lk.Predictor.ensemble)"
+            )
+        if member.tta:
+            raise ValueError(
+                f"{owner}: {_member(i, member)} has tta=True; pass tta=True to the ensemble "
+                "instead, which flips each batch once for all of its members"
+            )
+
+    def transform_of(member: Predictor) -> Any:
+        # A recorded transform is compared as plain data, one that was given as the object.
+        spec = member.transform_spec
+        return ("recorded", spec) if spec is not None else ("given", id(member._transform))
+
+    first = members[0]
+    checks = [
+        ("task outputs", lambda m: m.task_outputs),
+        ("class names", lambda m: m.class_names),
+        ("input shape", lambda m: m.input_shape),
+        ("image mode", lambda m: m.image_mode),
+    ]
+    for i, member in enumerate(members[1:], start=1):
+        for what, value in checks:
+            if value(member) != value(first):
+                raise ValueError(
+                    f"{owner}: {_member(i, member)} does not match {_member(0, first)}: its "
+                    f"{what} {value(member)!r} != {value(first)!r}; an ensemble averages models "
+                    "of one task, trained on the same classes and inputs"
+                )
+        if member.device != first.device:
+            raise ValueError(
+                f"{owner}: {_member(i, member)} runs on {member.device}, {_member(0, first)} on "
+                f"{first.device}; an ensemble runs its members on one device"
+            )
+        if transform_of(member) != transform_of(first):
+            raise ValueError(
+                f"{owner}: {_member(i, member)} does not match {_member(0, first)}: it has "
+                f"another eval transform ({member.transform_spec or member._transform!r} != "
+                f"{first.transform_spec or first._transform!r}); an ensemble loads each image "
+                "once, so its members must share one (or pass transform=)"
+            )
+    return members
+
+
+def _member(index: int, member: Predictor) -> str:
+    path = member._checkpoint or getattr(member.module, "checkpoint_path", None)
+    return f"member {index} ({path!r})" if path else f"member {index}"
+
+
+def _hard_predictions(described: TaskOutputs, out: torch.Tensor) -> torch.Tensor | None:
+    """Hard predictions from natural outputs (probabilities): the argmax for multiclass and
+    segmentation, above the threshold for binary and multilabel; None for values."""
+    if described.kind in ("multiclass", "segmentation"):
+        return out.argmax(1 if described.kind == "segmentation" else -1)
+    if described.kind in ("binary", "multilabel"):
+        return (out > described.threshold).long()
+    return None
+
+
 class _DatasetInputs(Sequence):
     """The inputs of a Dataset's items (``x`` of ``(x, y)`` pairs)."""
 
@@ -512,4 +713,4 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-__all__ = ["Predictor"]
+__all__ = ["EnsemblePredictor", "Predictor"]
