@@ -135,7 +135,7 @@ def _assert_each_fold_predicted_by_its_best_checkpoint(result, ds):
 
 
 def test_the_fold_models_predict_as_one_ensemble(tmp_path, capsys):
-    """lk.Predictor.ensemble(result["checkpoints"]): the mean of the folds' best models."""
+    """return_ensemble=True: the mean of the folds' best models (Predictor.ensemble)."""
     ds = make_blobs(48)
     result = lk.cross_validate(
         lambda: lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(8,)), 3),
@@ -143,8 +143,11 @@ def test_the_fold_models_predict_as_one_ensemble(tmp_path, capsys):
         k=2,
         batch_size=16,
         trainer_kwargs={"max_epochs": 2, "default_root_dir": tmp_path, "logger": False},
+        return_ensemble=True,
     )
-    ensemble = lk.Predictor.ensemble(result["checkpoints"], device="cpu")
+    ensemble = result["ensemble"]
+    assert isinstance(ensemble, lk.inference.EnsemblePredictor)
+    assert len(ensemble.members) == 2
     x = ds.tensors[0]
     folds = []
     for path in result["checkpoints"]:
@@ -155,3 +158,11 @@ def test_the_fold_models_predict_as_one_ensemble(tmp_path, capsys):
     probs = ensemble.predict(x)
     torch.testing.assert_close(probs, (folds[0] + folds[1]) / 2)
     assert ensemble.predict_labels(x) == probs.argmax(1).tolist()
+    again = lk.Predictor.ensemble(result["checkpoints"], device="cpu")
+    torch.testing.assert_close(again.predict(x), probs)
+
+
+def test_return_ensemble_is_a_boolean_and_needs_the_checkpoints(tmp_path):
+    ds = make_blobs(24)
+    with pytest.raises(TypeError, match="return_ensemble must be True or False"):
+        lk.cross_validate(lambda: None, ds, k=2, return_ensemble="yes")

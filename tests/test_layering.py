@@ -37,7 +37,7 @@ GROUPS = {  # the second part of a module's name -> its group
     "callbacks": "callbacks",
     "trainer": "trainer",
     "fitting": "workflows",
-    "cross_validation": "workflows",
+    "cross_validation": "shipping",  # it can return the folds as one Predictor (ensemble)
     "tuning": "workflows",
     "diagnosis": "workflows",
     "interpretation": "workflows",

@@ -15,6 +15,7 @@ from lightkit._validation import check_bool, check_instance, check_int, check_se
 from lightkit.checkpointing import load_checkpoint
 from lightkit.data import KFoldDataModule
 from lightkit.data._checks import DATASET_EXPECTED, check_dataset
+from lightkit.inference import Predictor
 from lightkit.trainer import make_trainer
 
 
@@ -28,6 +29,7 @@ def cross_validate(
     seed: int = 0,
     groups: Sequence[Hashable] | None = None,
     return_oof: bool = False,
+    return_ensemble: bool = False,
 ) -> dict[str, Any]:
     """Train a fresh module on each of ``k`` folds and report validation metrics per fold.
 
@@ -48,22 +50,23 @@ def cross_validate(
         return_oof: Also return out-of-fold predictions: every sample predicted (the task's
             natural output, ``predict_step``) by the best checkpoint of the one fold model that
             did not train on it, in dataset order.
+        return_ensemble: Also return the fold models as one predictor (``"ensemble"``, an
+            :class:`~lightkit.inference.EnsemblePredictor`): each fold's best checkpoint, their
+            probabilities averaged.
 
     Returns:
         ``{"folds": [{"val/loss": ..., "val/acc": ...}, ...], "mean": {...}, "std": {...},
         "checkpoints": [<each fold's best checkpoint, or None>, ...]}``,
         and with ``return_oof`` also ``"oof"`` (a tensor, one row per sample in dataset order)
-        and ``"oof_fold"`` (the fold that predicted each sample). The fold models predict as
-        one with ``lk.Predictor.ensemble(result["checkpoints"])``: their probabilities
-        averaged (see :class:`~lightkit.inference.EnsemblePredictor`).
+        and ``"oof_fold"`` (the fold that predicted each sample), and with ``return_ensemble``
+        ``"ensemble"`` (the same as ``lk.Predictor.ensemble(result["checkpoints"])``).
 
     Example:
         >>> result = lk.cross_validate(
         ...     lambda: lk.ClassificationModule(lk.models.MLP(64, 10), 10),
-        ...     dataset, k=5, trainer_kwargs={"max_epochs": 10})
+        ...     dataset, k=5, trainer_kwargs={"max_epochs": 10}, return_ensemble=True)
         >>> result["mean"]["val/acc"]
-        >>> ensemble = lk.Predictor.ensemble(result["checkpoints"])   # the 5 fold models
-        >>> ensemble.predict(x_test)
+        >>> result["ensemble"].predict(x_test)   # the 5 fold models' mean probabilities
     """
     owner = "cross_validate"
     if not callable(make_module):
@@ -77,6 +80,7 @@ def cross_validate(
     k = check_int(owner, "k", k, minimum=2)
     check_bool(owner, "stratify", stratify)
     check_bool(owner, "return_oof", return_oof)
+    check_bool(owner, "return_ensemble", return_ensemble)
     seed = check_seed(owner, "seed", seed)
     if trainer_kwargs is not None:
         check_instance(
@@ -139,7 +143,29 @@ def cross_validate(
             oof[index] = outputs
             oof_fold[index] = fold
         result["oof"], result["oof_fold"] = oof, oof_fold
+    if return_ensemble:
+        result["ensemble"] = _ensemble(owner, module, checkpoints, trainer.strategy.root_device)
     return result
+
+
+def _ensemble(
+    owner: str, module: L.LightningModule, checkpoints: list[str | None], device: torch.device
+) -> Predictor:
+    """The fold models as one :class:`~lightkit.inference.EnsemblePredictor`: the checkpoints
+    this call wrote, each loaded into a copy of the folds' (identical) architecture."""
+    missing = [fold for fold, path in enumerate(checkpoints) if not path]
+    if missing:
+        raise ValueError(
+            f"{owner}: return_ensemble needs each fold's best checkpoint, but fold(s) {missing} "
+            "saved none (enable_checkpointing=False?)"
+        )
+    net = getattr(module, "net", None)
+    return Predictor.ensemble(
+        [p for p in checkpoints if p],
+        device=device,
+        net=net if isinstance(net, torch.nn.Module) else None,
+        task=type(module),
+    )
 
 
 def _predict(
