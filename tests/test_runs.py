@@ -1,4 +1,4 @@
-"""Run records (run.json, written by make_trainer's RunRecord) and ``lightkit runs`` reading them."""
+"""Run records (run.json, kept by make_trainer's TaskBookkeeping) and ``lightkit runs`` reading them."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from torch import nn
 import lightkit as lk
 from helpers import tiny_datamodule, tiny_task
 from lightkit import runs
-from lightkit._lightning import STEP_HOOKS
 from lightkit.callbacks import NonFiniteError
-from lightkit.callbacks.run_record import RECORD_FILE, RunRecord, classify_exception
 from lightkit.runs import list_runs, runs_command
+from lightkit.tasks import TaskBookkeeping
+from lightkit.tasks._run_record import RECORD_FILE, classify_exception
 
 
 class TrialPruned(Exception):
@@ -178,9 +178,14 @@ def test_the_record_follows_checkpoints_and_a_resumed_run_is_running_again(tmp_p
     assert final["started"] >= _record(first)["started"]
 
 
-def test_the_record_adds_no_step_hook():
-    callback = RunRecord("unused")
-    assert all(getattr(callback, hook) is None for hook in STEP_HOOKS)
+def test_the_record_adds_no_callback_and_no_step_hook(tmp_path):
+    """Lightning looks up every step hook of every callback on every batch: the record rides
+    on TaskBookkeeping, which make_trainer adds anyway."""
+    trainer = lk.make_trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    keepers = [c for c in trainer.callbacks if isinstance(c, TaskBookkeeping)]
+    assert len(keepers) == 1 and keepers[0].run_record.path.parent == tmp_path / "version_0"
+    assert not any("Record" in type(c).__name__ for c in trainer.callbacks)
+    assert TaskBookkeeping().run_record is None
 
 
 def test_exceptions_are_classified_by_type_and_name():

@@ -1,8 +1,9 @@
 """list_runs() and ``lightkit runs``: the training runs under a folder, side by side.
 
 Each run folder (``make_trainer``'s ``<root>/version_<n>``, at any depth: sweeps and k-fold runs
-nest them) is read from two small files: ``run.json`` (:class:`~lightkit.callbacks.run_record.RunRecord`:
-status, task, best monitored value, epochs) and ``hparams.yaml`` (the hyperparameters). Both are
+nest them) is read from two small files: ``run.json`` (the run record
+:class:`~lightkit.tasks.TaskBookkeeping` keeps: status, task, best monitored value, epochs) and
+``hparams.yaml`` (the hyperparameters). Both are
 untrusted: a missing, corrupt or huge file gives a row that says so, nothing named in one is
 imported, and checkpoints are never loaded (an older run without ``run.json`` shows status
 ``unknown`` and what its checkpoint names tell).
@@ -26,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from lightkit.callbacks.run_record import RECORD_FILE, STATUSES
+from lightkit.tasks._run_record import RECORD_FILE, STATUSES
 from lightkit.trainer._run_dir import DEFAULT_ROOT
 
 HPARAMS_FILE = "hparams.yaml"

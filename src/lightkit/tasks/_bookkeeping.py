@@ -11,7 +11,11 @@ step outputs Lightning hands to callbacks:
   the task's metrics at each epoch end;
 * the checked stages (see ``TaskModule.check_batch``) and the metrics, built at ``setup``;
 * the checkpoint's ``"lightkit"`` section (:class:`~lightkit._metadata.CheckpointMetadata`) and
-  the running train-loss sum of an unfinished epoch, so a mid-epoch resume logs the same mean.
+  the running train-loss sum of an unfinished epoch, so a mid-epoch resume logs the same mean;
+* given a run folder (``lk.make_trainer`` gives its own), the run record ``run.json``
+  (:class:`~lightkit.tasks._run_record.RunRecorder`): running, then how the fit ended. It lives
+  here rather than in a callback of its own because Lightning looks up every step hook of
+  every callback on every batch: one more callback costs about 12 calls a step.
 
 The state it updates lives on the module (``module._task_state``), so any instance of this
 callback serves any task module, and a module keeps its state across ``fit``/``validate`` calls.
@@ -34,6 +38,7 @@ from lightkit._metadata import CheckpointMetadata
 from lightkit._validation import check_class_names, short_repr
 from lightkit.checkpointing import CheckpointError
 from lightkit.outputs import CALIBRATED_KINDS
+from lightkit.tasks._run_record import RunRecorder
 
 LOSS_SUM_KEY = "lightkit_train_loss_sum"
 
@@ -119,14 +124,22 @@ class TaskBookkeeping(Callback):
     """lightkit's bookkeeping for any :class:`~lightkit.TaskModule` (see the module docstring).
 
     Added for you: ``TaskModule.configure_callbacks()`` returns one, and ``lk.make_trainer``
-    adds one too (Lightning keeps a single instance). If you override ``configure_callbacks``,
-    include ``super().configure_callbacks()`` when you train with a plain ``lightning.Trainer``.
+    adds one too, with its run folder (the task's own is then left out). If you override
+    ``configure_callbacks``, include ``super().configure_callbacks()`` when you train with a
+    plain ``lightning.Trainer``.
+
+    Args:
+        run_dir: Keep the run record ``<run_dir>/run.json`` (status, best value, epochs; what
+            ``lightkit runs`` lists) for every fit, of any LightningModule. None: no record.
 
     Example:
         >>> trainer = L.Trainer(callbacks=[lk.tasks.TaskBookkeeping()])  # added for you anyway
     """
 
     state_key = "TaskBookkeeping"
+
+    def __init__(self, run_dir: str | os.PathLike[str] | None = None) -> None:
+        self.run_record = RunRecorder(run_dir) if run_dir is not None else None
 
     @staticmethod
     def _state(pl_module: L.LightningModule) -> TaskState | None:
@@ -144,6 +157,8 @@ class TaskBookkeeping(Callback):
             state.class_names = names
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.run_record is not None:
+            self.run_record.on_fit_start(trainer, pl_module)
         seed = os.environ.get("PL_GLOBAL_SEED")
         seeded_at_init = getattr(pl_module, "_seed_at_init", "") is not None
         if self._state(pl_module) and seed and not seeded_at_init and trainer.global_step == 0:
@@ -156,6 +171,8 @@ class TaskBookkeeping(Callback):
             )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.run_record is not None:
+            self.run_record.on_train_start(trainer, pl_module)
         if trainer.global_step > 0:  # resumed: the steps after the checkpoint are logged again
             for logger in trainer.loggers:
                 if isinstance(logger, RunCSVLogger):
@@ -268,6 +285,8 @@ class TaskBookkeeping(Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        if self.run_record is not None:
+            self.run_record.on_save_checkpoint(trainer, pl_module, checkpoint)
         state = self._state(pl_module)
         if state is None:
             return
@@ -293,6 +312,22 @@ class TaskBookkeeping(Callback):
         if (state := self._state(pl_module)) is not None:
             state.restore(checkpoint, type(pl_module).__name__)
             check_recorded_temperature(pl_module, state, type(pl_module).__name__)
+
+    # --- the end of a fit: the run record
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if self.run_record is not None:
+            self.run_record.on_exception(trainer, pl_module, exception)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.run_record is not None:
+            self.run_record.on_fit_end(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.run_record is not None:
+            self.run_record.teardown(trainer, pl_module, stage)
 
 
 def check_recorded_temperature(pl_module: Any, state: TaskState, where: str) -> None:

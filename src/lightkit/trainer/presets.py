@@ -48,7 +48,6 @@ from lightkit.callbacks import (
     TorchinfoSummary,
     ValidationFigures,
 )
-from lightkit.callbacks.run_record import RunRecord
 from lightkit.callbacks.weight_averaging import check_swa_start
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import OOMMicrobatching, TaskBookkeeping
@@ -111,9 +110,10 @@ def make_trainer(
           ``last.ckpt`` is also refreshed every N steps for mid-epoch resume;
         * :class:`~lightkit.callbacks.NaNGuard`: a NaN/Inf loss stops training with a message
           naming the step and the last good checkpoint; non-finite weights are never saved.
-        * :class:`~lightkit.callbacks.run_record.RunRecord`: ``<run folder>/run.json`` says
-          whether the fit is running, finished, stopped early, hit a NaN, failed (and why), was
-          pruned or interrupted, with the best monitored value; ``lightkit runs`` lists them.
+        * a run record, ``<run folder>/run.json`` (kept by
+          :class:`~lightkit.tasks.TaskBookkeeping`): whether the fit is running, finished,
+          stopped early, hit a NaN, failed (and why), was pruned or interrupted, with the best
+          monitored value and the epochs done; ``lightkit runs`` lists them.
         * what a run shows: ``train/grad_norm``, a confusion matrix, prediction grids or
           segmentation overlays in TensorBoard, hyperparameters with final metrics (HPARAMS), a
           torchinfo summary saved as ``model_summary.txt`` (``enable_model_summary=True`` for
@@ -231,8 +231,8 @@ def make_trainer(
     try:
         loggers = _logger(logger, run_dir)
         callbacks = [
-            TaskBookkeeping(),  # also a task's own (configure_callbacks): Lightning keeps one
-            RunRecord(run_dir),  # run.json: running, then how the fit ended (lightkit runs)
+            # also keeps <run_dir>/run.json; the task's own (configure_callbacks) is left out
+            TaskBookkeeping(run_dir),
             *_checkpoint_callbacks(run_dir, monitor, mode, checkpoint_every_n_steps),
             *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),

@@ -1,9 +1,12 @@
-"""RunRecord: ``run.json`` in the run folder, saying that a run is running or how it ended.
+"""RunRecorder: ``run.json`` in the run folder, saying that a run is running or how it ended.
 
 The record is what ``lightkit runs`` (:mod:`lightkit.runs`) lists: a run's status, when it
 started and ended, which process runs it, its task, its monitored metric and the best value,
-and how far it got. Writes are rare (fit start, train start, each checkpoint, the end), small
-and atomic (a temporary file, then ``os.replace``), from rank zero only; no step hook runs.
+and how far it got. :class:`~lightkit.tasks.TaskBookkeeping` drives it from its fit hooks when
+given a run folder (``lk.make_trainer`` gives it one): no callback of its own, since Lightning
+checks every callback for every step hook on every batch. Writes are rare (fit start, train
+start, each checkpoint, the end), small and atomic (a temporary file, then ``os.replace``),
+from rank zero only.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, Timer
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightkit._lightning import is_mid_epoch, skip_unused_step_hooks
-from lightkit.callbacks.nan_guard import NonFiniteError
+from lightkit._lightning import is_mid_epoch
 
 RECORD_FILE = "run.json"
 RECORD_FORMAT = 1  # the "format" field: raised when a field changes meaning
@@ -31,9 +33,10 @@ STATUSES = ("running", "finished", "stopped early", "nan", "failed", "pruned", "
 MAX_REASON = 500  # characters of an exception message or stopping reason kept in the record
 
 
-@skip_unused_step_hooks
-class RunRecord(Callback):
+class RunRecorder:
     """Keep ``<dirpath>/run.json`` up to date: ``running`` during a fit, then how it ended.
+
+    Its ``on_*`` methods are :class:`~lightkit.tasks.TaskBookkeeping`'s fit hooks, forwarded.
 
     Statuses: ``running``; ``finished`` (``max_epochs`` or ``max_steps`` reached);
     ``stopped early`` (early stopping, ``max_time`` or another callback stopped the fit first);
@@ -50,14 +53,13 @@ class RunRecord(Callback):
     ``ModelCheckpoint``'s ``best_model_score``), ``epochs`` (completed), ``global_step``,
     ``max_epochs``, ``max_steps``, ``resumed_from`` and ``reason``.
 
-    ``lk.make_trainer`` adds this callback for its run folder. Only the fit writes the record:
-    validating, testing or predicting later leaves it alone.
+    Only the fit writes the record: validating, testing or predicting later leaves it alone.
 
     Args:
         dirpath: The run folder (``make_trainer``'s ``<default_root_dir>/version_<n>``).
 
     Example:
-        >>> trainer = L.Trainer(callbacks=[RunRecord("runs/a")], default_root_dir="runs/a")
+        >>> trainer = L.Trainer(callbacks=[lk.tasks.TaskBookkeeping(run_dir="runs/a")])
     """
 
     def __init__(self, dirpath: str | os.PathLike[str]) -> None:
@@ -173,7 +175,7 @@ def classify_exception(exception: BaseException) -> tuple[str, str]:
         ('failed', 'ValueError: bad value')
     """
     names = {c.__name__ for c in type(exception).__mro__}
-    if isinstance(exception, NonFiniteError):
+    if "NonFiniteError" in names:  # lightkit.callbacks.NaNGuard's (a layer above tasks)
         status = "nan"
     elif "TrialPruned" in names:  # optuna.TrialPruned, matched by name: optuna stays optional
         status = "pruned"
@@ -253,7 +255,7 @@ def _now() -> str:
 __all__ = [
     "RECORD_FILE",
     "STATUSES",
-    "RunRecord",
+    "RunRecorder",
     "classify_exception",
     "one_line",
     "write_json_atomically",
