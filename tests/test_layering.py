@@ -42,6 +42,7 @@ GROUPS = {  # the second part of a module's name -> its group
     "diagnosis": "workflows",
     "interpretation": "workflows",
     "runs": "workflows",
+    "runs_report": "workflows",
     "export": "shipping",
     "inference": "shipping",
     "serve": "shipping",

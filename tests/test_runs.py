@@ -20,9 +20,10 @@ from torch import nn
 
 import lightkit as lk
 from helpers import tiny_datamodule, tiny_task
-from lightkit import runs
+from lightkit import runs, runs_report
 from lightkit.callbacks import NonFiniteError
-from lightkit.runs import list_runs, runs_command
+from lightkit.runs import list_runs
+from lightkit.runs_report import runs_command
 from lightkit.tasks import TaskBookkeeping
 from lightkit.tasks._run_record import RECORD_FILE, classify_exception
 
@@ -267,7 +268,7 @@ def test_unreadable_files_give_a_row_and_nothing_is_imported(tmp_path, monkeypat
     assert rows["version_4"].problems[1] == "hparams.yaml: not a mapping of names to values"
     # and every output format still works
     assert runs_command([str(tmp_path)]) == 0
-    assert len(json.loads(runs.to_json(list(rows.values())))) == 5
+    assert len(json.loads(runs_report.to_json(list(rows.values())))) == 5
 
 
 def test_an_older_run_without_a_record_shows_what_its_checkpoint_names_say(tmp_path):
@@ -352,7 +353,7 @@ def test_the_table_picks_the_usual_and_the_differing_hyperparameters():
         runs.RunRow("b", "b", hparams={"optimizer.lr": 0.1, "seed": 2, "num_classes": 3}),
         runs.RunRow("c", "c", hparams={"optimizer.lr": 0.1, "mixup": 0.2}),
     ]
-    assert runs.key_hparams(rows) == ["optimizer.lr", "seed"]
+    assert runs_report.key_hparams(rows) == ["optimizer.lr", "seed"]
 
 
 def test_default_root_is_make_trainers(tmp_path, monkeypatch, capsys):

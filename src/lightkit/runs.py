@@ -1,27 +1,22 @@
-"""list_runs() and ``lightkit runs``: the training runs under a folder, side by side.
+"""The training runs under a folder, side by side: :func:`list_runs` reads them into rows.
 
 Each run folder (``make_trainer``'s ``<root>/version_<n>``, at any depth: sweeps and k-fold runs
 nest them) is read from two small files: ``run.json`` (the run record
 :class:`~lightkit.tasks.TaskBookkeeping` keeps: status, task, best monitored value, epochs) and
-``hparams.yaml`` (the hyperparameters). Both are
-untrusted: a missing, corrupt or huge file gives a row that says so, nothing named in one is
-imported, and checkpoints are never loaded (an older run without ``run.json`` shows status
-``unknown`` and what its checkpoint names tell).
+``hparams.yaml`` (the hyperparameters). Both are untrusted: a missing, corrupt or huge file gives
+a row that says so, nothing named in one is imported, and checkpoints are never opened (an older
+run without ``run.json`` shows status ``unknown`` and what its checkpoint names tell).
+:mod:`lightkit.runs_report` prints the rows (``lightkit runs``).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import math
 import os
 import re
 import socket
-import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,29 +30,7 @@ CONFIG_FILE = "config.yaml"  # LightningCLI's copy of the run's config (lightkit
 MAX_FILE_BYTES = 1_000_000  # a record or hparams file larger than this is not read
 MAX_HPARAMS = 300  # flattened hyperparameters kept per run
 MAX_TEXT = 200  # characters kept of any text read from a file
-TABLE_HPARAMS = 8  # hyperparameter columns in the table (CSV and JSON have them all)
 SORT_KEYS = ("run", "best", "started", "status", "epochs")
-FORMATS = ("table", "csv", "json")
-# Hyperparameters a comparison of runs always wants, when the runs have them (by the key's
-# last part); after these come the ones whose values differ between the runs listed.
-KEY_HPARAMS = ("net", "optimizer", "lr", "learning_rate", "weight_decay", "batch_size")
-FIELDS = (  # the CSV's columns before the hyperparameters, in order
-    "run",
-    "status",
-    "task",
-    "monitor",
-    "mode",
-    "best",
-    "epochs",
-    "global_step",
-    "started",
-    "ended",
-    "reason",
-    "hostname",
-    "pid",
-    "path",
-    "problems",
-)
 _VERSION = re.compile(r"version_\d+")
 _CKPT_VALUE = re.compile(r"([A-Za-z_][\w.]*)=(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
@@ -129,7 +102,8 @@ def list_runs(root: str | os.PathLike[str] = DEFAULT_ROOT, sort: str = "run") ->
         NotADirectoryError: ``root`` is not a folder.
 
     Example:
-        >>> rows = lk.runs.list_runs("runs")
+        >>> from lightkit.runs import list_runs
+        >>> rows = list_runs("runs")
         >>> [(r.run, r.status, r.best) for r in rows]
         [('version_0', 'finished', 0.031), ('version_1', 'stopped early', 0.044)]
     """
@@ -154,13 +128,15 @@ def find_run_folders(root: Path) -> list[Path]:
             dirs[:] = []  # checkpoints/, profile/ ... belong to the run
         else:
             dirs[:] = [d for d in dirs if not d.startswith(".")]
-    return sorted(found, key=lambda p: _natural(p.relative_to(root).as_posix()))
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
 
 
 def read_run(folder: Path, root: Path | None = None) -> RunRow:
     """One run folder's :class:`RunRow`; what cannot be read is named in ``problems``."""
     relative = folder.relative_to(root).as_posix() if root is not None else folder.name
-    row = RunRow(run=_clean(relative, 1000), path=_clean(os.fspath(folder.absolute()), 1000))
+    row = RunRow(
+        run=clean_text(relative, 1000), path=clean_text(os.fspath(folder.absolute()), 1000)
+    )
     record = _read_file(folder / RECORD_FILE, "json", row.problems)
     if isinstance(record, dict):
         _apply_record(row, record)
@@ -183,7 +159,7 @@ def read_run(folder: Path, root: Path | None = None) -> RunRow:
             name = "data" if key == "datamodule" else key
             known = name in row.hparams or f"data.{name}" in row.hparams
             if not known and _is_scalar(value) and value is not None:
-                row.hparams[name] = _clean(value) if isinstance(value, str) else value
+                row.hparams[name] = clean_text(value) if isinstance(value, str) else value
     return row
 
 
@@ -210,18 +186,18 @@ def flatten_hparams(data: dict[Any, Any], limit: int = MAX_HPARAMS) -> dict[str,
                 return
             class_path = value.get("class_path")
             if isinstance(class_path, str):
-                out[prefix or "class_path"] = _clean(class_path.rpartition(".")[2])
+                out[prefix or "class_path"] = clean_text(class_path.rpartition(".")[2])
                 args = value.get("init_args")
                 value = args if isinstance(args, dict) else {}
             for key, item in value.items():
-                name = _clean(str(key), 100)
+                name = clean_text(str(key), 100)
                 visit(f"{prefix}.{name}" if prefix else name, item, depth + 1)
         elif isinstance(value, (list, tuple)):
             out[prefix] = _compact(value)
         elif _is_scalar(value):
-            out[prefix] = _clean(value) if isinstance(value, str) else value
+            out[prefix] = clean_text(value) if isinstance(value, str) else value
         else:
-            out[prefix] = _clean(str(value))
+            out[prefix] = clean_text(str(value))
 
     visit("", data, 0)
     return out
@@ -230,7 +206,7 @@ def flatten_hparams(data: dict[Any, Any], limit: int = MAX_HPARAMS) -> dict[str,
 def sort_rows(rows: list[RunRow], by: str = "run") -> list[RunRow]:
     """``rows`` ordered by ``by`` (see :func:`list_runs`); rows without the value go last."""
     if by == "run":
-        return sorted(rows, key=lambda r: _natural(r.run))
+        return sorted(rows, key=lambda r: natural_key(r.run))
     if by == "best":
 
         def best(row: RunRow) -> tuple[bool, float]:
@@ -241,170 +217,8 @@ def sort_rows(rows: list[RunRow], by: str = "run") -> list[RunRow]:
         return sorted(rows, key=best)
     if by == "status":
         order = {s: i for i, s in enumerate((*STATUSES, "killed", "unknown"))}
-        return sorted(rows, key=lambda r: (order.get(r.status, len(order)), _natural(r.run)))
+        return sorted(rows, key=lambda r: (order.get(r.status, len(order)), natural_key(r.run)))
     return sorted(rows, key=lambda r: (getattr(r, by) is None, getattr(r, by) or 0))
-
-
-def key_hparams(rows: list[RunRow], limit: int = TABLE_HPARAMS) -> list[str]:
-    """The hyperparameters worth a column: the usual ones (net, optimizer, learning rate, weight
-    decay, batch size) that any row has, then those whose values differ between rows."""
-    keys: list[str] = []
-    for key in {k for row in rows for k, v in row.hparams.items() if v is not None}:
-        if key.rpartition(".")[2] in KEY_HPARAMS and (
-            "." not in key or key.rpartition(".")[2] not in ("net", "optimizer")
-        ):
-            keys.append(key)
-    keys.sort(key=lambda k: (KEY_HPARAMS.index(k.rpartition(".")[2]), k))
-    if len(rows) > 1:  # a value that differs between the runs having it
-        every = sorted({k for row in rows for k in row.hparams})
-        keys += [
-            k
-            for k in every
-            if k not in keys
-            and len({_text(row.hparams[k]) for row in rows if k in row.hparams}) > 1
-        ]
-    return keys[:limit]
-
-
-def to_csv(rows: list[RunRow]) -> str:
-    """The rows as CSV: :data:`FIELDS`, then one column per hyperparameter (``pandas.read_csv``
-    reads it); a hyperparameter named like a field gets a ``hparams.`` prefix."""
-    hparams = sorted({k for row in rows for k in row.hparams})
-    header = [*FIELDS, *(f"hparams.{k}" if k in FIELDS else k for k in hparams)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        values = [getattr(row, f) for f in FIELDS[:-1]] + ["; ".join(row.problems)]
-        values += [row.hparams.get(k) for k in hparams]
-        writer.writerow(["" if v is None else _text(v) for v in values])
-    return buffer.getvalue()
-
-
-def to_json(rows: list[RunRow]) -> str:
-    """The rows as a JSON list of objects (``hparams`` nested, non-finite numbers as text)."""
-    return json.dumps([row.to_dict() for row in rows], indent=2, allow_nan=False)
-
-
-def print_table(rows: list[RunRow], root: str, file: Any = None) -> None:
-    """A ``rich`` table of ``rows``: run, task, status, best value, epochs, started and the
-    :func:`key_hparams`; below it, why each run that did not finish ended, and read problems."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    file = file if file is not None else sys.stdout
-    terminal = hasattr(file, "isatty") and file.isatty()
-    console = Console(file=file, width=None if terminal else 200, highlight=False)
-    monitors = {r.monitor for r in rows if r.monitor}
-    modes = {r.mode for r in rows if r.mode}
-    best_header = "best"
-    if len(monitors) == 1:
-        best_header += f" {next(iter(monitors))}"
-        best_header += f" ({next(iter(modes))})" if len(modes) == 1 else ""
-    keys = key_hparams(rows)
-    table = Table(title=f"runs under {root}", title_justify="left")
-    table.add_column("run", no_wrap=True)
-    table.add_column("task")
-    table.add_column("status")
-    table.add_column(best_header, justify="right")
-    table.add_column("epochs", justify="right")
-    table.add_column("started")
-    for header in _short_names(keys):
-        table.add_column(header, justify="right")
-    for row in rows:
-        best = "" if row.best is None else f"{row.best:.4g}"
-        if row.best is not None and len(monitors) > 1 and row.monitor:
-            best += f" ({row.monitor})"
-        cells = [
-            Text(row.run),
-            Text((row.task or "").rpartition(".")[2]),
-            Text(row.status, style=_STYLES.get(row.status, "")),
-            Text(best),
-            Text("" if row.epochs is None else str(row.epochs)),
-            Text(_local_time(row.started)),
-            *(Text(_cell(row.hparams.get(k))) for k in keys),
-        ]
-        table.add_row(*cells)
-    console.print(table)
-    hidden = len({k for r in rows for k in r.hparams}) - len(keys)
-    if hidden > 0 and len(rows) > 1:
-        console.print(
-            Text(f"{hidden} more hyperparameters in --format csv or json", style="dim"),
-        )
-    for row in rows:
-        notes = ([f"{row.status}: {row.reason}"] if row.reason else []) + row.problems
-        for note in notes:
-            console.print(Text(f"{row.run}: {note}"))
-
-
-def runs_command(argv: list[str]) -> int:
-    """``lightkit runs [ROOT] [--format table|csv|json] [--sort KEY]``: list the runs under ROOT.
-
-    Prints a ``rich`` table (``--format table``, the default), or CSV or JSON to standard
-    output for scripts and pandas. Exit codes: 0 when the listing was printed, also when ROOT
-    holds no run (then a note goes to standard error, and CSV is its header, JSON ``[]``);
-    2 when ROOT does not exist or is not a folder, or an option is wrong.
-
-    Example:
-        >>> runs_command(["runs", "--format", "csv", "--sort", "best"])
-        0
-    """
-    parser = argparse.ArgumentParser(
-        prog="lightkit runs",
-        description="List the training runs under a folder: status, task, best monitored "
-        "value, epochs and key hyperparameters.",
-    )
-    parser.add_argument(
-        "root",
-        nargs="?",
-        default=DEFAULT_ROOT,
-        help=f"the folder holding the runs, searched at any depth (default: {DEFAULT_ROOT})",
-    )
-    parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
-    parser.add_argument(
-        "--sort",
-        choices=SORT_KEYS,
-        default="run",
-        help="run (folder names, the default), best (best first), started, status or epochs",
-    )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:  # --help, or a wrong option (argparse printed why)
-        return exit.code if isinstance(exit.code, int) else 2
-    try:
-        rows = list_runs(args.root, sort=args.sort)
-    except (FileNotFoundError, NotADirectoryError) as err:
-        print(f"lightkit runs: error: {err}", file=sys.stderr)
-        return 2
-    if not rows:
-        print(
-            f"lightkit runs: no runs found under {args.root!r} (a run folder holds "
-            f"{RECORD_FILE}, {HPARAMS_FILE} or checkpoints/)",
-            file=sys.stderr,
-        )
-    if args.format == "csv":
-        sys.stdout.write(to_csv(rows))
-    elif args.format == "json":
-        sys.stdout.write(to_json(rows) + "\n")
-    elif rows:
-        print_table(rows, args.root)
-    return 0
-
-
-# --- reading: every value from a file is checked, cut to size and stripped of control codes
-
-_STYLES = {
-    "finished": "green",
-    "stopped early": "cyan",
-    "running": "yellow",
-    "killed": "red",
-    "failed": "red",
-    "nan": "red",
-    "pruned": "magenta",
-    "interrupted": "magenta",
-    "unknown": "dim",
-}
 
 
 class _PlainLoader(yaml.SafeLoader):
@@ -431,7 +245,7 @@ def _read_file(path: Path, kind: str, problems: list[str]) -> Any:
     except FileNotFoundError:
         return None
     except OSError as err:
-        problems.append(f"{path.name}: cannot be read ({_clean(err.strerror or err)})")
+        problems.append(f"{path.name}: cannot be read ({clean_text(err.strerror or err)})")
         return None
     if size > MAX_FILE_BYTES:
         problems.append(f"{path.name}: {size:,} bytes, too large to read")
@@ -443,7 +257,9 @@ def _read_file(path: Path, kind: str, problems: list[str]) -> Any:
         return yaml.load(text, Loader=_PlainLoader)  # _PlainLoader is a SafeLoader
     except Exception as err:  # whatever a malformed file makes a parser raise: a row says it
         what = "JSON" if kind == "json" else "YAML"
-        problems.append(f"{path.name}: not valid {what} ({_clean(str(err).splitlines()[0], 120)})")
+        problems.append(
+            f"{path.name}: not valid {what} ({clean_text(str(err).splitlines()[0], 120)})"
+        )
         return None
 
 
@@ -452,10 +268,10 @@ def _apply_record(row: RunRow, record: dict[str, Any]) -> None:
     if isinstance(status, str) and status in STATUSES:
         row.status = status
     else:
-        row.problems.append(f"{RECORD_FILE}: unknown status {_clean(repr(status), 60)}")
+        row.problems.append(f"{RECORD_FILE}: unknown status {clean_text(repr(status), 60)}")
     for name in ("task", "monitor", "mode", "started", "ended", "reason", "hostname"):
         value = record.get(name)
-        setattr(row, name, _clean(value, 500) if isinstance(value, str) else None)
+        setattr(row, name, clean_text(value, 500) if isinstance(value, str) else None)
     row.best = _finite(record.get("best"))
     for name in ("epochs", "global_step", "pid"):
         value = record.get(name)
@@ -481,7 +297,7 @@ def _from_checkpoint_names(row: RunRow, folder: Path) -> None:
         row.epochs = int(max(values["epoch"])) + 1
     metrics = [k for k in values if k not in ("epoch", "step")]
     if len(metrics) == 1:  # the monitor, when the file names carry one
-        row.monitor = _clean(metrics[0], 100)
+        row.monitor = clean_text(metrics[0], 100)
         lower = any(word in row.monitor for word in ("loss", "err", "mae", "mse"))
         row.mode = "min" if lower else "max"
         row.best = _finite((min if lower else max)(values[metrics[0]]))
@@ -516,27 +332,22 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _clean(value: Any, limit: int = MAX_TEXT) -> str:
+def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
     """Text from a file, made safe to print: control characters dropped, cut to ``limit``."""
     text = "".join(c if c.isprintable() else " " for c in str(value)[: limit * 2])
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _compact(items: list[Any] | tuple[Any, ...]) -> str:
-    shown = [_text(v) if _is_scalar(v) else "[…]" for v in items[:10]]
-    return _clean("[" + ", ".join(shown) + (", …" if len(items) > 10 else "") + "]")
+    shown = [as_text(v) if _is_scalar(v) else "[…]" for v in items[:10]]
+    return clean_text("[" + ", ".join(shown) + (", …" if len(items) > 10 else "") + "]")
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as a CSV cell or a comparison key: floats in full (``repr``), None empty."""
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     return "" if value is None else str(value)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float) and math.isfinite(value):
-        return f"{value:.4g}"
-    return _text(value)
 
 
 def _json_ready(value: Any) -> Any:
@@ -549,38 +360,25 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _short_names(keys: list[str]) -> list[str]:
-    """Each key's last part when no other key ends the same way (``optimizer.lr`` -> ``lr``)."""
-    lasts = [k.rpartition(".")[2] for k in keys]
-    return [last if lasts.count(last) == 1 else k for k, last in zip(keys, lasts, strict=True)]
-
-
-def _local_time(stamp: str | None) -> str:
-    if not stamp:
-        return ""
-    try:
-        return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return _clean(stamp, 40)
-
-
-def _natural(text: str) -> list[Any]:
+def natural_key(text: str) -> list[Any]:
+    """A sort key putting ``version_2`` before ``version_10``."""
     return [
         (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)
     ]
 
 
 __all__ = [
-    "FIELDS",
+    "CONFIG_FILE",
+    "HPARAMS_FILE",
+    "MAX_FILE_BYTES",
+    "SORT_KEYS",
     "RunRow",
+    "as_text",
+    "clean_text",
     "find_run_folders",
     "flatten_hparams",
-    "key_hparams",
     "list_runs",
-    "print_table",
+    "natural_key",
     "read_run",
-    "runs_command",
     "sort_rows",
-    "to_csv",
-    "to_json",
 ]
