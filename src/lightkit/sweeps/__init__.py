@@ -264,8 +264,8 @@ def _keep_inputs(study_dir: Path, config: Any, fixed: list[str], params: list[Pa
 
 
 def _pruner(optuna: Any, name: str) -> Any:
-    if name == "median":  # from the 4th trial on, never at the first epoch
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "median":  # once 5 trials finished (Optuna's default), never at the 1st epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ RESERVED = {
     "trust": "trials load no checkpoint",
 }
 MAX_FILE_BYTES = 1 << 20
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def _number(name: str, field: str, value: Any, kind: str) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}: {field} of an int range must be an integer, got {value!r}")
         return value
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as text; the number is meant
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TypeError(f"{name}: {field} must be a finite number, got {value!r}")
     return float(value)

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,8 @@ def _print(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # On a terminal, its width; in a log file or a pipe, wide enough that no value wraps.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     table = Table(title=f"{OWNER}: {len(rows)} trials in {os.fspath(study_dir)}")
     columns = [c for c in (rows[0] if rows else {}) if c != "run_dir"]
     for column in columns:

@@ -1,0 +1,332 @@
+"""lk.sweep / lightkit sweep: Optuna over a lightkit config, every trial a normal run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("optuna_integration")
+
+import lightkit as lk  # noqa: E402
+from lightkit.cli import main  # noqa: E402
+from lightkit.sweeps._space import read_space  # noqa: E402
+
+LR = "model.init_args.optimizer.init_args.lr"
+BATCH = "data.init_args.batch_size"
+SPACE = {LR: {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}}
+# Trials that take a moment: a few batches of one epoch.
+QUICK = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=2",
+]
+
+
+def _config(root: Path, max_epochs: int = 3) -> dict:
+    """Digits (bundled with scikit-learn) and a small MLP: a real run of a few seconds."""
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "max_epochs": max_epochs,
+            "default_root_dir": str(root / "runs"),
+            "enable_progress_bar": False,
+            "patience": 2,
+        },
+        "model": {
+            "class_path": "lightkit.ClassificationModule",
+            "init_args": {
+                "num_classes": 10,
+                "net": {
+                    "class_path": "lightkit.models.MLP",
+                    "init_args": {"in_features": 64, "out_features": 10, "hidden": [64]},
+                },
+                "optimizer": {"class_path": "lightkit.optim.adam", "init_args": {"lr": 0.003}},
+            },
+        },
+        "data": {
+            "class_path": "lightkit.data.DigitsDataModule",
+            "init_args": {"batch_size": 64, "num_workers": 0},
+        },
+    }
+
+
+def _files(tmp_path: Path, space: dict, max_epochs: int = 3) -> tuple[Path, Path]:
+    config, search = tmp_path / "base.yaml", tmp_path / "space.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path, max_epochs)))
+    search.write_text(yaml.safe_dump(space))
+    return config, search
+
+
+def _study(study_dir: Path):
+    return optuna.load_study(study_name="lightkit", storage=f"sqlite:///{study_dir / 'study.db'}")
+
+
+def _lightkit(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from lightkit.cli import main; sys.exit(main())",
+        *args,
+    ]
+
+
+# ---- the search space is checked before any trial runs ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": "float", "low": 0.1, "high": 0.01}, "low (0.1) must be less than high (0.01)"),
+        ({"type": "float", "low": 0.0, "high": 1.0, "log": True}, "a log range needs low > 0"),
+        ({"type": "float", "low": 1e-3, "high": 1.0, "log": True, "step": 0.1}, "not both"),
+        ({"type": "float", "low": 1e-3}, "needs high"),
+        ({"type": "float", "low": "small", "high": 1.0}, "must be a finite number"),
+        ({"type": "int", "low": 1.5, "high": 4}, "must be an integer"),
+        ({"type": "uniform", "low": 0, "high": 1}, "type must be one of float, int, categorical"),
+        ({"type": "float", "low": 0, "high": 1, "lg": True}, "unknown field(s) ['lg']"),
+        ({"type": "categorical", "choices": []}, "non-empty list of choices"),
+        ({"type": "categorical", "choices": [1, 1]}, "repeat a value"),
+        ({"type": "categorical", "choices": [{"a": 1}]}, "choices must be numbers"),
+        ({"type": "float", "low": 0, "high": 1, "log": "yes"}, "log must be true or false"),
+    ],
+)
+def test_a_bad_spec_names_its_key(spec, message):
+    with pytest.raises((ValueError, TypeError)) as err:
+        read_space({LR: spec})
+    assert LR in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [{}, [LR], {"trainer.default_root_dir": ["a", "b"]}, {"ckpt_path": ["x"]}, {"": [1, 2]}],
+)
+def test_a_bad_space_is_refused(space):
+    with pytest.raises((ValueError, TypeError)):
+        read_space(space)
+
+
+def test_yaml_exponents_without_a_dot_are_numbers():
+    # YAML 1.1 reads 1e-4 as text; the number is what anyone writing it means.
+    (param,) = read_space(yaml.safe_load(f"{LR}: {{type: float, low: 1e-4, high: 3e-2}}"))
+    assert (param.low, param.high) == (1e-4, 3e-2)
+
+
+def test_a_list_is_a_categorical_choice():
+    (param,) = read_space({BATCH: [32, 64]})
+    assert (param.type, param.choices) == ("categorical", (32, 64))
+
+
+@pytest.mark.parametrize(
+    ("space", "named"),
+    [
+        ({"model.init_args.optimizer.init_args.lrx": SPACE[LR]}, "optimizer.init_args.lrx"),
+        ({"model.init_args.nope": [1, 2]}, "model.init_args.nope"),
+        ({"trainer.max_epochs": {"type": "float", "low": 1, "high": 3}}, "trainer.max_epochs"),
+        ({BATCH: {"type": "float", "low": 16, "high": 64}}, BATCH),
+        ({LR: ["big", "small"]}, LR),
+    ],
+)
+def test_a_key_or_type_the_config_does_not_take_fails_before_any_trial(tmp_path, space, named):
+    study_dir = tmp_path / "study"
+    with pytest.raises(ValueError, match="search space key") as err:
+        lk.sweep(_config(tmp_path), space, n_trials=2, study_dir=study_dir)
+    assert named in str(err.value)
+    assert not study_dir.exists()  # no study, no trial
+
+
+def test_the_command_reports_a_bad_space_naming_the_key(tmp_path, capsys):
+    config, search = _files(tmp_path, {"model.init_args.optimizer.init_args.lrx": SPACE[LR]})
+    code = main(["sweep", "--config", str(config), "--search", str(search), "--n-trials", "2"])
+    assert code == 2
+    assert "model.init_args.optimizer.init_args.lrx" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sweep_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="n_trials"):
+        lk.sweep(_config(tmp_path), SPACE, n_trials=0, study_dir=tmp_path / "s")
+    with pytest.raises(ValueError, match="pruner"):
+        lk.sweep(_config(tmp_path), SPACE, n_trials=1, study_dir=tmp_path / "s", pruner="mean")
+    with pytest.raises(ValueError, match=r"--section\.key=value"):
+        lk.sweep(_config(tmp_path), SPACE, n_trials=1, study_dir=tmp_path / "s", overrides=["x"])
+    with pytest.raises(ValueError, match="cannot be given"):
+        lk.sweep(_config(tmp_path), SPACE, 1, tmp_path / "s", overrides=["--trainer.version=3"])
+    with pytest.raises(FileNotFoundError, match="config"):
+        lk.sweep(tmp_path / "missing.yaml", SPACE, n_trials=1, study_dir=tmp_path / "s")
+
+
+# ---- trials --------------------------------------------------------------------------------
+
+
+def test_failed_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path, capsys):
+    study_dir = tmp_path / "study"
+    # batch_size 0 is an int (the config takes it) that the data module refuses at build time.
+    study = lk.sweep(_config(tmp_path), {BATCH: [0]}, n_trials=2, study_dir=study_dir)
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
+    for trial in trials:
+        assert "batch_size" in trial.user_attrs["fail_reason"]
+    with open(study_dir / "trials.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["state"] for r in rows] == ["failed", "failed"]
+    assert "batch_size" in rows[0]["reason"]
+    assert "no trial finished" in capsys.readouterr().out
+    assert not (study_dir / "best.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_nan_loss_fails_its_trial(tmp_path):
+    study = lk.sweep(
+        _config(tmp_path), {LR: [1.0e30]}, n_trials=1, study_dir=tmp_path / "s", overrides=QUICK
+    )
+    (trial,) = study.get_trials()
+    assert trial.state.name == "FAIL"
+    assert "NonFiniteError" in trial.user_attrs["fail_reason"]
+    assert (Path(trial.user_attrs["run_dir"]) / "error.txt").is_file()
+
+
+@pytest.mark.slow
+def test_the_seed_makes_the_trials_reproducible_and_calling_again_adds_only_what_is_missing(
+    tmp_path,
+):
+    config = _config(tmp_path)
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        study = lk.sweep(
+            config, SPACE, n_trials=2, study_dir=tmp_path / name, seed=seed, overrides=QUICK
+        )
+        runs[name] = [t.params[LR] for t in study.trials]
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+    # n_trials counts the study's trials: asking for 3 adds one, asking for 3 again adds none.
+    again = lk.sweep(config, SPACE, n_trials=3, study_dir=tmp_path / "a", seed=3, overrides=QUICK)
+    assert [t.params[LR] for t in again.trials][:2] == runs["a"]
+    assert len(lk.sweep(config, SPACE, 3, tmp_path / "a", seed=3, overrides=QUICK).trials) == 3
+    # Another space on the same study folder is refused, not mixed in.
+    with pytest.raises(ValueError, match="another config, search space"):
+        lk.sweep(config, {LR: [0.01]}, 4, tmp_path / "a", overrides=QUICK)
+    # best.yaml trains the best trial again, as a config of its own, in the base's run root.
+    best = yaml.safe_load((tmp_path / "a" / "best.yaml").read_text())
+    assert best["model"]["init_args"]["optimizer"]["init_args"]["lr"] == again.best_params[LR]
+    assert best["trainer"]["default_root_dir"] == str(tmp_path / "runs")
+    assert best["trainer"]["version"] is None
+    for name in ("trials.csv", "history.png", "config.yaml", "search_space.yaml"):
+        assert (tmp_path / "a" / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_a_12_trial_digits_sweep_prunes_resumes_after_sigkill_and_beats_the_default(tmp_path):
+    """The issue's test: 12 trials, some pruned, SIGKILLed midway and continued without running
+    a finished trial again, and the best trial at least as good as the config's own values."""
+    config, search = _files(tmp_path, SPACE)
+    study_dir = tmp_path / "study"
+    command = _lightkit(
+        "sweep", "--config", str(config), "--search", str(search), "--n-trials", "12",
+        "--study-dir", str(study_dir), "--seed", "0",
+    )  # fmt: skip
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    done: list = []
+    while time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.5)
+        if (study_dir / "study.db").exists():
+            done = [t for t in _study(study_dir).trials if t.state.is_finished()]
+            if len(done) >= 4:
+                break
+    assert first.poll() is None, "the sweep ended before it could be killed"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    before = {t.number: t for t in _study(study_dir).trials if t.state.is_finished()}
+    assert len(before) >= 4
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    trials = _study(study_dir).trials
+    for number, trial in before.items():  # finished trials kept as they were, not run again
+        assert trials[number].state == trial.state
+        assert trials[number].datetime_complete == trial.datetime_complete
+    interrupted = [
+        t for t in trials if t.state.name == "FAIL" and "fail_reason" not in t.user_attrs
+    ]
+    assert len(interrupted) <= 1  # the trial running at the kill, if any...
+    for trial in interrupted:  # ...is run again under a new number, with its values
+        (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
+        assert retry.params == trial.params and retry.state.is_finished()
+    counted = [t for t in trials if t not in interrupted]
+    assert len(counted) == 12
+    pruned = [t for t in counted if t.state.name == "PRUNED"]
+    assert pruned
+    for trial in pruned:  # the median pruner: once five trials finished, never at the first epoch
+        assert trial.number >= 5 and max(trial.intermediate_values) >= 1
+    # Every trial is one normal run, in its own folder.
+    for trial in trials:
+        run = Path(trial.user_attrs["run_dir"])
+        assert run == study_dir / "trials" / f"version_{trial.number}"
+        assert (run / "config.yaml").is_file()
+    assert len(list((study_dir / "trials").glob("version_*"))) == len(trials)
+
+    default = subprocess.run(
+        _lightkit("fit", "--config", str(config)), capture_output=True, text=True, timeout=300
+    )
+    assert default.returncode == 0, default.stderr[-3000:]
+    (best_ckpt,) = (tmp_path / "runs").glob("version_*/checkpoints/best.ckpt")
+    import torch
+
+    state = torch.load(best_ckpt, map_location="cpu", weights_only=True)
+    checkpointing = next(v for k, v in state["callbacks"].items() if "ModelCheckpoint" in k)
+    default_value = float(checkpointing["best_model_score"])
+    best = min(t.value for t in counted if t.state.name == "COMPLETE")
+    assert best <= default_value + 1e-9, (best, default_value)
+    with open(study_dir / "trials.csv", newline="") as file:
+        table = list(csv.DictReader(file))
+    assert {r["state"] for r in table} >= {"finished", "pruned"}
+    assert json.loads((study_dir / "importance.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_and_run_n_trials_between_them(tmp_path):
+    config, search = _files(tmp_path, SPACE)
+    study_dir = tmp_path / "study"
+    command = _lightkit(
+        "sweep", "--config", str(config), "--search", str(search), "--n-trials", "6",
+        "--study-dir", str(study_dir), "--pruner", "none", *QUICK,
+    )  # fmt: skip
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    trials = _study(study_dir).trials
+    assert len(trials) == 6 and all(t.state.name == "COMPLETE" for t in trials)
+    assert len({t.user_attrs["process"] for t in trials}) == 2  # both worked
+    folders = sorted((study_dir / "trials").glob("version_*"))
+    assert [f.name for f in folders] == sorted(f"version_{n}" for n in range(6))
+
+
+@pytest.mark.slow
+def test_the_readme_sweep_command_runs_as_written(tmp_path, monkeypatch):
+    """The README's command (shortened here to one quick trial by flags added at its end)."""
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text().replace("\\\n", " ")
+    (line,) = [x.strip() for x in text.splitlines() if x.strip().startswith("lightkit sweep ")]
+    argv = shlex.split(line.replace("examples/", f"{repo}/examples/"))[1:]
+    monkeypatch.chdir(tmp_path)  # the config's runs/ folder goes here
+    assert main([*argv, "--n-trials", "1", *QUICK]) == 0
+    study_dir = tmp_path / "runs" / "digits" / "sweep"  # the default: <default_root_dir>/sweep
+    (trial,) = _study(study_dir).trials
+    space = yaml.safe_load((repo / "examples" / "configs" / "digits_search.yaml").read_text())
+    assert set(trial.params) == set(space)
+    assert (study_dir / "trials" / "version_0" / "checkpoints" / "best.ckpt").is_file()
