@@ -360,3 +360,23 @@ def test_default_root_is_make_trainers(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert runs_command([]) == 2
     assert "'runs'" in capsys.readouterr().err
+
+
+def test_the_lightkit_command_lists_runs(tmp_path, capsys):
+    from lightkit.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["runs", str(tmp_path / "empty"), "--format", "csv"]) == 0
+    assert "no runs found under" in capsys.readouterr().err
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2
+    main_help = subprocess_help()
+    assert "runs" in main_help and "sweep" in main_help
+
+
+def subprocess_help() -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "lightkit.cli", "--help"], capture_output=True, text=True
+    ).stdout

@@ -63,6 +63,7 @@ _MODULES = (
     "inference",
     "interpretation",
     "outputs",
+    "runs",
     "serve",
     "sweeps",
     "trainer",

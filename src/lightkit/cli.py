@@ -5,8 +5,8 @@ trainer presets (``lk.make_trainer``); ``lightkit diagnose --config FILE.yaml`` 
 ``lk.diagnose`` on the configured model and data; ``lightkit interpret --config FILE.yaml
 --ckpt_path CKPT`` reports where a trained checkpoint is wrong (``lk.interpret``); ``lightkit
 sweep --config FILE.yaml --search SPACE.yaml`` searches hyperparameters with Optuna
-(``lk.sweep``); ``lightkit export`` and ``lightkit serve`` ship a checkpoint; ``lightkit doctor``
-reports the environment.
+(``lk.sweep``); ``lightkit runs [ROOT]`` lists the training runs under a folder; ``lightkit
+export`` and ``lightkit serve`` ship a checkpoint; ``lightkit doctor`` reports the environment.
 """
 
 from __future__ import annotations
@@ -306,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_command(argv)
     if argv and argv[0] == "sweep":
         return _sweep_command(argv[1:])
+    if argv and argv[0] == "runs":
+        from lightkit.runs_report import runs_command
+
+        return runs_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="lightkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -325,6 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep",
         help="search hyperparameters with Optuna (--config BASE.yaml --search SPACE.yaml "
         "--n-trials N)",
+    )
+    commands.add_parser(
+        "runs",
+        help="list the runs under a folder: status, best value, epochs, key hyperparameters "
+        "(lightkit runs [ROOT] [--format table|csv|json] [--sort run|best|started|status|epochs])",
     )
     commands.add_parser("doctor", help="report Python, torch, CUDA, precision and installed extras")
 
