@@ -375,3 +375,39 @@ def test_ordered_validation_data_shows_every_class_in_tensorboard(tmp_path, monk
     for tag in ("val/confusion_matrix", "val/predictions"):
         (image,) = events.Images(tag)
         assert image.width > 300 and image.height > 100
+
+
+def test_images_go_to_each_logger_that_takes_them_and_skip_the_others(tmp_path):
+    """One helper routes every picture: TensorBoard gets the C×H×W tensor, MLflow an H×W×3 uint8
+    array under a key it accepts, CSV nothing."""
+    import numpy as np
+    from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger
+
+    from lightkit.callbacks._images import image_loggers, log_image
+
+    class FakeMLflow(MLFlowLogger):  # no mlflow needed: records what its client would get
+        def __init__(self) -> None:
+            Logger.__init__(self)
+            self.calls = []
+
+        experiment = property(lambda self: self)
+        run_id = property(lambda self: "run-1")
+
+        def log_image(self, run_id, image, key, step):
+            self.calls.append((run_id, image, key, step))
+
+    tensorboard, csv, mlflow = TensorBoardLogger(tmp_path), CSVLogger(tmp_path), FakeMLflow()
+    loggers = [csv, tensorboard, mlflow]
+    assert image_loggers(loggers) == [tensorboard, mlflow]
+    image = torch.zeros(3, 4, 5)
+    image[0] = 1.0  # red
+    log_image(loggers, "val/a(b)", image, 7)
+    log_image(loggers, "gray", torch.full((1, 2, 2), 128, dtype=torch.uint8), 8)
+    tensorboard.experiment.flush()
+    (run_id, pixels, key, step), (_, gray, _, _) = mlflow.calls
+    assert (run_id, key, step) == ("run-1", "val/a_b_", 7)
+    assert pixels.dtype == np.uint8 and pixels.shape == (4, 5, 3)
+    assert pixels[..., 0].min() == 255 and pixels[..., 1:].max() == 0
+    assert gray.shape == (2, 2, 3) and (gray == 128).all()
+    assert set(_events(tensorboard.log_dir).Tags()["images"]) == {"val/a(b)", "gray"}
+    assert not list(tmp_path.rglob("metrics.csv"))  # CSV took no image (and logged nothing)

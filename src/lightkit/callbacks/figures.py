@@ -1,4 +1,4 @@
-"""ValidationFigures: confusion matrix, prediction grids and segmentation overlays in TensorBoard."""
+"""ValidationFigures: confusion matrix, prediction grids and segmentation overlays as images."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 
 from lightkit._lightning import skip_unused_step_hooks
 from lightkit._validation import check_int
@@ -18,12 +18,13 @@ from lightkit.callbacks._drawing import (
     prediction_image,
     segmentation_image,
 )
+from lightkit.callbacks._images import image_loggers, log_image
 from lightkit.outputs import DescribedTask, TaskOutputs
 
 
 @skip_unused_step_hooks
 class ValidationFigures(Callback):
-    """At each validation epoch end, draw what the model gets right and wrong into TensorBoard.
+    """At each validation epoch end, draw what the model gets right and wrong for the loggers.
 
     * ``val/confusion_matrix`` (multiclass and binary classification, at most ``max_classes``
       classes): rows are the true class, columns the predicted one, both titled and labelled
@@ -57,8 +58,12 @@ class ValidationFigures(Callback):
     and the images' places in a buffer of ``max_images`` images, whatever the number of
     classes): about 0.3 ms for 256 images on a 2-core CPU. At epoch end, one copy to the host
     and the drawing with PIL's built-in font: about 30 ms for both figures with 10 classes.
-    Under DDP each process samples its own images and rank zero draws its own. Needs a ``TensorBoardLogger``; otherwise it does nothing.
-    ``lk.make_trainer`` adds it.
+    Under DDP each process samples its own images and rank zero draws its own.
+
+    The images go to every logger that takes them: TensorBoard (``add_image``) and MLflow (the
+    run's time-stepped images, ``log_image(..., key=tag, step=...)``); a logger that takes none
+    (CSV) is skipped. With no such logger, nothing is collected or drawn. ``lk.make_trainer``
+    adds it.
 
     Args:
         max_images: Most images in a prediction grid (segmentation shows at most 4 rows); 0 draws
@@ -78,14 +83,13 @@ class ValidationFigures(Callback):
         self._outputs: TaskOutputs | None = None  # set per validation epoch; None: nothing to draw
 
     @staticmethod
-    def _logger(trainer: L.Trainer) -> TensorBoardLogger | None:
-        if trainer.sanity_checking:
-            return None
-        return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    def _loggers(trainer: L.Trainer) -> list[Logger]:
+        """The loggers that take images; none during the sanity check."""
+        return [] if trainer.sanity_checking else image_loggers(trainer.loggers)
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._confusion = self._picks = self._sample = None
-        wanted = self._logger(trainer) is not None and isinstance(pl_module, DescribedTask)
+        wanted = bool(self._loggers(trainer)) and isinstance(pl_module, DescribedTask)
         self._outputs = pl_module.task_outputs() if wanted else None
 
     def on_validation_batch_end(
@@ -127,8 +131,8 @@ class ValidationFigures(Callback):
             self._sample = (x[:count].detach(), target[:count].detach(), preds[:count])
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        logger = self._logger(trainer)
-        if logger is None:
+        loggers = self._loggers(trainer)
+        if not loggers:
             return
         confusion = self._confusion
         if confusion is not None and trainer.world_size > 1:
@@ -140,19 +144,19 @@ class ValidationFigures(Callback):
                 n = round((confusion.numel() - 1) ** 0.5)
                 matrix = confusion[:-1].view(n, n).cpu()
                 image = confusion_image(matrix, class_names=names)
-                logger.experiment.add_image("val/confusion_matrix", image, step)
+                log_image(loggers, "val/confusion_matrix", image, step)
             picked = self._picks.taken() if self._picks is not None else None
             if picked is not None:
                 x, target, predicted, confidence = picked
                 image = prediction_image(
                     x.float(), target, predicted, class_names=names, confidence=confidence
                 )
-                logger.experiment.add_image("val/predictions", image, step)
+                log_image(loggers, "val/predictions", image, step)
             if self._sample is not None:
                 x, target, preds = (t.float().cpu() for t in self._sample)
                 predicted = described.predicted(preds)
                 image = segmentation_image(x, target.long(), predicted, described.num_classes)
-                logger.experiment.add_image("val/segmentation", image, step)
+                log_image(loggers, "val/segmentation", image, step)
         self._confusion = self._picks = self._sample = None
 
 

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightkit._validation import check_instance, check_int
+from lightkit.callbacks._images import image_loggers, log_image
 from lightkit.interpretation._collect import collect, sample_identity, split_loader
 from lightkit.interpretation.calibration import Calibration, calibrate
 from lightkit.interpretation.report import Confusion, InterpretationReport, build_report
@@ -67,9 +68,10 @@ def interpret(
         save_dir: Where to write the pictures (PNG) and ``report.json``. ``"auto"``: into the
             run folder, ``<run>/interpret/<split>`` (``-1``, ``-2``... when taken), where the
             run folder is the module's trainer's log folder, else that of the checkpoint it was
-            loaded from; the pictures are also logged to TensorBoard there (tags
-            ``interpret/<split>/<name>``). With no run folder, nothing is written. None: write
-            nothing (call ``report.save(folder)`` yourself). A path: write there.
+            loaded from; the pictures are also logged (tags ``interpret/<split>/<name>``) to
+            the trainer's loggers that take images (TensorBoard, MLflow), else to a
+            TensorBoard event file in the run folder. With no run folder, nothing is written.
+            None: write nothing (call ``report.save(folder)`` yourself). A path: write there.
 
     Returns:
         An :class:`InterpretationReport`: ``print(report)`` for the tables, ``report.per_class``,
@@ -122,7 +124,7 @@ def interpret(
     folder = _free_folder(run / "interpret" / split) if run is not None else Path(save_dir)
     report.save(folder)
     if run is not None:
-        _log_to_tensorboard(module, run, report)
+        _log_pictures(module, run, report)
     return report
 
 
@@ -160,36 +162,36 @@ def _free_folder(folder: Path) -> Path:
     return candidate
 
 
-def _log_to_tensorboard(module: Any, run: Path, report: InterpretationReport) -> None:
-    """The pictures as images in TensorBoard: the trainer's logger, else an event file in ``run``."""
+def _log_pictures(module: Any, run: Path, report: InterpretationReport) -> None:
+    """The pictures as images for the trainer's loggers that take them (TensorBoard, MLflow),
+    else in a TensorBoard event file in ``run``."""
     from PIL import Image
 
     trainer = attached_trainer(module)
-    logger = next(
-        (
-            lg
-            for lg in (trainer.loggers if trainer is not None else [])
-            if isinstance(lg, TensorBoardLogger)
-        ),
-        None,
-    )
-    if logger is not None:
-        writer, close = logger.experiment, False
+    loggers = image_loggers(trainer.loggers) if trainer is not None else []
+    writer = None
+    if loggers:
         step = trainer.global_step
     else:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer, close, step = SummaryWriter(log_dir=str(run)), True, 0
+        writer, step = SummaryWriter(log_dir=str(run)), 0
     try:
         assert report.folder is not None
         for png in sorted(report.folder.glob("*.png")):
             with Image.open(png) as image:
                 pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-            writer.add_image(f"interpret/{report.split}/{png.stem}", pixels, step)
-        writer.flush()
+            tag = f"interpret/{report.split}/{png.stem}"
+            if writer is None:
+                log_image(loggers, tag, pixels, step)
+            else:
+                writer.add_image(tag, pixels, step)
     finally:
-        if close:
+        if writer is not None:
             writer.close()
+        for logger in loggers:
+            if isinstance(logger, TensorBoardLogger):  # visible now, not at its next flush
+                logger.experiment.flush()
 
 
 __all__ = ["Calibration", "Confusion", "InterpretationReport", "calibrate", "interpret"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
@@ -94,14 +95,22 @@ def check_arguments(
                 )
 
 
-LOGGER_NAMES = ("tensorboard", "csv")
+LOGGER_NAMES = ("tensorboard", "csv", "mlflow")
+MLFLOW_MISSING = (
+    'logger="mlflow" needs the mlflow package: pip install "lightkit[mlflow]" '
+    "(or pip install mlflow)"
+)
 
 
 def check_logger(owner: str, logger: Any) -> None:
-    """``logger``: a name, True (TensorBoard), False/None, a Logger, or a list of names and Loggers."""
+    """``logger``: a name, True (TensorBoard), False/None, a Logger, or a list of names and Loggers.
+
+    ``"mlflow"`` also needs mlflow installed; that is checked here (without importing it, which
+    takes seconds) so that nothing is built for a run that cannot log.
+    """
     expected = (
-        "'tensorboard', 'csv', True, False, a lightning Logger, or a list of names and Loggers "
-        "(for MLflow, W&B and others pass lightning's own logger, e.g. MLFlowLogger(...))"
+        "'tensorboard', 'csv', True, False, a lightning Logger (for W&B and others, lightning's "
+        "own, e.g. WandbLogger(...)), 'mlflow', or a list of names and Loggers"
     )
     if logger is None or isinstance(logger, bool):  # not 0 or 1: a number is no logger
         return
@@ -115,6 +124,15 @@ def check_logger(owner: str, logger: Any) -> None:
     names = [item for item in items if isinstance(item, str)]
     if len(set(names)) < len(names):
         raise ValueError(f"{owner}: logger names a logger twice: {names!r}")
+    if "mlflow" in names and not _importable("mlflow"):
+        raise ModuleNotFoundError(f"{owner}: {MLFLOW_MISSING}")
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a broken entry in sys.modules
+        return False
 
 
 def check_root_dir(owner: str, value: Any) -> None:

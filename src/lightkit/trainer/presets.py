@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import (
     ProgressBar,
     RichProgressBar,
 )
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.profilers import Profiler
 
@@ -33,7 +33,7 @@ from lightkit._hardware import (
     resolve_hardware,
     resolve_precision,
 )
-from lightkit._lightning import RunCSVLogger, set_verbosity
+from lightkit._lightning import set_verbosity
 from lightkit._validation import check_bool, check_float
 from lightkit.callbacks import (
     GPUMemoryMonitor,
@@ -52,6 +52,7 @@ from lightkit.callbacks.weight_averaging import check_swa_start
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import OOMMicrobatching, TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
+from lightkit.trainer._loggers import build_loggers
 from lightkit.trainer._profiling import make_profiler
 from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
 
@@ -101,7 +102,7 @@ def make_trainer(
           earlier run is overwritten; paths read back from a checkpoint's callback state never
           leave that folder (:class:`~lightkit.callbacks.ModelCheckpoint`);
         * a TensorBoard logger in that same folder and a ``LearningRateMonitor`` (``logger=False``
-          turns both off);
+          turns both off; ``logger="mlflow"`` or ``"csv"`` for others, see ``logger``);
         * ``seed`` → ``lightning.seed_everything(seed, workers=True)``;
         * crash safety: checkpoints are written atomically (a kill mid-save leaves the previous
           one intact), loaded with ``weights_only=True``, and carry the RNG states and the data
@@ -115,11 +116,11 @@ def make_trainer(
           stopped early, hit a NaN, failed (and why), was pruned or interrupted, with the best
           monitored value and the epochs done; ``lightkit runs`` lists them.
         * what a run shows: ``train/grad_norm``, a confusion matrix, prediction grids or
-          segmentation overlays in TensorBoard, hyperparameters with final metrics (HPARAMS), a
-          torchinfo summary saved as ``model_summary.txt`` (``enable_model_summary=True`` for
-          Lightning's instead), Rich's progress bar on a terminal and plain lines otherwise,
-          and, when training on a CUDA GPU, peak GPU memory per epoch and advice on
-          out-of-memory errors (:mod:`lightkit.callbacks`).
+          segmentation overlays (TensorBoard, MLflow), hyperparameters with final metrics
+          (HPARAMS), a torchinfo summary saved as ``model_summary.txt``
+          (``enable_model_summary=True`` for Lightning's instead), Rich's progress bar on a
+          terminal and plain lines otherwise, and, when training on a CUDA GPU, peak GPU memory
+          per epoch and advice on out-of-memory errors (:mod:`lightkit.callbacks`).
 
     Any other keyword (``callbacks``, ``max_steps``, ``deterministic``, ``profiler``, ...) is passed
     to ``lightning.Trainer``; your ``callbacks`` are added to lightkit's.
@@ -144,10 +145,28 @@ def make_trainer(
             ``Profiler``. Reports go to ``<run folder>/profile/`` and their paths are printed;
             ``"pytorch"`` also writes a Chrome trace (``*.pt.trace.json``, open it in
             ``chrome://tracing`` or https://ui.perfetto.dev).
-        logger: ``"tensorboard"``, ``"csv"`` (``<run folder>/metrics.csv``, which pandas reads),
-            ``False``, a Lightning ``Logger`` (``MLFlowLogger``, ``WandbLogger``...), or a list of
-            them (``["tensorboard", "csv"]``). Named loggers write into the run folder; the
-            validation figures and the HPARAMS table go to TensorBoard when it is among them.
+        logger: A logger by name, ``False``, a Lightning ``Logger`` (``WandbLogger``, your own
+            ``MLFlowLogger(...)``...), or a list of them (``["tensorboard", "mlflow"]``; in YAML
+            or on the command line ``--trainer.logger=mlflow``, ``[tensorboard, mlflow]``):
+
+            * ``"tensorboard"`` (``True``): event files in the run folder;
+            * ``"csv"``: ``<run folder>/metrics.csv`` (one row per logging step, which
+              ``pandas.read_csv`` reads) and ``hparams.yaml``; a resumed run appends to it;
+            * ``"mlflow"`` (``pip install "lightkit[mlflow]"``; mlflow is imported only then):
+              Lightning's ``MLFlowLogger`` (its ``log_dir`` the run folder) with metrics,
+              hyperparameters (params) and images. No server needed: the store is
+              ``<default_root_dir>/mlflow.db`` (SQLite) with artifacts in
+              ``<default_root_dir>/mlartifacts/``, one store for all the runs of that folder
+              (``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db``); the
+              ``MLFLOW_TRACKING_URI`` environment variable sends the runs to a tracking server
+              or database instead. The experiment is ``MLFLOW_EXPERIMENT_NAME``, else the
+              ``default_root_dir`` folder's name; each MLflow run is named after its run folder
+              (``version_<n>``) and tagged ``lightkit.run_dir`` with its path, and an existing
+              run folder (``version=``, resuming with ``ckpt_path="last"``) continues its MLflow
+              run.
+
+            The validation figures (and ``lk.interpret``'s pictures) go to every logger that
+            takes images (TensorBoard and MLflow); the HPARAMS table to TensorBoard.
         default_root_dir: Folder holding one ``version_<n>`` folder per run.
         seed: Seed every RNG (torch, numpy, Python, workers) when the trainer is built. Nets
             built before that start from unseeded weights: build the trainer first, or call
@@ -229,7 +248,7 @@ def make_trainer(
 
     run_dir, claimed = choose_run_dir(Path(default_root_dir), version)
     try:
-        loggers = _logger(logger, run_dir)
+        loggers = build_loggers(logger, run_dir, new_run=claimed, verbose=verbose)
         callbacks = [
             # also keeps <run_dir>/run.json; the task's own (configure_callbacks) is left out
             TaskBookkeeping(run_dir),
@@ -357,26 +376,6 @@ def _plugins(plugins: Any) -> list[Any]:
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     return plugins
-
-
-def _logger(logger: Any, run_dir: Path) -> Logger | list[Logger] | bool:
-    """The loggers ``make_trainer(logger=...)`` names (checked before), all in the run folder."""
-    if logger is False or logger is None:
-        return False
-    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
-    built = [_one_logger(item, run_dir) for item in items]
-    return built[0] if len(built) == 1 else built
-
-
-def _one_logger(logger: Any, run_dir: Path) -> Logger:
-    if isinstance(logger, Logger):
-        return logger
-    if logger is True or logger == "tensorboard":
-        return TensorBoardLogger(
-            save_dir=str(run_dir.parent), name="", version=run_dir.name, default_hp_metric=False
-        )
-    # "csv": <run folder>/metrics.csv (and hparams.yaml), one row per logging step
-    return RunCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name)
 
 
 __all__ = ["make_trainer", "progress_bar"]
