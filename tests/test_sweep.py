@@ -185,6 +185,37 @@ def test_failed_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_
     assert not (study_dir / "best.yaml").exists()
 
 
+def test_the_first_trial_is_the_configs_own_values_when_they_lie_in_the_space(tmp_path, capsys):
+    # batch_size 0 fails at build time: trials cost nothing here, only their values matter.
+    space = {BATCH: [0, 64]}  # the config's batch size is 64
+    study = lk.sweep(_config(tmp_path), space, n_trials=1, study_dir=tmp_path / "a")
+    assert study.trials[0].params == {BATCH: 64} and study.trials[0].user_attrs["baseline"]
+    study = lk.sweep(_config(tmp_path), {BATCH: [0, 16]}, n_trials=1, study_dir=tmp_path / "b")
+    assert "baseline" not in study.trials[0].user_attrs
+    assert "no baseline trial: the config's value of data.init_args.batch_size=64" in (
+        capsys.readouterr().err
+    )
+    study = lk.sweep(_config(tmp_path), space, 1, tmp_path / "c", seed=1, baseline=False)
+    assert "baseline" not in study.trials[0].user_attrs
+    with pytest.raises(TypeError, match="baseline must be True or False"):
+        lk.sweep(_config(tmp_path), space, 1, tmp_path / "d", baseline="no")
+
+
+@pytest.mark.parametrize(
+    ("spec", "inside", "outside"),
+    [
+        ({"type": "float", "low": 0.001, "high": 0.1, "log": True}, [0.001, 0.05], [0.0, 0.2]),
+        ({"type": "int", "low": 16, "high": 128, "step": 16}, [16, 64, 128], [24, 8, 64.5]),
+        ({"type": "float", "low": 0.0, "high": 0.5, "step": 0.1}, [0.1, 0.3], [0.25]),
+        ({"type": "categorical", "choices": [32, "x", True]}, [32, "x", True], [1, 33]),
+    ],
+)
+def test_what_a_range_contains(spec, inside, outside):
+    (param,) = read_space({LR: spec})
+    assert all(param.contains(v) for v in inside)
+    assert not any(param.contains(v) for v in outside)
+
+
 @pytest.mark.slow
 def test_a_nan_loss_fails_its_trial(tmp_path):
     study = lk.sweep(
@@ -288,6 +319,12 @@ def test_a_12_trial_digits_sweep_prunes_resumes_after_sigkill_and_beats_the_defa
     default_value = float(checkpointing["best_model_score"])
     best = min(t.value for t in counted if t.state.name == "COMPLETE")
     assert best <= default_value + 1e-9, (best, default_value)
+    # The first trial is the config's own values: the same run as the default one.
+    baseline = trials[0] if "baseline" in trials[0].user_attrs else None
+    if baseline is None or baseline.state.name != "COMPLETE":  # killed while it ran: retried
+        (baseline,) = [t for t in trials if t.user_attrs.get("baseline") and t.state.is_finished()]
+    assert baseline.params == {LR: 0.003}
+    assert baseline.value == pytest.approx(default_value, rel=1e-5)
     with open(study_dir / "trials.csv", newline="") as file:
         table = list(csv.DictReader(file))
     assert {r["state"] for r in table} >= {"finished", "pruned"}

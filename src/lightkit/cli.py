@@ -171,6 +171,12 @@ def _sweep_command(argv: list[str]) -> int:
     )
     own.add_argument("--seed", type=int, help="seed of the sampler, for reproducible trials")
     own.add_argument("--pruner", default="median", help="median (default), halving or none")
+    own.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not make the first trial the config's own values of the searched keys",
+    )
     args, rest = own.parse_known_args(argv)
     from lightkit.sweeps import sweep
 
@@ -183,6 +189,7 @@ def _sweep_command(argv: list[str]) -> int:
             seed=args.seed,
             pruner=args.pruner,
             overrides=rest,
+            baseline=args.baseline,
         )
     except (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError) as err:
         print(f"lightkit sweep: error: {err}", file=sys.stderr)

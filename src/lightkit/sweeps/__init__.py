@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lightkit._cli_config import lightning_cli
-from lightkit._validation import check_choice, check_int, check_seed
+from lightkit._validation import check_bool, check_choice, check_int, check_seed
 from lightkit.sweeps._space import (
     OWNER,
     Param,
@@ -54,6 +54,7 @@ def sweep(
     seed: int | None = None,
     pruner: str = "median",
     overrides: Sequence[str] = (),
+    baseline: bool = True,
 ) -> optuna.Study:
     """Search hyperparameters of a lightkit config with Optuna; returns the ``optuna.Study``.
 
@@ -87,6 +88,9 @@ def sweep(
             trials at the same epoch), ``"halving"`` (successive halving) or ``"none"``.
         overrides: Fixed settings for every trial, as on the command line
             (``["--trainer.max_epochs=5"]``).
+        baseline: Make the study's first trial the config's own values of the searched keys
+            (when each lies in the space), so the best trial is never worse than the config
+            you started from and the table shows what the search gained over it.
 
     Returns:
         The study: ``study.best_params``, ``study.best_value``, ``study.trials``.
@@ -106,6 +110,7 @@ def sweep(
     if seed is not None:
         check_seed(OWNER, "seed", seed)
     check_choice(OWNER, "pruner", pruner, PRUNERS)
+    check_bool(OWNER, "baseline", baseline)
     params = read_space(search_space)
     fixed = check_overrides(overrides)
     config_data, config_path = _config(config)
@@ -128,6 +133,8 @@ def sweep(
     with lock:
         study = _open_study(optuna, study_dir, mode, pruner, fingerprint)
         _keep_inputs(study_dir, config_data, fixed, params)
+        if baseline and not study.get_trials(deepcopy=False):
+            _enqueue_baseline(study, base, params)
 
     while True:
         with lock:
@@ -198,6 +205,25 @@ def _check_param(source: str, fixed: list[str], param: Param) -> None:
                 f"{OWNER}: {what}: the config has no setting {param.key!r} that takes "
                 f"{value!r} (list the keys with: lightkit fit --config BASE.yaml --print_config)"
             )
+
+
+def _enqueue_baseline(study: Any, base: Any, params: list[Param]) -> None:
+    """The config's own values as the first trial, when every searched key has one in the space."""
+    values, outside = {}, []
+    for param in params:
+        found, value = lookup(base, param.key)
+        if found and param.contains(value):
+            values[param.key] = value
+        else:
+            outside.append(f"{param.key}={value!r}" if found else param.key)
+    if outside:
+        print(
+            f"{OWNER}: no baseline trial: the config's value of {', '.join(outside)} is not in "
+            "the search space",
+            file=sys.stderr,
+        )
+        return
+    study.enqueue_trial(values, user_attrs={"baseline": True})
 
 
 def _fingerprint(
@@ -300,7 +326,10 @@ def _fail_stale(optuna: Any, study: Any) -> None:
 
 def _retry_later(optuna: Any, study: Any, trial: Any) -> None:
     study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    again = {"retry_of": trial.number}
+    if trial.user_attrs.get("baseline"):
+        again["baseline"] = True
+    study.enqueue_trial(trial.params, user_attrs=again)
 
 
 def _process_token() -> str:

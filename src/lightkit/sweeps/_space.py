@@ -55,6 +55,21 @@ class Param:
             )
         return trial.suggest_categorical(self.key, list(self.choices))
 
+    def contains(self, value: Any) -> bool:
+        """Whether the search can give ``value`` (in the range, on its step, or a choice)."""
+        if self.type == "categorical":
+            return any(same_value(value, c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type == "int" and not float(value).is_integer():
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        if self.step is None:
+            return True
+        steps = (value - self.low) / self.step
+        return math.isclose(steps, round(steps), abs_tol=1e-9)
+
     def samples(self) -> list[Any]:
         """Values that cover what this setting can take: both ends of a range, every choice."""
         return list(self.choices) if self.type == "categorical" else [self.low, self.high]

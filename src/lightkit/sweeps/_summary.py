@@ -48,6 +48,8 @@ def trial_rows(study: Any, params: list[Param]) -> list[dict[str, Any]]:
     for trial in study.get_trials(deepcopy=False):
         state = STATES.get(trial.state.name, trial.state.name.lower())
         reason = trial.user_attrs.get("fail_reason", "")
+        if trial.user_attrs.get("baseline") and not reason:
+            reason = "baseline: the config's own values"
         if trial.state.name == "FAIL" and not reason:
             state, reason = "interrupted", "its process stopped; run again as a new trial"
         row: dict[str, Any] = {"trial": trial.number, "state": state, "value": trial.value}
