@@ -19,6 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 FOUNDATION = {
     "lightkit._version",
+    "lightkit._run_layout",
     "lightkit._validation",
     "lightkit._spec",
     "lightkit._lightning",

@@ -380,3 +380,16 @@ def subprocess_help() -> str:
     return subprocess.run(
         [sys.executable, "-m", "lightkit.cli", "--help"], capture_output=True, text=True
     ).stdout
+
+
+def test_listing_runs_imports_neither_torch_nor_lightning():
+    """`lightkit runs` reads folders: it starts in a fraction of a second, like `lightkit --help`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from lightkit.cli import main; main(['runs', '.', '--format', 'json']); "
+        "print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

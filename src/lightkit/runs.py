@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-from lightkit.tasks._run_record import RECORD_FILE, STATUSES
-from lightkit.trainer._run_dir import DEFAULT_ROOT
+from lightkit._run_layout import DEFAULT_ROOT, RECORD_FILE, STATUSES
 
 HPARAMS_FILE = "hparams.yaml"
 CONFIG_FILE = "config.yaml"  # LightningCLI's copy of the run's config (lightkit fit)

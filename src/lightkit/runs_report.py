@@ -11,9 +11,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from lightkit._run_layout import DEFAULT_ROOT, RECORD_FILE
 from lightkit.runs import HPARAMS_FILE, SORT_KEYS, RunRow, as_text, clean_text, list_runs
-from lightkit.tasks._run_record import RECORD_FILE
-from lightkit.trainer._run_dir import DEFAULT_ROOT
 
 TABLE_HPARAMS = 8  # hyperparameter columns in the table (CSV and JSON have them all)
 FORMATS = ("table", "csv", "json")

@@ -26,10 +26,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightkit._lightning import is_mid_epoch
+from lightkit._run_layout import RECORD_FILE, STATUSES
 
-RECORD_FILE = "run.json"
 RECORD_FORMAT = 1  # the "format" field: raised when a field changes meaning
-STATUSES = ("running", "finished", "stopped early", "nan", "failed", "pruned", "interrupted")
 MAX_REASON = 500  # characters of an exception message or stopping reason kept in the record
 
 

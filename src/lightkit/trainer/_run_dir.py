@@ -10,11 +10,11 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from lightkit._run_layout import DEFAULT_ROOT
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer._checks import check_root_dir, check_version
 
 RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"  # rank 0's run folder, inherited by the processes DDP launches
-DEFAULT_ROOT = "runs"
 
 
 @dataclass(frozen=True)
