@@ -393,3 +393,13 @@ def test_listing_runs_imports_neither_torch_nor_lightning():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_column_repeating_another_is_left_out():
+    rows = [
+        runs.RunRow("a", "a", hparams={"batch_size": 32, "data.batch_size": 32, "lr": 0.1}),
+        runs.RunRow("b", "b", hparams={"batch_size": 64, "data.batch_size": 64, "lr": 0.2}),
+        runs.RunRow("c", "c", hparams={"batch_size": 64, "data.batch_size": 16, "lr": 0.2}),
+    ]
+    assert runs_report.key_hparams(rows[:2]) == ["lr", "batch_size"]
+    assert "data.batch_size" in runs_report.key_hparams(rows)  # it differs in one row

@@ -69,7 +69,13 @@ def _files(tmp_path: Path, space: dict, max_epochs: int = 3) -> tuple[Path, Path
 
 
 def _study(study_dir: Path):
-    return optuna.load_study(study_name="lightkit", storage=f"sqlite:///{study_dir / 'study.db'}")
+    from filelock import FileLock
+
+    # Under the sweep's lock: a sweep starting meanwhile creates the database's tables.
+    with FileLock(str(study_dir / "study.lock")):
+        return optuna.load_study(
+            study_name="lightkit", storage=f"sqlite:///{study_dir / 'study.db'}"
+        )
 
 
 def _lightkit(*args: str) -> list[str]:
@@ -116,10 +122,14 @@ def test_a_bad_space_is_refused(space):
         read_space(space)
 
 
-def test_yaml_exponents_without_a_dot_are_numbers():
-    # YAML 1.1 reads 1e-4 as text; the number is what anyone writing it means.
-    (param,) = read_space(yaml.safe_load(f"{LR}: {{type: float, low: 1e-4, high: 3e-2}}"))
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-4 as text; the search space is read as YAML 1.2 does: a number.
+    search = tmp_path / "space.yaml"
+    search.write_text(f"{LR}: {{type: float, low: 1e-4, high: 3e-2}}\n")
+    (param,) = read_space(search)
     assert (param.low, param.high) == (1e-4, 3e-2)
+    with pytest.raises(TypeError, match="must be a finite number"):  # quoted: text
+        read_space({LR: {"type": "float", "low": "1e-4", "high": 3e-2}})
 
 
 def test_a_list_is_a_categorical_choice():
@@ -216,6 +226,150 @@ def test_what_a_range_contains(spec, inside, outside):
     assert not any(param.contains(v) for v in outside)
 
 
+def test_text_choices_reach_the_config_as_text(tmp_path):
+    # Text settings (a logger name, a class path) parse as given, quotes and all checked.
+    space = {
+        BATCH: [0],  # every trial fails when its data module is built: no training here
+        "trainer.logger": ["csv", "tensorboard"],
+        "model.init_args.optimizer.class_path": ["lightkit.optim.adam", "lightkit.optim.sgd"],
+    }
+    study = lk.sweep(_config(tmp_path), space, n_trials=1, study_dir=tmp_path / "s")
+    assert "batch_size" in study.trials[0].user_attrs["fail_reason"]
+    with pytest.raises(ValueError, match="trainer.max_epochs"):  # text where a number goes
+        lk.sweep(_config(tmp_path), {"trainer.max_epochs": ["five"]}, 1, tmp_path / "t")
+
+
+@pytest.mark.parametrize("key", ["trainer.monitor", "trainer.mode"])
+def test_the_monitor_is_not_searched(key):
+    with pytest.raises(ValueError, match="compared by the config's monitor"):
+        read_space({key: ["a", "b"]})
+
+
+def test_a_yaml_key_given_twice_is_refused(tmp_path):
+    search = tmp_path / "space.yaml"
+    search.write_text(f"{BATCH}: [16]\n{BATCH}: [32]\n")
+    with pytest.raises(ValueError, match="given twice"):
+        read_space(search)
+
+
+def test_an_int_step_that_does_not_divide_the_range_is_refused():
+    with pytest.raises(ValueError, match="high=80 is the last value it reaches"):
+        read_space({BATCH: {"type": "int", "low": 16, "high": 100, "step": 32}})
+
+
+def test_a_bad_study_folder_or_database_is_refused_and_nothing_is_overwritten(tmp_path):
+    config, space = _config(tmp_path), {BATCH: [0]}
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file; expected a folder"):
+        lk.sweep(config, space, 1, tmp_path / "file")
+    with pytest.raises(TypeError, match="study_dir must be a folder path"):
+        lk.sweep(config, space, 1, 5)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "study.db").write_bytes(b"x" * 5000)
+    with pytest.raises(ValueError, match="is not an SQLite database"):
+        lk.sweep(config, space, 1, tmp_path / "junk")
+    import sqlite3
+
+    (tmp_path / "other").mkdir()
+    with sqlite3.connect(tmp_path / "other" / "study.db") as db:
+        db.execute("CREATE TABLE notes (x)")
+    with pytest.raises(ValueError, match="not an Optuna study"):
+        lk.sweep(config, space, 1, tmp_path / "other")
+    # A trial folder that already holds files is never trained into.
+    lk.sweep(config, space, 1, tmp_path / "s")
+    kept = tmp_path / "s" / "trials" / "version_1" / "keep.txt"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("mine")
+    with pytest.raises(FileExistsError, match="already holds files"):
+        lk.sweep(config, space, 2, tmp_path / "s")
+    assert kept.read_text() == "mine"
+    # An empty study.db beside trial folders: the study is gone, nothing is reused.
+    (tmp_path / "s" / "study.db").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="holds trial runs but no study"):
+        lk.sweep(config, space, 2, tmp_path / "s")
+
+
+def test_a_changed_input_is_named_and_reordered_overrides_are_the_same(tmp_path):
+    config, space = _config(tmp_path), {BATCH: [0]}
+    lk.sweep(
+        config,
+        space,
+        1,
+        tmp_path / "s",
+        overrides=["--trainer.max_epochs=2", "--seed_everything=1"],
+    )
+    lk.sweep(
+        config,
+        space,
+        1,
+        tmp_path / "s",
+        overrides=["--seed_everything=1", "--trainer.max_epochs=2"],
+    )
+    with pytest.raises(ValueError, match="started with different overrides"):
+        lk.sweep(config, space, 1, tmp_path / "s", overrides=["--trainer.max_epochs=3"])
+    same = ["--trainer.max_epochs=2", "--seed_everything=1"]
+    with pytest.raises(ValueError, match="started with different search space"):
+        lk.sweep(config, {BATCH: [0, 1]}, 1, tmp_path / "s", overrides=same)
+
+
+def test_an_interrupted_baseline_trial_reads_as_interrupted():
+    from lightkit.sweeps._summary import trial_rows
+
+    study = optuna.create_study()
+    study.enqueue_trial({BATCH: 64}, user_attrs={"baseline": True})
+    trial = study.ask()
+    trial.suggest_categorical(BATCH, [32, 64])
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # its process died: no reason
+    (row,) = trial_rows(study, read_space({BATCH: [32, 64]}))
+    assert row["state"] == "interrupted"
+    assert row["reason"].startswith("baseline: the config's own values; its process stopped")
+
+
+def test_the_command_takes_one_config(tmp_path, capsys):
+    config, search = _files(tmp_path, SPACE)
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--config", str(config), "--config", str(config), "--search", str(search)])
+    assert stop.value.code == 2
+    assert "give one --config" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_run_without_validation_fails_its_trial_by_name(tmp_path):
+    study = lk.sweep(
+        _config(tmp_path), {LR: [0.01]}, 1, tmp_path / "s",
+        overrides=[*QUICK, "--trainer.limit_val_batches=0"],
+    )  # fmt: skip
+    assert "did validation run?" in study.trials[0].user_attrs["fail_reason"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweep_with_its_exit_code_and_the_trial_is_run_again(tmp_path):
+    config, search = _files(tmp_path, SPACE, max_epochs=1000)
+    study_dir = tmp_path / "study"
+    command = _lightkit(
+        "sweep", "--config", str(config), "--search", str(search), "--n-trials", "2",
+        "--study-dir", str(study_dir), "--trainer.patience=1000",
+    )  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(study_dir.glob("trials/version_0/checkpoints/*.ckpt")):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "lightkit sweep: stopped (SIGTERM)" in err
+    trials = _study(study_dir).trials
+    assert trials[0].state.name == "FAIL" and "fail_reason" not in trials[0].user_attrs
+    assert trials[1].state.name == "WAITING"  # queued with the stopped trial's values
+    assert trials[1].system_attrs["fixed_params"] == trials[0].params
+
+
 @pytest.mark.slow
 def test_a_nan_loss_fails_its_trial(tmp_path):
     study = lk.sweep(
@@ -224,7 +378,7 @@ def test_a_nan_loss_fails_its_trial(tmp_path):
     (trial,) = study.get_trials()
     assert trial.state.name == "FAIL"
     assert "NonFiniteError" in trial.user_attrs["fail_reason"]
-    assert (Path(trial.user_attrs["run_dir"]) / "error.txt").is_file()
+    assert (tmp_path / "s" / trial.user_attrs["run_dir"] / "error.txt").is_file()
 
 
 @pytest.mark.slow
@@ -245,7 +399,7 @@ def test_the_seed_makes_the_trials_reproducible_and_calling_again_adds_only_what
     assert [t.params[LR] for t in again.trials][:2] == runs["a"]
     assert len(lk.sweep(config, SPACE, 3, tmp_path / "a", seed=3, overrides=QUICK).trials) == 3
     # Another space on the same study folder is refused, not mixed in.
-    with pytest.raises(ValueError, match="another config, search space"):
+    with pytest.raises(ValueError, match="started with different search space"):
         lk.sweep(config, {LR: [0.01]}, 4, tmp_path / "a", overrides=QUICK)
     # best.yaml trains the best trial again, as a config of its own, in the base's run root.
     best = yaml.safe_load((tmp_path / "a" / "best.yaml").read_text())
@@ -254,6 +408,14 @@ def test_the_seed_makes_the_trials_reproducible_and_calling_again_adds_only_what
     assert best["trainer"]["version"] is None
     for name in ("trials.csv", "history.png", "config.yaml", "search_space.yaml"):
         assert (tmp_path / "a" / name).is_file(), name
+    # With the best run's own config.yaml gone, best.yaml is rebuilt from the study's inputs.
+    (tmp_path / "a" / "trials" / f"version_{again.best_trial.number}" / "config.yaml").unlink()
+    lk.sweep(config, SPACE, 3, tmp_path / "a", seed=3, overrides=list(reversed(QUICK)))
+    rebuilt = yaml.safe_load((tmp_path / "a" / "best.yaml").read_text())
+    assert rebuilt["data"] == config["data"]
+    assert rebuilt["model"]["init_args"]["optimizer"]["init_args"]["lr"] == again.best_params[LR]
+    assert rebuilt["trainer"]["max_epochs"] == 1  # the overrides too
+    assert not list((tmp_path / "a").glob(".*.*"))  # no temporary file left behind
 
 
 @pytest.mark.slow
@@ -271,10 +433,14 @@ def test_a_12_trial_digits_sweep_prunes_resumes_after_sigkill_and_beats_the_defa
     done: list = []
     while time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.5)
-        if (study_dir / "study.db").exists():
+        if not (study_dir / "study.db").exists():
+            continue
+        try:
             done = [t for t in _study(study_dir).trials if t.state.is_finished()]
-            if len(done) >= 4:
-                break
+        except KeyError:  # the database is there, the study not yet
+            continue
+        if len(done) >= 4:
+            break
     assert first.poll() is None, "the sweep ended before it could be killed"
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
@@ -301,11 +467,12 @@ def test_a_12_trial_digits_sweep_prunes_resumes_after_sigkill_and_beats_the_defa
     for trial in pruned:  # the median pruner: once five trials finished, never at the first epoch
         assert trial.number >= 5 and max(trial.intermediate_values) >= 1
     # Every trial is one normal run, in its own folder.
-    for trial in trials:
-        run = Path(trial.user_attrs["run_dir"])
+    for trial in counted:
+        run = study_dir / trial.user_attrs["run_dir"]
         assert run == study_dir / "trials" / f"version_{trial.number}"
         assert (run / "config.yaml").is_file()
-    assert len(list((study_dir / "trials").glob("version_*"))) == len(trials)
+    folders = {f.name for f in (study_dir / "trials").glob("version_*")}
+    assert folders <= {f"version_{t.number}" for t in trials}  # none for a trial run twice
 
     default = subprocess.run(
         _lightkit("fit", "--config", str(config)), capture_output=True, text=True, timeout=300

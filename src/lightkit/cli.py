@@ -160,9 +160,19 @@ def _sweep_command(argv: list[str]) -> int:
         "'lightkit fit' run in <study-dir>/trials/version_<n>. Running the same command again "
         "continues the study; other --section.key=value flags are fixed for every trial.",
     )
-    own.add_argument("--config", required=True, help="the base 'lightkit fit' config (YAML)")
+    own.add_argument(
+        "--config", required=True, action="append", help="the base 'lightkit fit' config (YAML)"
+    )
     own.add_argument("--search", required=True, help="the search space (YAML of dotted keys)")
-    own.add_argument("--n-trials", "--n_trials", dest="n_trials", type=int, default=20)
+    own.add_argument(
+        "--n-trials",
+        "--n_trials",
+        dest="n_trials",
+        type=int,
+        default=20,
+        help="trials the study should hold, counting those of earlier runs of this command "
+        "(default 20)",
+    )
     own.add_argument(
         "--study-dir",
         "--study_dir",
@@ -178,11 +188,13 @@ def _sweep_command(argv: list[str]) -> int:
         help="do not make the first trial the config's own values of the searched keys",
     )
     args, rest = own.parse_known_args(argv)
+    if len(args.config) > 1:
+        own.error("give one --config (merge the files into one base config)")
     from lightkit.sweeps import sweep
 
     try:
         study = sweep(
-            args.config,
+            args.config[0],
             args.search,
             n_trials=args.n_trials,
             study_dir=args.study_dir,
@@ -191,9 +203,17 @@ def _sweep_command(argv: list[str]) -> int:
             overrides=rest,
             baseline=args.baseline,
         )
-    except (ValueError, TypeError, ImportError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, TypeError, ImportError, OSError) as err:
         print(f"lightkit sweep: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SystemExit) as stop:  # Ctrl-C, SIGTERM (Lightning's SystemExit)
+        terminated = type(stop).__name__ == "SIGTERMException"
+        print(
+            f"lightkit sweep: stopped ({'SIGTERM' if terminated else 'interrupted'}); the trial "
+            "that was running is run again when you run the same command again",
+            file=sys.stderr,
+        )
+        return 143 if terminated else 130
     return 0 if any(t.state.name == "COMPLETE" for t in study.trials) else 1
 
 

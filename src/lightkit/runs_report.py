@@ -56,7 +56,23 @@ def key_hparams(rows: list[RunRow], limit: int = TABLE_HPARAMS) -> list[str]:
             if k not in keys
             and len({as_text(row.hparams[k]) for row in rows if k in row.hparams}) > 1
         ]
-    return keys[:limit]
+    return _distinct(rows, keys)[:limit]
+
+
+def _distinct(rows: list[RunRow], keys: list[str]) -> list[str]:
+    """``keys`` less those that repeat an earlier column: the same last name and the same value
+    in every row (``batch_size`` from the run record and ``data.batch_size`` from its config)."""
+    kept: list[str] = []
+    for key in keys:
+        name = key.rpartition(".")[2]
+        values = [as_text(row.hparams.get(key)) for row in rows]
+        if not any(
+            other.rpartition(".")[2] == name
+            and [as_text(row.hparams.get(other)) for row in rows] == values
+            for other in kept
+        ):
+            kept.append(key)
+    return kept
 
 
 def to_csv(rows: list[RunRow]) -> str:

@@ -34,12 +34,12 @@ from lightkit.sweeps._space import (
     read_yaml,
     same_value,
 )
-from lightkit.sweeps._summary import summarize
+from lightkit.sweeps._summary import run_folder, summarize
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["PRUNERS", "sweep"]
+__all__ = ["PRUNERS", "run_folder", "sweep"]
 
 PRUNERS = ("median", "halving", "none")
 STUDY_NAME = "lightkit"
@@ -121,7 +121,7 @@ def sweep(
     mode = str(lookup(base, "trainer.mode")[1] or "min")
     if study_dir is None:
         study_dir = Path(str(lookup(base, "trainer.default_root_dir")[1] or "runs")) / "sweep"
-    study_dir = Path(study_dir)
+    study_dir = _checked_study_dir(study_dir)
     for param in params:
         _check_param(source, fixed, param)
 
@@ -129,9 +129,9 @@ def sweep(
     from filelock import FileLock
 
     lock = FileLock(os.fspath(study_dir / "study.lock"))
-    fingerprint = _fingerprint(config_data, fixed, params, monitor, mode)
+    inputs = _fingerprints(config_data, fixed, params, monitor, mode)
     with lock:
-        study = _open_study(optuna, study_dir, mode, pruner, fingerprint)
+        study = _open_study(optuna, study_dir, mode, pruner, inputs)
         _keep_inputs(study_dir, config_data, fixed, params)
         if baseline and not study.get_trials(deepcopy=False):
             _enqueue_baseline(study, base, params)
@@ -147,7 +147,8 @@ def sweep(
             trial.set_user_attr("host", socket.gethostname())
         _run_trial(optuna, study, trial, params, [source, *fixed], study_dir, monitor)
 
-    summarize(study, params, study_dir, monitor, mode, seed)
+    with lock:  # processes that finish together take turns writing the summary
+        summarize(study, params, study_dir, monitor, mode, seed, fixed)
     return study
 
 
@@ -200,10 +201,15 @@ def _check_param(source: str, fixed: list[str], param: Param) -> None:
         what = f"search space key {param.key!r}"
         parsed = _parse(source, [*fixed, override(param.key, value)], f"{what}: value {value!r}")
         found, kept = lookup(parsed, param.key)
-        if not found or not same_value(kept, value):
+        if not found:
             raise ValueError(
-                f"{OWNER}: {what}: the config has no setting {param.key!r} that takes "
-                f"{value!r} (list the keys with: lightkit fit --config BASE.yaml --print_config)"
+                f"{OWNER}: {what}: the config has no setting {param.key!r} (list the keys "
+                "with: lightkit fit --config BASE.yaml --print_config)"
+            )
+        if not same_value(kept, value):
+            raise ValueError(
+                f"{OWNER}: {what}: the setting does not take {value!r} (it read it as "
+                f"{kept!r}, a {type(kept).__name__})"
             )
 
 
@@ -226,54 +232,104 @@ def _enqueue_baseline(study: Any, base: Any, params: list[Param]) -> None:
     study.enqueue_trial(values, user_attrs={"baseline": True})
 
 
-def _fingerprint(
-    config: Any, fixed: list[str], params: list[Param], monitor: str, mode: str
-) -> str:
-    blob = json.dumps(
-        {
-            "config": config,
-            "overrides": fixed,
-            "space": [(p.key, p.as_dict()) for p in params],
-            "monitor": monitor,
-            "mode": mode,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _open_study(optuna: Any, study_dir: Path, mode: str, pruner: str, fingerprint: str) -> Any:
-    database = study_dir / "study.db"
-    if not database.exists() and any((study_dir / "trials").glob("version_*")):
-        raise FileExistsError(
-            f"{OWNER}: {os.fspath(study_dir)!r} holds trial runs but no study.db; the study "
-            "they belong to is gone. Use a new study_dir (nothing here is overwritten)"
+def _checked_study_dir(study_dir: Any) -> Path:
+    if not isinstance(study_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"{OWNER}: study_dir must be a folder path, got {study_dir!r} "
+            f"({type(study_dir).__name__})"
         )
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{database.resolve()}",
-        engine_kwargs={"connect_args": {"timeout": 60}},  # two processes may write at once
-    )
+    path = Path(study_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(
+            f"{OWNER}: study_dir {os.fspath(path)!r} is a file; expected a folder (new or "
+            "holding a study)"
+        )
+    return path
+
+
+def _fingerprints(
+    config: Any, fixed: list[str], params: list[Param], monitor: str, mode: str
+) -> dict[str, str]:
+    """A hash of each input that defines the study, so that a changed one can be named."""
+    parts = {
+        "config": config,
+        "overrides": sorted(fixed),
+        "search space": [(p.key, p.as_dict()) for p in params],
+        "monitor": [monitor, mode],
+    }
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+        for name, value in parts.items()
+    }
+
+
+def _open_study(
+    optuna: Any, study_dir: Path, mode: str, pruner: str, inputs: dict[str, str]
+) -> Any:
+    database = study_dir / "study.db"
+    fresh = not database.exists() or database.stat().st_size == 0
+    if fresh and any((study_dir / "trials").glob("version_*")):
+        raise FileExistsError(
+            f"{OWNER}: {os.fspath(study_dir)!r} holds trial runs but no study (study.db is "
+            "missing or empty); the study they belong to is gone. Use a new study_dir (nothing "
+            "here is overwritten)"
+        )
+    if not fresh:
+        _check_database(database)
+    from sqlalchemy.exc import SQLAlchemyError
+
     direction = "maximize" if mode == "max" else "minimize"
-    study = optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
-        direction=direction,
-        pruner=_pruner(optuna, pruner),
-        load_if_exists=True,
-    )
-    recorded = study.user_attrs.get("fingerprint")
-    if recorded is None and not study.trials:
-        study.set_user_attr("fingerprint", fingerprint)
-    elif recorded != fingerprint:
+    try:
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{database.resolve()}",
+            engine_kwargs={"connect_args": {"timeout": 60}},  # two processes may write at once
+        )
+        study = optuna.create_study(
+            study_name=STUDY_NAME,
+            storage=storage,
+            direction=direction,
+            pruner=_pruner(optuna, pruner),
+            load_if_exists=True,
+        )
+    except SQLAlchemyError as err:
         raise ValueError(
-            f"{OWNER}: the study in {os.fspath(study_dir)!r} was started with another config, "
-            "search space or monitor (see config.yaml and search_space.yaml there); continue it "
-            "with those, or give a new study_dir"
+            f"{OWNER}: {os.fspath(database)!r} cannot be used as the study's database: "
+            f"{_short(err)}"
+        ) from None
+    recorded = study.user_attrs.get("inputs")
+    if recorded is None and not study.trials:
+        study.set_user_attr("inputs", inputs)
+    elif not isinstance(recorded, dict) or recorded != inputs:
+        changed = [
+            k for k in inputs if not isinstance(recorded, dict) or recorded.get(k) != inputs[k]
+        ]
+        raise ValueError(
+            f"{OWNER}: the study in {os.fspath(study_dir)!r} was started with different "
+            f"{' and '.join(changed) or 'inputs'} (its config.yaml and search_space.yaml are "
+            "there); continue it with those, or give a new study_dir"
         )
     if study.direction.name.lower() != direction:
         raise ValueError(f"{OWNER}: the study in {os.fspath(study_dir)!r} does not {direction}")
     return study
+
+
+def _check_database(database: Path) -> None:
+    """An existing ``study.db`` must be an Optuna study database, not some other file."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as err:
+        raise ValueError(
+            f"{OWNER}: {os.fspath(database)!r} is not an SQLite database ({err}); it is not a "
+            "study lightkit can continue. Use a new study_dir"
+        ) from None
+    if "studies" not in tables:
+        raise ValueError(
+            f"{OWNER}: {os.fspath(database)!r} is an SQLite database but not an Optuna study "
+            "(no studies table); lightkit does not write into it. Use a new study_dir"
+        )
 
 
 def _keep_inputs(study_dir: Path, config: Any, fixed: list[str], params: list[Param]) -> None:
@@ -375,8 +431,16 @@ def _run_trial(
     from optuna_integration import PyTorchLightningPruningCallback
 
     values = {p.key: p.suggest(trial) for p in params}
-    run_dir = study_dir / "trials" / f"version_{trial.number}"
-    trial.set_user_attr("run_dir", os.fspath(run_dir))
+    run_dir = study_dir / run_folder(trial.number)
+    trial.set_user_attr("run_dir", run_folder(trial.number))  # relative: the folder may move
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        reason = (
+            f"its run folder {os.fspath(run_dir)!r} already holds files (from a study whose "
+            "database was replaced?); nothing there is overwritten"
+        )
+        trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise FileExistsError(f"{OWNER}: trial {trial.number}: {reason}. Use a new study_dir")
     print(f"{OWNER}: trial {trial.number}: {_shown(values)}", file=sys.stderr)
     built: dict[str, Any] = {}
     try:
@@ -395,6 +459,13 @@ def _run_trial(
         trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
         trainer.fit(cli.model, datamodule=cli.datamodule)
         checkpoint = trainer.checkpoint_callback
+        watched = getattr(checkpoint, "monitor", None)
+        if watched != monitor:  # lightkit watches train/loss when validation never runs
+            raise ValueError(
+                f"the run's checkpoints followed {watched!r}, not {monitor!r} (did validation "
+                "run? limit_val_batches=0 turns it off); the sweep compares trials by "
+                f"{monitor!r}"
+            )
         score = None if checkpoint is None else checkpoint.best_model_score
         value = None if score is None else float(score)
         if value is None or not math.isfinite(value):
@@ -427,10 +498,11 @@ def _note_epochs(trial: Any, built: dict[str, Any]) -> None:
 
 
 def _write_error(run_dir: Path) -> None:
-    """The failed trial's traceback, in its run folder (when it got that far)."""
-    if run_dir.is_dir():
-        with contextlib.suppress(OSError):
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+    """The failed trial's traceback, in its run folder (made here when the trial failed before
+    its trainer made it)."""
+    with contextlib.suppress(OSError):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
 
 
 def _shown(values: dict[str, Any]) -> str:
@@ -442,10 +514,22 @@ def _shown(values: dict[str, Any]) -> str:
     )
 
 
+# jsonargparse's scaffolding around the one line that says what is wrong.
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+    "Expected a <class 'collections.abc.Mapping'>",
+)
+
+
 def _short(err: BaseException) -> str:
     """An error's message on one line: jsonargparse's nested explanations, kept short."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = " | ".join(lines) if lines else type(err).__name__
+    lines = [line.strip().removeprefix("- ") for line in str(err).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(_NOISE)]
+    text = " | ".join(meaningful or lines) if lines else type(err).__name__
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 

@@ -28,9 +28,33 @@ RESERVED = {
     "resume": "every trial starts from scratch",
     "config": "the base config is the sweep's config argument",
     "trust": "trials load no checkpoint",
+    "trainer.monitor": "every trial is compared by the config's monitor",
+    "trainer.mode": "every trial is compared by the config's monitor",
 }
 MAX_FILE_BYTES = 1 << 20
-_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.safe_load``, but a key given twice is an error (not the last one silently), and
+    ``1e-4`` is a number as in YAML 1.2 (YAML 1.1 wants ``1.0e-4``)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,7 @@ def read_yaml(source: str | os.PathLike[str], what: str) -> Any:
             "expected a small YAML file"
         )
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ValueError(
             f"{OWNER}: {what} {os.fspath(source)!r} is not valid YAML: {err}"
@@ -170,6 +194,13 @@ def _param(key: Any, spec: Any, where: str) -> Param:
             raise ValueError(
                 f"{name}: give log or step, not both (Optuna samples one or the other)"
             )
+        steps = (high - low) / step
+        if not math.isclose(steps, round(steps), abs_tol=1e-9):
+            top = low + math.floor(steps + 1e-9) * step
+            raise ValueError(
+                f"{name}: the step {step!r} does not divide the range {low!r}..{high!r}; "
+                f"high={top!r} is the last value it reaches"
+            )
     if log and low <= 0:
         raise ValueError(f"{name}: a log range needs low > 0, got low={low!r}")
     return Param(key, kind, low=low, high=high, log=log, step=step)
@@ -182,8 +213,6 @@ def _number(name: str, field: str, value: Any, kind: str) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name}: {field} of an int range must be an integer, got {value!r}")
         return value
-    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
-        value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as text; the number is meant
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TypeError(f"{name}: {field} must be a finite number, got {value!r}")
     return float(value)
@@ -224,7 +253,16 @@ def check_overrides(overrides: Any) -> list[str]:
 
 
 def override(key: str, value: Any) -> str:
-    """The command-line form of one setting (``--key=value``, the value as JSON, which YAML reads)."""
+    """The command-line form of one setting: ``--key=value``, text as it is when YAML reads it
+    back as the same text (``csv``, ``lightkit.optim.sgd``; jsonargparse keeps quotes for
+    ``str`` settings), everything else as JSON (which YAML reads)."""
+    if isinstance(value, str):
+        try:
+            plain = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            plain = False
+        if plain:
+            return f"--{key}={value}"
     return f"--{key}={json.dumps(value)}"
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,14 @@ from typing import Any
 import yaml
 
 from lightkit.sweeps._space import OWNER, Param, read_yaml
+
+RUN_FOLDER = "trials/version_{}"
+
+
+def run_folder(number: int) -> str:
+    """A trial's run folder, relative to the study folder."""
+    return RUN_FOLDER.format(number)
+
 
 STATES = {
     "COMPLETE": "finished",
@@ -48,24 +58,30 @@ def trial_rows(study: Any, params: list[Param]) -> list[dict[str, Any]]:
     for trial in study.get_trials(deepcopy=False):
         state = STATES.get(trial.state.name, trial.state.name.lower())
         reason = trial.user_attrs.get("fail_reason", "")
-        if trial.user_attrs.get("baseline") and not reason:
-            reason = "baseline: the config's own values"
         if trial.state.name == "FAIL" and not reason:
             state, reason = "interrupted", "its process stopped; run again as a new trial"
+        if trial.user_attrs.get("baseline"):
+            reason = "; ".join(r for r in ("baseline: the config's own values", reason) if r)
         row: dict[str, Any] = {"trial": trial.number, "state": state, "value": trial.value}
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             row["value"] = trial.intermediate_values[max(trial.intermediate_values)]
         for param in params:
             row[names[param.key]] = trial.params.get(param.key)
         row["epochs"] = trial.user_attrs.get("epochs")
-        row["run_dir"] = trial.user_attrs.get("run_dir", "")
+        row["run_dir"] = run_folder(trial.number)
         row["reason"] = reason
         rows.append(row)
     return rows
 
 
 def summarize(
-    study: Any, params: list[Param], study_dir: Path, monitor: str, mode: str, seed: int | None
+    study: Any,
+    params: list[Param],
+    study_dir: Path,
+    monitor: str,
+    mode: str,
+    seed: int | None,
+    overrides: list[str],
 ) -> None:
     """Write ``trials.csv``, ``best.yaml``, ``importance.json`` and the plots; print the table."""
     rows = trial_rows(study, params)
@@ -73,7 +89,7 @@ def summarize(
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     best = study.best_trial if complete else None
     if best is not None:
-        _write_best(study_dir, best, params)
+        _write_best(study_dir, best, params, overrides)
     importance = _importance(study, seed) if len(complete) >= 2 else {}
     if importance:
         _atomic_text(study_dir / "importance.json", json.dumps(importance, indent=2) + "\n")
@@ -84,31 +100,38 @@ def summarize(
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_text(path, text.getvalue())
 
 
-def _write_best(study_dir: Path, best: Any, params: list[Param]) -> None:
+def _write_best(study_dir: Path, best: Any, params: list[Param], overrides: list[str]) -> None:
     """``best.yaml``: the best trial's whole config (saved by its run), back in the base's run
-    root, so that ``lightkit fit --config best.yaml`` trains it again in a new run folder."""
+    root, so that ``lightkit fit --config best.yaml`` trains it again in a new run folder.
+
+    The trial's folder is found from its number, inside the study folder (never from a path
+    read back from the database)."""
     base = read_yaml(study_dir / "config.yaml", "the study's config.yaml")
-    saved = Path(best.user_attrs.get("run_dir", "")) / "config.yaml"
+    base = base if isinstance(base, dict) else {}
+    base.pop("# overrides", None)
+    saved = study_dir / run_folder(best.number) / "config.yaml"
     config: dict[str, Any] | None = None
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, TypeError):
         loaded = read_yaml(saved, "the best trial's config.yaml")
         config = loaded if isinstance(loaded, dict) else None
-    if config is None:  # the searched values alone, nested
-        config = {}
-        for param in params:
+    if config is None:  # the run's own copy is gone: the base, the overrides, the values
+        config = json.loads(json.dumps(base, default=str))
+        settings = [_setting(item) for item in overrides]
+        settings += [(p.key, best.params[p.key]) for p in params if p.key in best.params]
+        for key, value in settings:
             node = config
-            *path, last = param.key.split(".")
+            *path, last = key.split(".")
             for part in path:
-                node = node.setdefault(part, {})
-            node[last] = best.params[param.key]
+                child = node.get(part)
+                node = node.setdefault(part, {}) if not isinstance(child, dict) else child
+            node[last] = value
     trainer = config.setdefault("trainer", {})
     base_trainer = base.get("trainer") if isinstance(base, dict) else None
     root = base_trainer.get("default_root_dir") if isinstance(base_trainer, dict) else None
@@ -161,12 +184,15 @@ def _plots(study: Any, study_dir: Path, seed: int | None, importance: bool) -> N
                 continue
             figure = axes.get_figure()
             figure.set_size_inches(8, 4.5)
-            tmp = study_dir / f".{name}"
+            handle, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=study_dir)
+            os.close(handle)
             try:
                 figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
                 os.replace(tmp, study_dir / name)
             finally:
                 plt.close(figure)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
 
 def _print(
@@ -195,7 +221,7 @@ def _print(
     values = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
     console.print(
         f"best: trial {best.number}, {monitor} = {best.value:.6g} ({mode}): {values}\n"
-        f"  run folder {best.user_attrs.get('run_dir', '?')}; "
+        f"  run folder {os.fspath(study_dir / run_folder(best.number))}; "
         f"train it again with: lightkit fit --config {os.fspath(study_dir / 'best.yaml')}"
     )
     if importance:
@@ -210,7 +236,23 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _setting(item: str) -> tuple[str, Any]:
+    """``--section.key=value`` as ``(section.key, value)``, the value read as YAML."""
+    key, _, text = item[2:].partition("=")
+    try:
+        return key, yaml.safe_load(text)
+    except yaml.YAMLError:
+        return key, text
+
+
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``path`` whole or not at all (a temporary file of this process, then a rename)."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
