@@ -235,7 +235,7 @@ def test_text_choices_reach_the_config_as_text(tmp_path):
     }
     study = lk.sweep(_config(tmp_path), space, n_trials=1, study_dir=tmp_path / "s")
     assert "batch_size" in study.trials[0].user_attrs["fail_reason"]
-    with pytest.raises(ValueError, match="trainer.max_epochs"):  # text where a number goes
+    with pytest.raises(ValueError, match=r"trainer\.max_epochs"):  # text where a number goes
         lk.sweep(_config(tmp_path), {"trainer.max_epochs": ["five"]}, 1, tmp_path / "t")
 
 
