@@ -531,6 +531,6 @@ def test_the_readme_sweep_command_runs_as_written(tmp_path, monkeypatch):
     assert main([*argv, "--n-trials", "1", *QUICK]) == 0
     study_dir = tmp_path / "runs" / "digits" / "sweep"  # the default: <default_root_dir>/sweep
     (trial,) = _study(study_dir).trials
-    space = yaml.safe_load((repo / "examples" / "configs" / "digits_search.yaml").read_text())
+    space = yaml.safe_load((repo / "examples" / "search" / "digits.yaml").read_text())
     assert set(trial.params) == set(space)
     assert (study_dir / "trials" / "version_0" / "checkpoints" / "best.ckpt").is_file()

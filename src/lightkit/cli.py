@@ -58,7 +58,7 @@ def doctor() -> str:
         f"precision  {resolve_precision('auto', resolve_hardware('auto'))} (what precision='auto' picks here)"
     )
     for extra, modules in _EXTRAS.items():
-        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        missing = [m for m in modules if not _installed(m)]
         state = (
             "installed"
             if not missing
@@ -66,6 +66,19 @@ def doctor() -> str:
         )
         lines.append(f"extra      {extra}: {state}")
     return "\n".join(lines)
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (nor failing on a module that
+    replaced its own entry in ``sys.modules``, as lazy-loading packages do)."""
+    import importlib.util
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _config_command(argv: list[str]) -> int:
