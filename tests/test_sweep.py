@@ -179,6 +179,7 @@ def test_sweep_arguments_are_checked(tmp_path):
 # ---- trials --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path, capsys):
     study_dir = tmp_path / "study"
     # batch_size 0 is an int (the config takes it) that the data module refuses at build time.
@@ -195,6 +196,7 @@ def test_failed_trials_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_
     assert not (study_dir / "best.yaml").exists()
 
 
+@pytest.mark.slow
 def test_the_first_trial_is_the_configs_own_values_when_they_lie_in_the_space(tmp_path, capsys):
     # batch_size 0 fails at build time: trials cost nothing here, only their values matter.
     space = {BATCH: [0, 64]}  # the config's batch size is 64
@@ -226,6 +228,7 @@ def test_what_a_range_contains(spec, inside, outside):
     assert not any(param.contains(v) for v in outside)
 
 
+@pytest.mark.slow
 def test_text_choices_reach_the_config_as_text(tmp_path):
     # Text settings (a logger name, a class path) parse as given, quotes and all checked.
     space = {
@@ -257,6 +260,7 @@ def test_an_int_step_that_does_not_divide_the_range_is_refused():
         read_space({BATCH: {"type": "int", "low": 16, "high": 100, "step": 32}})
 
 
+@pytest.mark.slow
 def test_a_bad_study_folder_or_database_is_refused_and_nothing_is_overwritten(tmp_path):
     config, space = _config(tmp_path), {BATCH: [0]}
     (tmp_path / "file").write_text("")
@@ -289,6 +293,7 @@ def test_a_bad_study_folder_or_database_is_refused_and_nothing_is_overwritten(tm
         lk.sweep(config, space, 2, tmp_path / "s")
 
 
+@pytest.mark.slow
 def test_a_changed_input_is_named_and_reordered_overrides_are_the_same(tmp_path):
     config, space = _config(tmp_path), {BATCH: [0]}
     lk.sweep(
