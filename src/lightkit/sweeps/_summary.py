@@ -93,7 +93,7 @@ def summarize(
     importance = _importance(study, seed) if len(complete) >= 2 else {}
     if importance:
         _atomic_text(study_dir / "importance.json", json.dumps(importance, indent=2) + "\n")
-    _plots(study, study_dir, seed, bool(importance))
+    _plots(study, study_dir, seed, bool(importance), monitor)
     _print(rows, best, importance, study_dir, monitor, mode)
 
 
@@ -157,7 +157,7 @@ def _importance(study: Any, seed: int | None) -> dict[str, float]:
     return {k: float(v) for k, v in values.items() if math.isfinite(v)}
 
 
-def _plots(study: Any, study_dir: Path, seed: int | None, importance: bool) -> None:
+def _plots(study: Any, study_dir: Path, seed: int | None, importance: bool, monitor: str) -> None:
     """``history.png`` (the value of every trial and the best so far) and ``importance.png``."""
     import matplotlib
     import optuna
@@ -182,6 +182,9 @@ def _plots(study: Any, study_dir: Path, seed: int | None, importance: bool) -> N
                 axes = plot(study, **kwargs)
             except (ValueError, RuntimeError):
                 continue
+            if name == "history.png":  # say what the value is
+                axes.set_ylabel(f"{monitor} (finished trials)")
+                axes.set_title(f"Sweep history: {monitor} of each trial and the best so far")
             figure = axes.get_figure()
             figure.set_size_inches(8, 4.5)
             handle, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=study_dir)
