@@ -459,6 +459,11 @@ def _run_trial(
         trainer.callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
         trainer.fit(cli.model, datamodule=cli.datamodule)
         checkpoint = trainer.checkpoint_callback
+        if checkpoint is None:
+            raise ValueError(
+                "the run kept no checkpoints (enable_checkpointing=False?); a trial's value is "
+                f"the best {monitor!r} its checkpoints followed"
+            )
         watched = getattr(checkpoint, "monitor", None)
         if watched != monitor:  # lightkit watches train/loss when validation never runs
             raise ValueError(
@@ -466,7 +471,7 @@ def _run_trial(
                 "run? limit_val_batches=0 turns it off); the sweep compares trials by "
                 f"{monitor!r}"
             )
-        score = None if checkpoint is None else checkpoint.best_model_score
+        score = checkpoint.best_model_score
         value = None if score is None else float(score)
         if value is None or not math.isfinite(value):
             raise ValueError(f"the run logged no finite {monitor} (got {value})")
