@@ -263,7 +263,7 @@ def test_unreadable_files_give_a_row_and_nothing_is_imported(tmp_path, monkeypat
     assert rows["version_2"].status == "unknown" and rows["version_2"].best is None
     assert rows["version_2"].epochs is None and "exploded" in rows["version_2"].problems[0]
     assert rows["version_3"].status == "finished"
-    assert rows["version_3"].problems == ["hparams.yaml: 600 bytes, too large to read"]
+    assert rows["version_3"].problems == ["hparams.yaml: over 500 bytes, too large to read"]
     assert rows["version_4"].problems[0].startswith("run.json: ")
     assert rows["version_4"].problems[1] == "hparams.yaml: not a mapping of names to values"
     # and every output format still works
@@ -403,3 +403,33 @@ def test_a_column_repeating_another_is_left_out():
     ]
     assert runs_report.key_hparams(rows[:2]) == ["lr", "batch_size"]
     assert "data.batch_size" in runs_report.key_hparams(rows)  # it differs in one row
+
+
+def test_hostile_files_give_rows_not_hangs_leaks_or_tracebacks(tmp_path, capsys):
+    """A FIFO, a device, a symlink to a file elsewhere, numbers too large for a float, dates
+    out of range, markup in names and formulas in cells: every one a row, none followed."""
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("aws_secret_access_key: AKIA-SECRET-123\n")
+    root = tmp_path / "root[/x]"
+    (root / "fifo").mkdir(parents=True)
+    os.mkfifo(root / "fifo" / "hparams.yaml")
+    (root / "device").mkdir()
+    (root / "device" / "run.json").symlink_to("/dev/zero")
+    (root / "link").mkdir()
+    (root / "link" / "hparams.yaml").symlink_to(secret)
+    (root / "huge").mkdir()
+    (root / "huge" / "run.json").write_text(
+        '{"status": "finished", "best": 1' + "0" * 400 + ', "started": "0001-01-01T00:00:00+01:00"}'
+    )
+    (root / "formula").mkdir()
+    (root / "formula" / "hparams.yaml").write_text("lr: '=HYPERLINK(\"http://evil\")'\n'[/x]': 1\n")
+    for fmt in ("table", "csv", "json"):
+        assert runs_command([str(root), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "AKIA-SECRET" not in out
+    assert "'=HYPERLINK" in out  # the CSV cell is text to a spreadsheet
+    rows = {r.run: r for r in runs.list_runs(root)}
+    assert any("symlink" in p for p in rows["link"].problems)
+    assert any("not a regular file" in p or "symlink" in p for p in rows["device"].problems)
+    assert any("not a regular file" in p for p in rows["fifo"].problems)
+    assert rows["huge"].best is None

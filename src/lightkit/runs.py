@@ -16,6 +16,7 @@ import math
 import os
 import re
 import socket
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,7 +221,7 @@ def sort_rows(rows: list[RunRow], by: str = "run") -> list[RunRow]:
     return sorted(rows, key=lambda r: (getattr(r, by) is None, getattr(r, by) or 0))
 
 
-class _PlainLoader(yaml.SafeLoader):
+class _PlainLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present
     """``yaml.safe_load`` that reads any tag (``!!python/tuple`` in Lightning's ``hparams.yaml``,
     or ``!!python/object/apply:...``) as the plain list, mapping or text it is written as: no
     tag is ever resolved to a Python object."""
@@ -238,27 +239,37 @@ _PlainLoader.add_constructor(None, _plain)  # type: ignore[arg-type]
 
 
 def _read_file(path: Path, kind: str, problems: list[str]) -> Any:
-    """The parsed content of ``path`` (None when absent or unreadable, with a problem noted)."""
+    """The parsed content of ``path`` (None when absent or unreadable, with a problem noted).
+
+    Only a regular file in the run folder itself is read: not a symlink (it could name a file
+    anywhere), a FIFO (it would block) or a device (``/dev/zero`` never ends), and never more
+    than ``MAX_FILE_BYTES`` whatever size it claims."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        size = path.stat().st_size
+        handle = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as err:
-        problems.append(f"{path.name}: cannot be read ({clean_text(err.strerror or err)})")
+        why = "a symlink, not read" if path.is_symlink() else clean_text(err.strerror or err)
+        problems.append(f"{path.name}: cannot be read ({why})")
         return None
-    if size > MAX_FILE_BYTES:
-        problems.append(f"{path.name}: {size:,} bytes, too large to read")
+    with os.fdopen(handle, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            problems.append(f"{path.name}: not a regular file, not read")
+            return None
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        problems.append(f"{path.name}: over {MAX_FILE_BYTES:,} bytes, too large to read")
         return None
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
         if kind == "json":
             return json.loads(text)
         return yaml.load(text, Loader=_PlainLoader)  # _PlainLoader is a SafeLoader
     except Exception as err:  # whatever a malformed file makes a parser raise: a row says it
         what = "JSON" if kind == "json" else "YAML"
-        problems.append(
-            f"{path.name}: not valid {what} ({clean_text(str(err).splitlines()[0], 120)})"
-        )
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        problems.append(f"{path.name}: not valid {what} ({clean_text(first, 120)})")
         return None
 
 
@@ -303,7 +314,8 @@ def _from_checkpoint_names(row: RunRow, folder: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (True when that cannot be told)."""
+    """Whether process ``pid`` exists on this machine (True when that cannot be told); a zombie
+    (killed, not yet reaped by its parent) is gone."""
     if os.name == "nt" or pid <= 0:  # os.kill on Windows would end the process
         return True
     try:
@@ -312,7 +324,11 @@ def _alive(pid: int) -> bool:
         return False
     except (PermissionError, OSError, OverflowError):
         return True
-    return True
+    try:  # Linux: the state letter after the parenthesised command name
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc:
+            return proc.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _is_run_folder(path: Path, dirs: list[str], files: list[str]) -> bool:
@@ -328,7 +344,11 @@ def _is_scalar(value: Any) -> bool:
 def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT) -> str:

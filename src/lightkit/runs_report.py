@@ -82,12 +82,21 @@ def to_csv(rows: list[RunRow]) -> str:
     header = [*FIELDS, *(f"hparams.{k}" if k in FIELDS else k for k in hparams)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([_inert(h) for h in header])
     for row in rows:
         values = [getattr(row, f) for f in FIELDS[:-1]] + ["; ".join(row.problems)]
         values += [row.hparams.get(k) for k in hparams]
-        writer.writerow(["" if v is None else as_text(v) for v in values])
+        writer.writerow(["" if v is None else _inert(v) for v in values])
     return buffer.getvalue()
+
+
+def _inert(value: Any) -> str:
+    """A cell that a spreadsheet shows as text: text from a run's files that starts like a
+    formula (``=``, ``+``, ``-``, ``@``) gets a leading ``'``; numbers are left as they are."""
+    text = as_text(value)
+    if isinstance(value, str) and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
 
 
 def to_json(rows: list[RunRow]) -> str:
@@ -112,15 +121,15 @@ def print_table(rows: list[RunRow], root: str, file: Any = None) -> None:
         best_header += f" {next(iter(monitors))}"
         best_header += f" ({next(iter(modes))})" if len(modes) == 1 else ""
     keys = key_hparams(rows)
-    table = Table(title=f"runs under {root}", title_justify="left")
+    table = Table(title=Text(f"runs under {root}"), title_justify="left")  # no markup
     table.add_column("run", no_wrap=True)
     table.add_column("task")
     table.add_column("status")
-    table.add_column(best_header, justify="right")
+    table.add_column(Text(best_header), justify="right")
     table.add_column("epochs", justify="right")
     table.add_column("started")
-    for header in _short_names(keys):
-        table.add_column(header, justify="right")
+    for header in _short_names(keys):  # names from the runs' files: text, never markup
+        table.add_column(Text(header), justify="right")
     for row in rows:
         best = "" if row.best is None else f"{row.best:.4g}"
         if row.best is not None and len(monitors) > 1 and row.monitor:
@@ -231,7 +240,7 @@ def _local_time(stamp: str | None) -> str:
         return ""
     try:
         return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
+    except (ValueError, OverflowError, TypeError):
         return clean_text(stamp, 40)
 
 
