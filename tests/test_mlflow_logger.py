@@ -264,3 +264,52 @@ def test_a_new_store_is_created_under_a_lock(tmp_path, three_loggers):
     assert built[0]._tracking_uri == _client(root).tracking_uri != _client(fitted).tracking_uri
     assert (waited, len(built), (root / "mlflow.db").is_file()) == (True, 1, True)
     assert _client(root).get_experiment_by_name("runs") is not None
+
+
+@pytest.mark.slow
+def test_the_store_lightkit_chose_does_not_leak_into_a_child_process(three_loggers, tmp_path):
+    """MLFlowLogger exports the tracking URI it was given; a process started afterwards must
+    still log into its own root's store, not into the parent's."""
+    import subprocess
+
+    code = (
+        "import os, lightkit as lk\n"
+        f"t = lk.make_trainer(default_root_dir={str(tmp_path / 'child')!r}, logger='mlflow')\n"
+        "print(t.logger._tracking_uri)\n"
+    )
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": three_loggers[0].loggers[1]._tracking_uri}
+    # In this process the exported URI is lightkit's own choice, recorded for children:
+    env["LIGHTKIT_MLFLOW_DEFAULT_STORES"] = os.environ["LIGHTKIT_MLFLOW_DEFAULT_STORES"]
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert (
+        out.stdout.strip().splitlines()[-1].endswith(f"{(tmp_path / 'child').as_posix()}/mlflow.db")
+    )
+    assert (tmp_path / "child" / "mlflow.db").is_file()
+
+
+@pytest.mark.slow
+def test_a_deleted_experiment_a_bad_uri_and_an_odd_folder_are_clear_errors(
+    three_loggers, tmp_path, monkeypatch
+):
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    _, _, _, root = three_loggers
+    copy = tmp_path / "runs"
+    copy.mkdir()
+    shutil.copy(root / "mlflow.db", copy / "mlflow.db")
+    client = MlflowClient(f"sqlite:///{(copy / 'mlflow.db').as_posix()}")
+    experiment = client.get_experiment_by_name("runs")
+    client.delete_experiment(experiment.experiment_id)
+    with pytest.raises(ValueError, match=r"was deleted .*restore it"):
+        lk.make_trainer(default_root_dir=copy, logger="mlflow")
+    with pytest.raises(ValueError, match=r"holds \?, # or %"):
+        lk.make_trainer(default_root_dir=tmp_path / "odd?name", logger="mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "garbage://nowhere")
+    with pytest.raises(ValueError, match="could not use MLFLOW_TRACKING_URI='garbage://nowhere'"):
+        lk.make_trainer(default_root_dir=tmp_path / "other", logger="mlflow")

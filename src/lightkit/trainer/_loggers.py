@@ -22,6 +22,7 @@ RUN_DIR_TAG = "lightkit.run_dir"  # an MLflow run's tag: the run folder it belon
 # The default stores chosen in this process. Lightning's MLFlowLogger calls mlflow's
 # set_tracking_uri, which also sets MLFLOW_TRACKING_URI: such a value is no choice of the user's.
 _DEFAULT_STORES: set[str] = set()
+_CHOSEN_ENV = "LIGHTKIT_MLFLOW_DEFAULT_STORES"  # the stores lightkit chose, for child processes
 
 
 def build_loggers(
@@ -97,11 +98,21 @@ def mlflow_logger(run_dir: Path, new_run: bool, verbose: bool = False) -> MLFlow
 
     root = run_dir.parent.resolve()
     given = os.environ.get("MLFLOW_TRACKING_URI")
-    if given in _DEFAULT_STORES:  # set by mlflow.set_tracking_uri, which MLFlowLogger calls
+    # mlflow.set_tracking_uri (which MLFlowLogger calls) exports the store lightkit chose into
+    # the environment, where this process and those it starts would take it for the user's.
+    chosen = set(os.environ.get(_CHOSEN_ENV, "").split("\n")) | _DEFAULT_STORES
+    if given in chosen:
         given = None
+    if not given and any(c in root.as_posix() for c in "?#%"):
+        raise ValueError(
+            f"make_trainer: logger='mlflow' keeps its store in default_root_dir, but "
+            f"{root.as_posix()!r} holds ?, # or %, which a database URI cannot carry as they "
+            "are; use another folder, or set MLFLOW_TRACKING_URI to a store of your own"
+        )
     uri = given or f"sqlite:///{(root / MLFLOW_STORE).as_posix()}"
     if not given:
         _DEFAULT_STORES.add(uri)
+        os.environ[_CHOSEN_ENV] = "\n".join(sorted(_DEFAULT_STORES | chosen - {""}))
     artifacts = None if given else str(root / MLFLOW_ARTIFACTS)  # a server chooses its own
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or root.name or "lightkit"
     folder = str(run_dir.resolve())
@@ -110,7 +121,20 @@ def mlflow_logger(run_dir: Path, new_run: bool, verbose: bool = False) -> MLFlow
         # Runs started together into a new root would each create (migrate) the SQLite store.
         store = root / MLFLOW_STORE
         with contextlib.nullcontext() if given else FileLock(f"{store}.lock"):
-            run_id = _prepare_experiment(uri, name, artifacts, None if new_run else folder, verbose)
+            try:
+                run_id = _prepare_experiment(
+                    uri, name, artifacts, None if new_run else folder, verbose
+                )
+            except ValueError:
+                raise
+            except Exception as err:  # mlflow's and its store's errors, for a URI it was given
+                where = f"MLFLOW_TRACKING_URI={given!r}" if given else f"the store {uri!r}"
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                raise ValueError(
+                    f"make_trainer: logger='mlflow' could not use {where}: "
+                    f"{type(err).__name__}: {first}"
+                    + ("; unset it to log into <default_root_dir>/mlflow.db" if given else "")
+                ) from err
     return RunMLFlowLogger(
         str(run_dir),
         experiment_name=name,
@@ -137,7 +161,14 @@ def _prepare_experiment(
             with contextlib.suppress(MlflowException):  # another process created it just now
                 client.create_experiment(name, artifact_location=artifacts)
             return None
-        if folder is None or "'" in folder or experiment.lifecycle_stage != "active":
+        if experiment.lifecycle_stage == "deleted":
+            raise ValueError(
+                f"make_trainer: logger='mlflow': the experiment {name!r} in {uri!r} was deleted "
+                "(it is in MLflow's trash); restore it (MlflowClient(uri).restore_experiment"
+                f"({experiment.experiment_id!r})), remove it for good with `mlflow gc`, or set "
+                "MLFLOW_EXPERIMENT_NAME to another name"
+            )
+        if folder is None or "'" in folder:
             return None
         runs = client.search_runs(
             [experiment.experiment_id],
