@@ -433,3 +433,13 @@ def test_hostile_files_give_rows_not_hangs_leaks_or_tracebacks(tmp_path, capsys)
     assert any("not a regular file" in p or "symlink" in p for p in rows["device"].problems)
     assert any("not a regular file" in p for p in rows["fifo"].problems)
     assert rows["huge"].best is None
+
+
+def test_a_run_without_an_hparams_file_shows_the_hyperparameters_from_its_record(tmp_path):
+    """logger=False (or "mlflow" alone) writes no hparams.yaml: the record carries them."""
+    for smoothing in (0.1, 0.2):
+        module = lk.ClassificationModule(nn.Linear(8, 3), 3, label_smoothing=smoothing)
+        _fit(tmp_path, module, logger=False, max_epochs=1)
+    rows = list_runs(tmp_path)
+    assert [r.hparams.get("label_smoothing") for r in rows] == [0.1, 0.2]
+    assert "label_smoothing" in runs_report.key_hparams(rows)  # it differs: a column

@@ -157,7 +157,7 @@ def _ensemble(
     if missing:
         raise ValueError(
             f"{owner}: return_ensemble needs each fold's best checkpoint, but fold(s) {missing} "
-            "saved none (enable_checkpointing=False?)"
+            "kept none (no checkpoint callback recorded a best model)"
         )
     net = getattr(module, "net", None)
     return Predictor.ensemble(

@@ -149,6 +149,8 @@ def read_run(folder: Path, root: Path | None = None) -> RunRow:
         row.hparams = flatten_hparams(hparams)
     elif hparams is not None:
         row.problems.append(f"{HPARAMS_FILE}: not a mapping of names to values")
+    elif isinstance(record, dict) and isinstance(record.get("hparams"), dict):
+        row.hparams = flatten_hparams(record["hparams"])  # no logger wrote hparams.yaml
     config = _read_file(folder / CONFIG_FILE, "yaml", row.problems)
     if isinstance(config, dict) and isinstance(config.get("data"), dict):
         for key, value in flatten_hparams({"data": config["data"]}).items():

@@ -73,6 +73,9 @@ class RunRecorder:
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record = {"format": RECORD_FORMAT, "started": _now()}
+        # The module's hyperparameters as plain data: `lightkit runs` reads them here when no
+        # logger wrote an hparams.yaml (logger=False, "mlflow").
+        self._record["hparams"] = _plain(dict(getattr(pl_module, "hparams", {}) or {}))
         # The loops' counters are restored after this hook: a resumed run's progress comes at
         # on_train_start (until then it is not known, rather than 0).
         self._write(trainer, pl_module, "running", progress=trainer.ckpt_path is None)
@@ -259,3 +262,20 @@ __all__ = [
     "one_line",
     "write_json_atomically",
 ]
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON data, keeping numbers, text, booleans and None in lists and mappings
+    (a tensor or an object becomes None): what a listing of runs can show."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value[:200] if isinstance(value, str) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= 6:
+        return None
+    if isinstance(value, dict):
+        items = list(value.items())[:200]
+        return {str(k): _plain(v, depth + 1) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in list(value)[:200]]
+    return None
