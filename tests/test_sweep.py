@@ -376,6 +376,29 @@ def test_sigterm_stops_the_sweep_with_its_exit_code_and_the_trial_is_run_again(t
 
 
 @pytest.mark.slow
+def test_an_out_of_memory_error_fails_its_trial_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    import torch
+
+    calls = []
+
+    def out_of_memory(self, stage=None):  # the first trial's data module runs out of memory
+        calls.append(stage)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, stage)
+
+    original = lk.data.DigitsDataModule.setup
+    monkeypatch.setattr(lk.data.DigitsDataModule, "setup", out_of_memory)
+    study = lk.sweep(
+        _config(tmp_path), {LR: [0.003, 0.01]}, 2, tmp_path / "s", seed=0, overrides=QUICK
+    )
+    first, second = study.trials
+    assert first.state.name == "FAIL"
+    assert first.user_attrs["fail_reason"].startswith("OutOfMemoryError: CUDA out of memory")
+    assert second.state.name == "COMPLETE"
+
+
+@pytest.mark.slow
 def test_a_nan_loss_fails_its_trial(tmp_path):
     study = lk.sweep(
         _config(tmp_path), {LR: [1.0e30]}, n_trials=1, study_dir=tmp_path / "s", overrides=QUICK
