@@ -111,3 +111,5 @@ def test_the_logger_is_chosen_by_name_on_the_command_line(tmp_path):
     assert main([*base, "--trainer.logger=[tensorboard, csv]"]) == 0
     assert (root / "version_1" / "metrics.csv").read_text().startswith("epoch,")
     assert list((root / "version_1").glob("events.out.tfevents*"))
+    assert main([*base, "--trainer.logger=null"]) == 0  # None, not the string 'null'
+    assert not list((root / "version_2").glob("events.out.tfevents*"))

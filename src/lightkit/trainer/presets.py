@@ -71,7 +71,7 @@ def make_trainer(
     gradient_clip_algorithm: str = "norm",
     num_nodes: int = 1,
     profiler: str | Profiler | None = None,
-    logger: bool | str | Logger | list[str | Logger] = "tensorboard",
+    logger: bool | str | Logger | list[str | Logger] | None = "tensorboard",
     default_root_dir: str | os.PathLike[str] = DEFAULT_ROOT,
     seed: int | None = None,
     checkpoint_every_n_steps: int | None = None,
