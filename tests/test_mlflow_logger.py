@@ -266,28 +266,22 @@ def test_a_new_store_is_created_under_a_lock(tmp_path, three_loggers):
     assert _client(root).get_experiment_by_name("runs") is not None
 
 
-@pytest.mark.slow
-def test_the_store_lightkit_chose_does_not_leak_into_a_child_process(three_loggers, tmp_path):
-    """MLFlowLogger exports the tracking URI it was given; a process started afterwards must
-    still log into its own root's store, not into the parent's."""
-    import subprocess
-
-    code = (
-        "import os, lightkit as lk\n"
-        f"t = lk.make_trainer(default_root_dir={str(tmp_path / 'child')!r}, logger='mlflow')\n"
-        "print(t.logger._tracking_uri)\n"
-    )
+def test_the_store_lightkit_chose_does_not_leak_into_a_child_process(
+    three_loggers, tmp_path, monkeypatch
+):
+    """MLFlowLogger exports the tracking URI it was given; a process started afterwards (which
+    inherits the environment but not this process's memory) must still log into its own root's
+    store, not into the parent's."""
     import os
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": three_loggers[0].loggers[1]._tracking_uri}
-    # In this process the exported URI is lightkit's own choice, recorded for children:
-    env["LIGHTKIT_MLFLOW_DEFAULT_STORES"] = os.environ["LIGHTKIT_MLFLOW_DEFAULT_STORES"]
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert (
-        out.stdout.strip().splitlines()[-1].endswith(f"{(tmp_path / 'child').as_posix()}/mlflow.db")
-    )
+    from lightkit.trainer import _loggers
+
+    parent = three_loggers[0].loggers[1]._tracking_uri
+    assert os.environ["MLFLOW_TRACKING_URI"] == parent  # what MLFlowLogger exported
+    assert parent in os.environ["LIGHTKIT_MLFLOW_DEFAULT_STORES"].split("\n")
+    monkeypatch.setattr(_loggers, "_DEFAULT_STORES", set())  # a new process's memory
+    trainer = lk.make_trainer(default_root_dir=tmp_path / "child", logger="mlflow")
+    assert trainer.logger._tracking_uri.endswith(f"{(tmp_path / 'child').as_posix()}/mlflow.db")
     assert (tmp_path / "child" / "mlflow.db").is_file()
 
 
