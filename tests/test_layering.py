@@ -20,6 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 FOUNDATION = {
     "lightkit._version",
     "lightkit._run_layout",
+    "lightkit._processes",
     "lightkit._validation",
     "lightkit._spec",
     "lightkit._lightning",

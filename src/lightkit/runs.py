@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from lightkit._processes import alive
 from lightkit._run_layout import DEFAULT_ROOT, RECORD_FILE, STATUSES
 
 HPARAMS_FILE = "hparams.yaml"
@@ -289,7 +290,7 @@ def _apply_record(row: RunRow, record: dict[str, Any]) -> None:
         value = record.get(name)
         setattr(row, name, value if type(value) is int and value >= 0 else None)
     here = row.hostname == socket.gethostname()
-    if row.status == "running" and row.pid and here and not _alive(row.pid):
+    if row.status == "running" and row.pid and here and not alive(row.pid):
         row.status = "killed"
         row.reason = f"recorded as running, but its process {row.pid} is gone"
 
@@ -313,24 +314,6 @@ def _from_checkpoint_names(row: RunRow, folder: Path) -> None:
         lower = any(word in row.monitor for word in ("loss", "err", "mae", "mse"))
         row.mode = "min" if lower else "max"
         row.best = _finite((min if lower else max)(values[metrics[0]]))
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (True when that cannot be told); a zombie
-    (killed, not yet reaped by its parent) is gone."""
-    if os.name == "nt" or pid <= 0:  # os.kill on Windows would end the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True
-    try:  # Linux: the state letter after the parenthesised command name
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as proc:
-            return proc.read().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _is_run_folder(path: Path, dirs: list[str], files: list[str]) -> bool:

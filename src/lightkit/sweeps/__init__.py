@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lightkit._cli_config import lightning_cli
+from lightkit._processes import alive, start_time
 from lightkit._validation import check_bool, check_choice, check_int, check_seed
 from lightkit.sweeps._space import (
     OWNER,
@@ -390,32 +391,15 @@ def _retry_later(optuna: Any, study: Any, trial: Any) -> None:
 
 def _process_token() -> str:
     """This process, as ``pid:start time`` (a reused pid is another process)."""
-    return f"{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def _start_time(pid: int) -> str:
-    try:  # Linux: field 22 of /proc/<pid>/stat, after the parenthesised command name
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return "zombie" if fields[0] == "Z" else fields[19]
-    except (OSError, IndexError):
-        return ""
+    return f"{os.getpid()}:{start_time(os.getpid())}"
 
 
 def _alive(token: Any) -> bool:
     pid_text, _, started = str(token).partition(":")
     try:
-        pid = int(pid_text)
+        return alive(int(pid_text), started)
     except ValueError:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    now = _start_time(pid)
-    return now != "zombie" and (not started or not now or now == started)
 
 
 def _run_trial(
