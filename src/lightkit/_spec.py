@@ -63,7 +63,18 @@ _MAX_BYTES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 
 class UntrustedSpecError(ImportError):
-    """A spec (from a checkpoint, a config or a request) names something lightkit will not run."""
+    """A spec (from a checkpoint, a config or a request) names something lightkit will not run.
+
+    Example:
+        >>> spec = {"class_path": "os.system", "init_args": {"command": "echo hi"}}
+        >>> try:
+        ...     lk.ClassificationModule(spec, num_classes=3)
+        ... except lk.UntrustedSpecError as error:
+        ...     print(error)
+        ClassificationModule(net=...): refusing to import and call 'os.system': it is not on
+        lightkit's allow-list ... If you trust where this file came from, say so: trust=['os']
+        (Python), --trust os (the lightkit command). ...
+    """
 
 
 def check_trust(value: Any, owner: str) -> tuple[str, ...]:

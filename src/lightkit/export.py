@@ -51,7 +51,19 @@ from lightkit.tasks import TaskModule
 
 
 class ExportError(RuntimeError):
-    """An exported model whose outputs differ from the eager module's, or that failed to export."""
+    """An exported model whose outputs differ from the eager module's, or that failed to export.
+
+    Example:
+        >>> class Noisy(nn.Module):  # random outputs: no export can match them
+        ...     def forward(self, x):
+        ...         return x + torch.rand_like(x)
+        >>> try:
+        ...     lk.export.to_torchscript(Noisy(), torch.randn(1, 8), "noisy.pt")
+        ... except lk.export.ExportError as error:
+        ...     print(error)
+        to_torchscript: exported outputs differ from eager outputs by up to ... (atol=0.0001) at
+        batch size 1; nothing was written to 'noisy.pt'
+    """
 
 
 def to_torchscript(
@@ -89,7 +101,10 @@ def to_torchscript(
             False; that file is left untouched.
 
     Example:
-        >>> lk.export.to_torchscript(module, torch.randn(1, 1, 8, 8), "model.pt")
+        >>> lk.export.to_torchscript(module, torch.randn(1, 8), "model.pt")  # module: 8 features in
+        PosixPath('model.pt')
+        >>> torch.jit.load("model.pt")(torch.randn(4, 8)).shape
+        torch.Size([4, 3])
     """
     owner = "to_torchscript"
     check_choice(owner, "method", method, ("trace", "script"))
@@ -163,7 +178,12 @@ def to_onnx(
         ``path`` as a ``Path``.
 
     Example:
-        >>> lk.export.to_onnx(module, torch.randn(1, 1, 8, 8), "model.onnx")
+        >>> lk.export.to_onnx(module, torch.randn(1, 8), "model.onnx")  # module: 8 features in
+        PosixPath('model.onnx')
+        >>> import onnxruntime
+        >>> session = onnxruntime.InferenceSession("model.onnx")
+        >>> session.run(None, {"input": np.zeros((4, 8), dtype=np.float32)})[0].shape
+        (4, 3)
     """
     missing = [
         m for m in ("onnx", "onnxruntime", "onnxscript") if importlib.util.find_spec(m) is None
@@ -259,7 +279,10 @@ def to_exported_program(
         ``path`` as a ``Path``.
 
     Example:
-        >>> lk.export.to_exported_program(module, torch.randn(1, 1, 8, 8), "model.pt2")
+        >>> lk.export.to_exported_program(module, torch.randn(1, 8), "model.pt2")
+        PosixPath('model.pt2')
+        >>> torch.export.load("model.pt2").module()(torch.randn(4, 8)).shape
+        torch.Size([4, 3])
     """
     owner = "to_exported_program"
     check_bool(owner, "dynamic_batch", dynamic_batch)

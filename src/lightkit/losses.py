@@ -27,7 +27,12 @@ class DiceLoss(nn.Module):
 
     Example:
         >>> loss = lk.losses.DiceLoss(ignore_index=255)
-        >>> loss(torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)))
+        >>> target = torch.tensor([[[0, 1], [2, 255]]])  # one 2×2 mask; 255: void
+        >>> perfect = nn.functional.one_hot(target.clamp(max=2), 3).movedim(-1, 1) * 20.0
+        >>> loss(perfect, target)  # N×C×H×W logits, N×H×W class indices
+        tensor(0.)
+        >>> loss(torch.zeros(1, 3, 2, 2), target)  # uniform guesses
+        tensor(0.4444)
     """
 
     def __init__(self, ignore_index: int | None = None, smooth: float = 1.0) -> None:
@@ -65,6 +70,9 @@ class CEDiceLoss(nn.Module):
 
     Example:
         >>> loss = lk.losses.CEDiceLoss(ignore_index=255)
+        >>> loss(torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)))
+        tensor(...)
+        >>> module = lk.SegmentationModule(lk.models.UNet(3, 3), 3, loss="ce+dice")  # the default
     """
 
     def __init__(self, ignore_index: int | None = None, dice_weight: float = 1.0) -> None:

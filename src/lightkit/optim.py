@@ -65,6 +65,15 @@ class OptimizerPreset:
             means "fused if every parameter allows it": see :func:`adam`.
         filter_bias_and_norm: No weight decay on biases and normalisation weights (recorded in
             the preset's spec as ``filter_bias_and_norm``).
+
+    Example:
+        >>> preset = lk.optim.OptimizerPreset("adam", torch.optim.Adam, {"lr": 0.01})
+        >>> preset  # what lk.optim.adam(lr=0.01, ...) returns, with its own defaults
+        lk.optim.adam(lr=0.01)
+        >>> preset.to_spec()  # plain data: how checkpoints and YAML configs record it
+        {'class_path': 'lightkit.optim.adam', 'init_args': {'lr': 0.01}}
+        >>> type(preset(net.parameters())).__name__
+        'Adam'
     """
 
     def __init__(
@@ -134,6 +143,14 @@ class SchedulerPreset:
         interval: ``"epoch"`` or ``"step"``: when Lightning calls ``scheduler.step()``.
         needs_total_steps: Whether ``build`` needs ``total_steps``.
         monitor: The logged metric a ``ReduceLROnPlateau`` scheduler watches.
+
+    Example:
+        >>> preset = lk.optim.warmup_cosine(warmup=0.1)  # a SchedulerPreset
+        >>> preset.interval, preset.needs_total_steps
+        ('step', True)
+        >>> scheduler = preset(torch.optim.SGD(net.parameters(), lr=0.1), total_steps=100)
+        >>> type(scheduler).__name__
+        'LambdaLR'
     """
 
     def __init__(
@@ -287,7 +304,12 @@ def adam(
             several times faster for small nets (``benchmarks/RESULTS.md``). ``False``: never.
 
     Example:
-        >>> opt = lk.optim.adam(lr=3e-4)(model.parameters())
+        >>> preset = lk.optim.adam(lr=3e-4)
+        >>> preset
+        lk.optim.adam(lr=0.0003, weight_decay=0.0, betas=(0.9, 0.999), fused=None)
+        >>> optimizer = preset(net.parameters())  # what TaskModule does in configure_optimizers
+        >>> type(optimizer).__name__, optimizer.param_groups[0]["lr"]
+        ('Adam', 0.0003)
     """
     _lr("adam", "lr", lr)
     _non_negative("adam", "weight_decay", weight_decay)
@@ -311,7 +333,9 @@ def adamw(
     fastai and Hugging Face do; False decays every parameter.
 
     Example:
-        >>> opt = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(model.parameters())
+        >>> optimizer = lk.optim.adamw(lr=1e-3, weight_decay=0.05)(net.parameters())
+        >>> [group["weight_decay"] for group in optimizer.param_groups]  # weights, then biases
+        [0.05, 0.0]
     """
     _lr("adamw", "lr", lr)
     _non_negative("adamw", "weight_decay", weight_decay)
@@ -336,7 +360,9 @@ def sgd(
     only with a ``weight_decay`` above 0).
 
     Example:
-        >>> opt = lk.optim.sgd(lr=0.1, weight_decay=5e-4)(model.parameters())
+        >>> module = lk.ClassificationModule(net, 3, optimizer=lk.optim.sgd(lr=0.1, nesterov=True))
+        >>> lk.optim.sgd(lr=0.1, weight_decay=5e-4)
+        lk.optim.sgd(lr=0.1, momentum=0.9, weight_decay=0.0005, nesterov=False, fused=None, filter_bias_and_norm=True)
     """
     _lr("sgd", "lr", lr)
     _unit("sgd", "momentum", momentum)
@@ -364,7 +390,9 @@ def rmsprop(
     """RMSprop: an option for regression and recurrent nets.
 
     Example:
-        >>> opt = lk.optim.rmsprop(lr=1e-3)(model.parameters())
+        >>> optimizer = lk.optim.rmsprop(lr=1e-3)(net.parameters())
+        >>> type(optimizer).__name__
+        'RMSprop'
     """
     _lr("rmsprop", "lr", lr)
     check_float(
@@ -385,7 +413,10 @@ def plateau(
     """ReduceLROnPlateau: multiply the LR by ``factor`` when ``monitor`` stops improving.
 
     Example:
-        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.plateau(patience=3))
+        >>> scheduler = lk.optim.plateau(patience=3, monitor="val/acc", mode="max")
+        >>> module = lk.ClassificationModule(net, 3, scheduler=scheduler)
+        >>> scheduler.monitor  # Lightning steps it with this logged metric after validation
+        'val/acc'
     """
     owner = "lk.optim.plateau"
     check_int(owner, "patience", patience, minimum=0)
@@ -408,7 +439,13 @@ def step(step_size: int = 30, gamma: float = 0.1) -> SchedulerPreset:
     """StepLR: multiply the LR by ``gamma`` every ``step_size`` epochs.
 
     Example:
-        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.step(step_size=10, gamma=0.5))
+        >>> module = lk.ClassificationModule(net, 3, scheduler=lk.optim.step(10, gamma=0.5))
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> scheduler = lk.optim.step(step_size=10, gamma=0.5)(optimizer)
+        >>> for epoch in range(10):
+        ...     scheduler.step()
+        >>> scheduler.get_last_lr()
+        [0.05]
     """
     check_int("lk.optim.step", "step_size", step_size, minimum=1)
     check_float("lk.optim.step", "gamma", gamma, minimum=0.0, min_inclusive=False)
@@ -423,7 +460,13 @@ def cosine(min_lr_ratio: float = 0.0) -> SchedulerPreset:
     """Cosine annealing over the whole run (stepped every batch), down to ``min_lr_ratio * lr``.
 
     Example:
-        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.cosine())
+        >>> module = lk.ClassificationModule(net, 3, scheduler=lk.optim.cosine(min_lr_ratio=0.01))
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> scheduler = lk.optim.cosine()(optimizer, total_steps=100)  # a TaskModule passes these
+        >>> for batch in range(50):
+        ...     scheduler.step()
+        >>> scheduler.get_last_lr()  # half-way: half the LR
+        [0.05...]
     """
     _check_ratio("cosine", min_lr_ratio)
 
@@ -446,7 +489,11 @@ def warmup_cosine(warmup: float = 0.05, min_lr_ratio: float = 0.0) -> SchedulerP
         min_lr_ratio: The final LR as a fraction of the peak LR.
 
     Example:
-        >>> lk.ClassificationModule(net, 10, scheduler=lk.optim.warmup_cosine(warmup=0.1))
+        >>> module = lk.ClassificationModule(net, 3, scheduler=lk.optim.warmup_cosine(warmup=0.1))
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> scheduler = lk.optim.warmup_cosine(warmup=0.1)(optimizer, total_steps=100)
+        >>> scheduler.get_last_lr()  # the first of 10 warmup steps: a tenth of the LR
+        [0.01...]
     """
     _non_negative("warmup_cosine", "warmup", warmup)
     if warmup >= 1 and warmup != int(warmup):
@@ -472,7 +519,12 @@ def onecycle(max_lr: float, pct_start: float = 0.3) -> SchedulerPreset:
     groups at lower learning rates (``lr_multipliers``, fine-tuning) peak in proportion.
 
     Example:
-        >>> lk.ClassificationModule(net, 10, optimizer=lk.optim.sgd(), scheduler=lk.optim.onecycle(0.1))
+        >>> module = lk.ClassificationModule(
+        ...     net, 3, optimizer=lk.optim.sgd(), scheduler=lk.optim.onecycle(max_lr=0.1)
+        ... )
+        >>> optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+        >>> lk.optim.onecycle(max_lr=0.1)(optimizer, total_steps=100).get_last_lr()  # max_lr / 25
+        [0.004...]
     """
     _lr("onecycle", "max_lr", max_lr)
     check_float(

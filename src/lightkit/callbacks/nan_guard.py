@@ -15,7 +15,20 @@ from lightkit._lightning import skip_unused_step_hooks
 
 
 class NonFiniteError(RuntimeError):
-    """Training produced a NaN or Inf loss (or weights) and was stopped."""
+    """Training produced a NaN or Inf loss (or weights) and was stopped.
+
+    Example:
+        >>> module = lk.ClassificationModule(net, 3, optimizer=lk.optim.sgd(lr=1e38))  # far too high
+        >>> trainer = lk.make_trainer(
+        ...     max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+        ... )
+        >>> try:
+        ...     trainer.fit(module, datamodule=dm)
+        ... except lk.callbacks.NonFiniteError as error:
+        ...     print(error)
+        NaNGuard: the training loss is nan at global step 1 (epoch 0, batch 1); training stopped
+        before anything non-finite was checkpointed. ... Try a lower learning rate, ...
+    """
 
 
 @skip_unused_step_hooks

@@ -30,7 +30,17 @@ PathLike = str | os.PathLike[str]
 
 class BadImageError(ValueError):
     """An image or mask file that cannot be used: missing, truncated, corrupt, not an image, a
-    possible decompression bomb, or pixel values outside the range lightkit can scale."""
+    possible decompression bomb, or pixel values outside the range lightkit can scale.
+
+    Example:
+        >>> from pathlib import Path
+        >>> _ = Path("broken.png").write_bytes(b"not a png")
+        >>> try:
+        ...     lk.data.ImageFileDataset(["broken.png"], [0])[0]
+        ... except lk.data.BadImageError as error:  # a ValueError
+        ...     print(error)
+        cannot read image file 'broken.png': not an image in a format lightkit reads (PNG, JPEG, ...)
+    """
 
 
 # PIL modes that hold more than 8 bits per pixel. PIL has no multi-channel high-depth mode (16-bit

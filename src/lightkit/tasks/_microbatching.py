@@ -43,7 +43,20 @@ ADVICE = (
 
 
 class MicrobatchError(RuntimeError):
-    """Out of memory where splitting the batch cannot help (one row, or an unsplittable batch)."""
+    """Out of memory where splitting the batch cannot help (one row, or an unsplittable batch).
+
+    :class:`OOMMicrobatching` raises it, from the out-of-memory error, with advice; it is a
+    ``RuntimeError``, like the out-of-memory errors it replaces.
+
+    Example:
+        >>> issubclass(lk.tasks.MicrobatchError, RuntimeError)
+        True
+        >>> def fit_or_explain(trainer, module, dm):
+        ...     try:
+        ...         trainer.fit(module, datamodule=dm)
+        ...     except lk.tasks.MicrobatchError as error:  # one row per microbatch did not fit
+        ...         print(f"Use a smaller net or smaller inputs: {error}")
+    """
 
 
 @skip_unused_step_hooks
@@ -79,8 +92,10 @@ class OOMMicrobatching(Callback):
     microbatch the error is raised with advice.
 
     Example:
-        >>> trainer = lk.make_trainer(max_epochs=10, oom_retry=True)
-        >>> trainer.callbacks[...]  # an OOMMicrobatching; trainer.fit as usual
+        >>> trainer = lk.make_trainer(max_epochs=1, oom_retry=True, logger=False)
+        >>> any(isinstance(c, lk.tasks.OOMMicrobatching) for c in trainer.callbacks)
+        True
+        >>> trainer = L.Trainer(callbacks=[lk.tasks.OOMMicrobatching()], logger=False)  # or by hand
     """
 
     def __init__(self) -> None:
