@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from lightkit._run_layout import DEFAULT_ROOT
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer._checks import check_root_dir, check_version
+from lightkit.trainer._launch import Launch, LaunchError, agree, current_launch
 
 RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"  # rank 0's run folder, inherited by the processes DDP launches
 
@@ -30,6 +31,8 @@ PYTHON_FLAG = Flag("fit", "resume=True", "pass resume=False")
 CLI_FLAG = Flag("lightkit fit", "--resume", "run without --resume")
 
 _VERSION = re.compile(r"version_(\d+)")
+_NUMBER = re.compile(r"\d{1,18}")
+_RESUME_ANSWER = re.compile(r"(\d{1,18})/([^/\\]+\.ckpt)")  # "<n>/<checkpoint file name>"
 
 
 def versions(root: Path) -> list[int]:
@@ -93,34 +96,65 @@ def newest_run_with_checkpoint(root: Path) -> Path | None:
 def choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
     """The run folder for ``version`` and whether this call created it (claimed a new one).
 
-    Only rank 0 creates folders. The DDP workers Lightning starts by re-running the script
-    inherit rank 0's folder through an environment variable; choosing again would pick the next.
+    Only rank 0 creates folders; every process of a launch uses the one rank 0 chose (see
+    :mod:`lightkit.trainer._launch`): the DDP workers Lightning starts by re-running the script
+    inherit it through an environment variable, the processes of a torchrun or srun launch read
+    it from the launcher's store or a file under ``root``. Choosing again would pick the next.
     """
+    if isinstance(version, int):  # the same folder on every rank, whoever started them
+        return _numbered_run_dir(root, version)
+    launch = current_launch()
+    if launch is not None:
+        claimed: list[bool] = []
+
+        def decide() -> str:
+            path, new = _rank_zero_choice(root, version)
+            claimed.append(new)
+            return path.name.removeprefix("version_")
+
+        number = _agreed_number(agree(launch, "run_dir", root, decide), launch)
+        return root / f"version_{number}", bool(claimed and claimed[0])
     inherited = os.environ.get(RUN_DIR_ENV)
     if rank_zero_only.rank != 0:
         if version is None and inherited:
             return Path(inherited), False
-        if isinstance(version, int):
-            return root / f"version_{version}", False
         newest = newest_run_with_checkpoint(root) if version == "last" else None
         return newest or root / f"version_{max(versions(root), default=-1) + 1}", False
-    claimed = False
-    if isinstance(version, int):
-        path = root / f"version_{version}"
-        make_root(root)
-        try:
-            os.mkdir(path)
-            claimed = True
-        except FileExistsError:
-            if not path.is_dir():
-                raise NotADirectoryError(
-                    f"make_trainer: {os.fspath(path)!r} exists and is not a folder"
-                ) from None
-    else:
-        found = newest_run_with_checkpoint(root) if version == "last" else None
-        path, claimed = (found, False) if found is not None else (claim_run_dir(root), True)
+    return _rank_zero_choice(root, version)
+
+
+def _numbered_run_dir(root: Path, version: int) -> tuple[Path, bool]:
+    path = root / f"version_{version}"
+    if rank_zero_only.rank != 0:
+        return path, False
+    make_root(root)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not path.is_dir():
+            raise NotADirectoryError(
+                f"make_trainer: {os.fspath(path)!r} exists and is not a folder"
+            ) from None
+        return path, False
+    return path, True
+
+
+def _rank_zero_choice(root: Path, version: str | None) -> tuple[Path, bool]:
+    """Rank 0's run folder for ``version`` None or ``"last"``, published to the DDP workers."""
+    found = newest_run_with_checkpoint(root) if version == "last" else None
+    path, claimed = (found, False) if found is not None else (claim_run_dir(root), True)
     os.environ[RUN_DIR_ENV] = str(path)  # inherited by the processes DDP launches
     return path, claimed
+
+
+def _agreed_number(answer: str, launch: Launch) -> int:
+    """The ``n`` of ``version_<n>`` in rank 0's answer (read from a store or a file: checked)."""
+    if not _NUMBER.fullmatch(answer):
+        raise LaunchError(
+            f"make_trainer: rank {launch.rank} of this {launch.name} launch read {answer[:80]!r} "
+            "as rank 0's run folder number; expected digits"
+        )
+    return int(answer)
 
 
 def resume_point(
@@ -199,10 +233,40 @@ def resume_into(
     check_root_dir(flag.owner, root)
     version = make_trainer_kwargs.get("version")
     check_version(flag.owner, version)
-    found, note = resume_point(Path(root), version, flag)
+    launch = current_launch()
+    if launch is None:
+        found, note = resume_point(Path(root), version, flag)
+    else:  # every rank continues the checkpoint rank 0 found
+        found, note = _agreed_resume_point(launch, Path(root), version, flag)
     if found is not None:
         make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
         return str(found), ""
     if version == "last":
         make_trainer_kwargs["version"] = None  # nothing to continue: a new run folder
     return None, note
+
+
+def _agreed_resume_point(
+    launch: Launch, root: Path, version: int | str | None, flag: Flag
+) -> tuple[Path | None, str]:
+    notes: list[str] = []
+
+    def decide() -> str:
+        found, note = resume_point(root, version, flag)
+        notes.append(note)
+        return (
+            ""
+            if found is None
+            else f"{found.parent.parent.name.removeprefix('version_')}/{found.name}"
+        )
+
+    answer = agree(launch, "resume", root, decide)
+    if not answer:
+        return None, notes[0] if notes else ""
+    match = _RESUME_ANSWER.fullmatch(answer)
+    if match is None:
+        raise LaunchError(
+            f"{flag.owner}: rank {launch.rank} of this {launch.name} launch read {answer[:80]!r} "
+            "as the checkpoint rank 0 resumes; expected '<run number>/<file name>.ckpt'"
+        )
+    return root / f"version_{int(match.group(1))}" / "checkpoints" / match.group(2), ""
