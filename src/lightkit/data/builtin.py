@@ -89,7 +89,11 @@ class DigitsDataModule(_BuiltinDataModule):
 
     Example:
         >>> dm = lk.data.DigitsDataModule(batch_size=64)
-        >>> trainer.fit(module, datamodule=dm)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, dm.num_classes  # 8×8 grayscale digits
+        (torch.Size([64, 1, 8, 8]), 10)
+        >>> module = lk.ClassificationModule(lk.models.ConvNet(1, 10), num_classes=10)
     """
 
     num_classes = 10
@@ -137,8 +141,12 @@ class ShapesDataModule(_BuiltinDataModule):
         num_workers: DataLoader workers (``"auto"`` picks 0: the data are in-memory tensors).
 
     Example:
-        >>> dm = lk.data.ShapesDataModule(num_samples=500, image_size=32)
+        >>> dm = lk.data.ShapesDataModule(num_samples=64, image_size=32)
         >>> module = lk.SegmentationModule(lk.models.UNet(3, 3), num_classes=dm.num_classes)
+        >>> dm.setup("fit")
+        >>> images, masks = next(iter(dm.train_dataloader()))
+        >>> images.shape, masks.shape
+        (torch.Size([32, 3, 32, 32]), torch.Size([32, 32, 32]))
     """
 
     num_classes = 3
@@ -168,7 +176,15 @@ class ShapesDataModule(_BuiltinDataModule):
 def make_shapes(
     num_samples: int, image_size: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``num_samples`` images (``N×3×S×S`` float) and masks (``N×S×S`` long) of random shapes."""
+    """``num_samples`` images (``N×3×S×S`` float) and masks (``N×S×S`` long) of random shapes.
+
+    Example:
+        >>> images, masks = lk.data.make_shapes(4, image_size=32)
+        >>> images.shape, masks.shape
+        (torch.Size([4, 3, 32, 32]), torch.Size([4, 32, 32]))
+        >>> masks.unique()  # background and two kinds of shape
+        tensor([0, 1, 2])
+    """
     num_samples = check_int("make_shapes", "num_samples", num_samples, minimum=1)
     image_size = check_int("make_shapes", "image_size", image_size, minimum=8)
     seed = check_seed("make_shapes", "seed", seed)
@@ -221,6 +237,10 @@ class SklearnDataModule(_BuiltinDataModule):
 
     Example:
         >>> dm = lk.data.SklearnDataModule("diabetes", batch_size=32)
+        >>> dm.setup("fit")
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.shape  # ten standardized features, one target value each
+        (torch.Size([32, 10]), torch.Size([32, 1]))
     """
 
     DATASETS = ("breast_cancer", "diabetes")

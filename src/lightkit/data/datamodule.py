@@ -56,6 +56,12 @@ class TransformedDataset(Dataset):
     automatically for a :class:`~lightkit.data.SegmentationDataset`), samples are
     ``(image, mask)`` pairs and the transform is called as ``transform(image, mask)`` with a
     ``tv_tensors.Image`` and a ``tv_tensors.Mask``, so geometric transforms move both alike.
+
+    Example:
+        >>> doubled = lk.data.TransformedDataset(my_dataset, lambda x: 2 * x)
+        >>> x, y = doubled[0]
+        >>> torch.equal(x, 2 * my_dataset[0][0]), y == my_dataset[0][1]  # the target untouched
+        (True, tensor(True))
     """
 
     def __init__(self, dataset: Dataset, transform: Transform, paired: bool = False) -> None:
@@ -133,8 +139,13 @@ class DataModule(L.LightningDataModule):
             indices). ``lk.interpret`` reports samples by these indices.
 
     Example:
-        >>> dm = lk.data.DataModule(my_dataset, val_split=0.2, batch_size=64)
-        >>> trainer.fit(module, datamodule=dm)
+        >>> dm = lk.data.DataModule(my_dataset, val_split=0.25, batch_size=32)  # 96 samples
+        >>> dm.setup("fit")  # the trainer calls it; here to look at a batch
+        >>> len(dm.train_dataloader()), len(dm.val_dataloader())
+        (3, 1)
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.shape
+        (torch.Size([32, 8]), torch.Size([32]))
     """
 
     class_names: tuple[str, ...] | None = None
@@ -615,8 +626,11 @@ class TensorDataModule(DataModule):
         class_names: The name of each class, recorded in checkpoints (see ``DataModule``).
 
     Example:
-        >>> dm = lk.data.TensorDataModule(x, y, val_split=0.2, batch_size=256, stratify=True)
-        >>> trainer.fit(module, datamodule=dm)
+        >>> x, y = my_dataset.tensors  # 96 samples: float inputs, integer labels
+        >>> dm = lk.data.TensorDataModule(x, y, val_split=0.25, batch_size=32, stratify=True)
+        >>> dm.setup("fit")
+        >>> len(dm.train_dataloader()), len(dm.val_dataloader())
+        (3, 1)
     """
 
     def __init__(

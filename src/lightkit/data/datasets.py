@@ -330,8 +330,13 @@ class ImageFileDataset(Dataset):
             bad ones are dropped, with a warning giving their count and the first few paths.
 
     Example:
+        >>> from PIL import Image
+        >>> Image.new("RGB", (40, 30), "red").save("a.png")
+        >>> Image.new("RGB", (40, 30), "blue").save("b.jpg")
         >>> ds = lk.data.ImageFileDataset(["a.png", "b.jpg"], [0, 1], mode="L")
         >>> image, label = ds[0]
+        >>> image.shape, image.dtype, label  # C×H×W in [0, 1]
+        (torch.Size([1, 30, 40]), torch.float32, 0)
     """
 
     def __init__(
@@ -403,7 +408,15 @@ class SegmentationDataset(Dataset):
         on_bad_file: ``"error"`` or ``"skip"`` (see :class:`ImageFileDataset`).
 
     Example:
-        >>> ds = lk.data.SegmentationDataset(images, masks, lk.data.transforms.train_preset(128))
+        >>> from PIL import Image
+        >>> Image.new("RGB", (40, 40)).save("image.png")
+        >>> Image.new("L", (40, 40), 1).save("mask.png")  # pixel values are class indices
+        >>> ds = lk.data.SegmentationDataset(
+        ...     ["image.png"], ["mask.png"], lk.data.transforms.train_preset(32)
+        ... )
+        >>> image, mask = ds[0]  # cropped and flipped alike
+        >>> image.shape, mask.shape, mask.unique()
+        (torch.Size([3, 32, 32]), torch.Size([32, 32]), tensor([1]))
     """
 
     def __init__(
@@ -510,7 +523,10 @@ def compute_mean_std(
         max_samples: Use only the first ``max_samples`` samples (None: all).
 
     Example:
-        >>> mean, std = lk.data.compute_mean_std(lk.data.ImageFileDataset(paths))
+        >>> images = torch.tensor([0.0, 1.0]).view(2, 1, 1, 1).expand(2, 3, 8, 8)  # black, white
+        >>> mean, std = lk.data.compute_mean_std(images)  # any dataset of C×H×W images
+        >>> mean, std
+        ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
         >>> tf = lk.data.transforms.train_preset(64, mean=mean, std=std)
     """
     n = len(dataset)  # type: ignore[arg-type]

@@ -57,8 +57,16 @@ class ImageFolderDataModule(DataModule):
             (see :class:`~lightkit.data.DataModule`).
 
     Example:
-        >>> dm = lk.data.ImageFolderDataModule("data/pets", image_size=128, val_split=0.2)
-        >>> net = lk.models.backbone("resnet18", num_classes=len(dm.class_names))
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> for name, colour in [("cat", "red"), ("dog", "blue")]:  # pets/cat/0.png, ...
+        ...     Path("pets", name).mkdir(parents=True)
+        ...     for i in range(5):
+        ...         Image.new("RGB", (40, 40), colour).save(f"pets/{name}/{i}.png")
+        >>> dm = lk.data.ImageFolderDataModule("pets", image_size=32, val_split=0.2)
+        >>> dm.class_names
+        ['cat', 'dog']
+        >>> net = lk.models.ConvNet(in_channels=3, num_classes=len(dm.class_names))
     """
 
     def __init__(

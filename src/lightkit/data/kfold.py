@@ -37,8 +37,12 @@ class KFoldDataModule(DataModule):
             not by class (``stratify`` is then not used). Needs at least ``k`` groups.
 
     Example:
-        >>> dm = lk.data.KFoldDataModule(dataset, k=5, fold=2)
-        >>> dm = lk.data.KFoldDataModule(dataset, k=5, fold=2, groups=patient_ids)
+        >>> dm = lk.data.KFoldDataModule(my_dataset, k=4, fold=1, batch_size=32)  # 96 samples
+        >>> dm.setup("fit")
+        >>> len(dm.train_dataloader()), len(dm.val_dataloader())  # 72 train, 24 validate
+        (3, 1)
+        >>> patients = [i // 4 for i in range(len(my_dataset))]  # four samples per patient
+        >>> dm = lk.data.KFoldDataModule(my_dataset, k=4, fold=1, groups=patients)
     """
 
     def __init__(

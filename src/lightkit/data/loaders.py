@@ -50,7 +50,13 @@ class InMemoryLoader:
             the loader's generator), instead of a permutation. Needs ``shuffle=True``.
 
     Example:
-        >>> loader = lk.data.InMemoryLoader((x, y), batch_size=128, shuffle=True, seed=0)
+        >>> x, y = my_dataset.tensors
+        >>> loader = lk.data.InMemoryLoader((x, y), batch_size=32, shuffle=True, seed=0)
+        >>> [tuple(xb.shape) for xb, yb in loader]
+        [(32, 8), (32, 8), (32, 8)]
+        >>> trainer = lk.make_trainer(
+        ...     max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+        ... )
         >>> trainer.fit(module, train_dataloaders=loader)
     """
 
@@ -349,6 +355,15 @@ class ResumableLoader(DataLoader):
     for a dataset of your own, hand it to ``lk.data.DataModule`` (or subclass that). Returned
     from a plain ``LightningDataModule`` its state is not restored in time by Lightning 2.6: a run
     resumed mid-epoch ends its next epoch early.
+
+    Example:
+        >>> loader = lk.data.ResumableLoader(my_dataset, batch_size=32, seed=0)
+        >>> first = [y for x, y in loader]
+        >>> again = [y for x, y in lk.data.ResumableLoader(my_dataset, batch_size=32, seed=0)]
+        >>> all(torch.equal(a, b) for a, b in zip(first, again))  # the same seeded order
+        True
+        >>> sorted(loader.state_dict())  # what a checkpoint keeps to resume mid-epoch
+        [...]
     """
 
     def __init__(

@@ -57,8 +57,9 @@ def train_preset(
             (``RandomErasing``, as in timm's recipes), in ``[0, 1]``; 0 disables it.
 
     Example:
+        >>> from PIL import Image
         >>> tf = lk.data.transforms.train_preset(64, mean=(0.5,), std=(0.25,), rotation=0)
-        >>> tf(PIL.Image.new("L", (80, 80))).shape
+        >>> tf(Image.new("L", (80, 80))).shape
         torch.Size([1, 64, 64])
     """
     owner = "train_preset"
@@ -109,7 +110,10 @@ def eval_preset(
     """Evaluation transform: resize (shorter side), centre crop, scale to [0, 1], normalize.
 
     Example:
-        >>> tf = lk.data.transforms.eval_preset(224)
+        >>> from PIL import Image
+        >>> tf = lk.data.transforms.eval_preset(32)
+        >>> tf(Image.new("RGB", (80, 60))).shape  # resized, centre-cropped, normalized
+        torch.Size([3, 32, 32])
     """
     image_size = _check_size("eval_preset", image_size)
     mean, std = _check_mean_std("eval_preset", mean, std)
