@@ -20,6 +20,7 @@ from lightkit.data.datasets import (
 from lightkit.data.image_folder import ImageFolderDataModule
 from lightkit.data.kfold import KFoldDataModule
 from lightkit.data.loaders import InMemoryLoader, ResumableLoader
+from lightkit.data.streaming import StreamingDataModule, write_streaming
 
 __all__ = [
     "BadImageError",
@@ -33,11 +34,13 @@ __all__ = [
     "SegmentationDataset",
     "ShapesDataModule",
     "SklearnDataModule",
+    "StreamingDataModule",
     "TensorDataModule",
     "TransformedDataset",
     "compute_mean_std",
     "make_shapes",
     "transforms",
+    "write_streaming",
 ]
 
 
