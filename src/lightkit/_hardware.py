@@ -135,7 +135,12 @@ def check_devices(devices: Any, hardware: str) -> None:
 
 
 def native_bf16() -> bool:
-    """Whether the current CUDA GPU runs bf16 natively (Ampere and newer), not by emulation."""
+    """Whether the current CUDA GPU runs bf16 natively (Ampere and newer), not by emulation.
+
+    Example:
+        >>> precision = "bf16-mixed" if lk.trainer.native_bf16() else "16-mixed"  # for a GPU
+        >>> trainer = lk.make_trainer(precision=precision if torch.cuda.is_available() else "32")
+    """
     if not torch.cuda.is_available():
         return False
     try:

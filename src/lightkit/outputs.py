@@ -96,6 +96,11 @@ def scale_logits(described: TaskOutputs, raw: torch.Tensor, temperature: float) 
     scaled around the decision threshold's logit ``b = logit(threshold)``: ``(z - b) / T + b``,
     so a probability stays on its side of the threshold (for the usual 0.5, ``b = 0``: ``z / T``).
     Other kinds have no temperature: ``raw`` is returned as it is.
+
+    Example:
+        >>> described = lk.TaskOutputs("multiclass", num_classes=3)
+        >>> lk.outputs.scale_logits(described, torch.tensor([[2.0, 0.0, -2.0]]), temperature=2.0)
+        tensor([[ 1.,  0., -1.]])
     """
     if described.kind == "multiclass":
         return raw / temperature
@@ -107,7 +112,14 @@ def scale_logits(described: TaskOutputs, raw: torch.Tensor, temperature: float) 
 
 @runtime_checkable
 class DescribedTask(Protocol):
-    """What lightkit's callbacks and workflows need of a module: every TaskModule has it."""
+    """What lightkit's callbacks and workflows need of a module: every TaskModule has it.
+
+    Example:
+        >>> isinstance(module, lk.outputs.DescribedTask)  # a runtime-checkable Protocol
+        True
+        >>> module.task_outputs()
+        TaskOutputs(kind='multiclass', num_classes=3, threshold=0.5)
+    """
 
     def task_outputs(self) -> TaskOutputs: ...
 

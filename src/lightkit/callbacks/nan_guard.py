@@ -43,7 +43,9 @@ class NaNGuard(Callback):
     ``lk.make_trainer`` adds this callback (``nan_guard=False`` leaves it out).
 
     Example:
-        >>> trainer = lightning.Trainer(callbacks=[lk.callbacks.NaNGuard()])
+        >>> trainer = L.Trainer(callbacks=[lk.callbacks.NaNGuard()])  # lk.make_trainer adds it
+        >>> any(isinstance(c, lk.callbacks.NaNGuard) for c in lk.make_trainer(logger=False).callbacks)
+        True
     """
 
     def __init__(self) -> None:

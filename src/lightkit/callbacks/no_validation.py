@@ -16,6 +16,14 @@ class NoValidationFallback(Callback):
     A run on a lightkit DataModule with ``val_split=0`` (or with ``limit_val_batches=0``) logs no
     ``val/*``; early stopping and the best checkpoint then follow the training loss. Any other
     ``val/`` monitor cannot be replaced by a training metric: that is an error saying what to do.
+
+    Example:
+        >>> trainer = lk.make_trainer(
+        ...     max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+        ... )  # adds NoValidationFallback
+        >>> trainer.fit(module, datamodule=lk.data.DataModule(my_dataset, val_split=0))
+        >>> trainer.checkpoint_callback.monitor
+        'train/loss'
     """
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

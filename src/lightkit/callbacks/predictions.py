@@ -43,8 +43,12 @@ class PredictionWriter(BasePredictionWriter):
 
     Example:
         >>> writer = lk.callbacks.PredictionWriter("preds.csv")
-        >>> lk.make_trainer(callbacks=[writer]).predict(module, datamodule=dm, return_predictions=False)
-        >>> writer.written  # the file, and writer.count the rows
+        >>> trainer = L.Trainer(callbacks=[writer], logger=False, enable_progress_bar=False)
+        >>> trainer.predict(module, datamodule=dm, return_predictions=False)
+        >>> writer.written, writer.count  # the file and its rows
+        (PosixPath('preds.csv'), 24)
+        >>> print(open("preds.csv").readline().strip())
+        index,label,p_0,p_1,p_2
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:

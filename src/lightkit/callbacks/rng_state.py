@@ -24,6 +24,12 @@ class RNGState(Callback):
     states are stored as tensors and plain lists, so checkpoints still load with
     ``weights_only=True``. They are applied when training starts, after everything that
     restoring and setting up the run might draw. ``lk.make_trainer`` adds this callback.
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[lk.callbacks.RNGState()])  # lk.make_trainer adds it
+        >>> states = torch.load(checkpoint, weights_only=True)["callbacks"]["RNGState"]
+        >>> sorted(states)  # what a checkpoint from lk.make_trainer's run holds
+        ['cuda', 'numpy', 'python', 'torch']
     """
 
     def __init__(self) -> None:

@@ -22,7 +22,12 @@ RUN_FOLDER = "trials/version_{}"
 
 
 def run_folder(number: int) -> str:
-    """A trial's run folder, relative to the study folder."""
+    """A trial's run folder, relative to the study folder.
+
+    Example:
+        >>> lk.sweeps.run_folder(3)  # trial 3's logs and checkpoints, under the study folder
+        'trials/version_3'
+    """
     return RUN_FOLDER.format(number)
 
 
