@@ -2,7 +2,7 @@
 
     python streaming_training.py DATA ROOT OUT [--resume] [--delay S] [--devices N] [--ids]
 
-DATA is a folder (or URL) that write_streaming wrote from ``dataset()`` below. Writes
+DATA is a folder that ``lk.data.write_streaming(dataset(), DATA, val_split=0.25)`` wrote. Writes
 ROOT/progress (the last finished global step) as it trains, so that a test can SIGKILL it at a
 chosen step, the final weights to OUT, and with --ids each rank's training sample ids per epoch
 to ROOT/ids-rank<r>.txt (one line per epoch).
@@ -11,7 +11,6 @@ to ROOT/ids-rank<r>.txt (one line per epoch).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument("--ids", action="store_true")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = Path(args.root)
@@ -107,7 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--write"]:  # python streaming_training.py --write DATA
-        lk.data.write_streaming(dataset(), sys.argv[2], val_split=0.25, chunk_bytes="4KB")
-    else:
-        main()
+    main()

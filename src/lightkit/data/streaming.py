@@ -622,9 +622,10 @@ class StreamingDataModule(L.LightningDataModule):
             )
         else:
             dataset = StreamingDataset(location, **kwargs)
-        if len(dataset) != self.num_samples(split):
+        stored = sum(end - start for start, end in dataset.region_of_interest)  # all ranks'
+        if stored != self.num_samples(split):
             raise ValueError(
-                f"{type(self).__name__}: {location!r} holds {len(dataset)} samples; its manifest "
+                f"{type(self).__name__}: {location!r} holds {stored} samples; its manifest "
                 f"says {self.num_samples(split)} (the folder was changed after it was written)"
             )
         self.datasets[split] = dataset
