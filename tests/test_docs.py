@@ -134,6 +134,15 @@ def test_every_python_snippet_of_the_page_runs(page, tmp_path, monkeypatch, caps
     for name in ("PL_GLOBAL_SEED", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)  # as in a fresh process
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster, and far cheaper on a busy CPU
+    try:
+        _run_page(page, tmp_path, capsys)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_page(page: Path, tmp_path: Path, capsys) -> None:
     namespace: dict = {"__name__": "__docs__"}
     skipped = []
     for block in _blocks(page):
