@@ -20,10 +20,10 @@ them:
 ``np``          ``import numpy as np``
 ``L``           ``import lightning as L``
 ``my_dataset``  a ``TensorDataset`` of 96 Gaussian blobs: inputs ``(8,)`` float, labels 0-2
-``net``         ``nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))``, seeded
+``net``         ``lk.models.MLP(8, 3, hidden=(16,))``: 8 features in, 3 logits out
 ``module``      ``lk.ClassificationModule(net, num_classes=3)``
 ``dm``          ``lk.data.DataModule(my_dataset, val_split=0.25, batch_size=32)``
-``checkpoint``  path (``str``) of ``best.ckpt`` from one epoch of ``module`` on ``dm``
+``checkpoint``  path (``str``) of ``best.ckpt`` from one epoch of such a ``module`` on ``dm``
 ``runs_dir``    path (``str``) of the folder that holds that run (``<runs_dir>/version_0``)
 ==============  ===========================================================================
 
@@ -113,9 +113,7 @@ def _blobs(n: int = 96, num_classes: int = 3, features: int = 8) -> Any:
 
 
 def _net() -> Any:
-    from torch import nn
-
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    return lk.models.MLP(8, 3, hidden=(16,))
 
 
 @pytest.fixture(scope="session")

@@ -62,11 +62,18 @@ def cross_validate(
         ``"ensemble"`` (the same as ``lk.Predictor.ensemble(result["checkpoints"])``).
 
     Example:
+        >>> quick = {"max_epochs": 1, "logger": False, "enable_progress_bar": False,
+        ...          "enable_model_summary": False}  # lk.make_trainer arguments
         >>> result = lk.cross_validate(
-        ...     lambda: lk.ClassificationModule(lk.models.MLP(64, 10), 10),
-        ...     dataset, k=5, trainer_kwargs={"max_epochs": 10}, return_ensemble=True)
-        >>> result["mean"]["val/acc"]
-        >>> result["ensemble"].predict(x_test)   # the 5 fold models' mean probabilities
+        ...     lambda: lk.ClassificationModule(lk.models.MLP(8, 3), 3),
+        ...     my_dataset, k=2, trainer_kwargs=quick, return_ensemble=True)
+        fold       val/acc      val/f1    val/loss
+        ...
+        mean    ...
+        >>> sorted(result["mean"])
+        ['val/acc', 'val/f1', 'val/loss']
+        >>> result["ensemble"].predict(torch.randn(5, 8)).shape  # the fold models' mean probabilities
+        torch.Size([5, 3])
     """
     owner = "cross_validate"
     if not callable(make_module):

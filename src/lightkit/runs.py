@@ -59,6 +59,13 @@ class RunRow:
         pid: Its process id there.
         hparams: The flattened hyperparameters (``optimizer.lr``, ``net`` for its class name).
         problems: What could not be read, and why.
+
+    Example:
+        >>> row = lk.runs.list_runs(runs_dir)[0]  # a RunRow per run folder
+        >>> row.run, row.status, row.epochs, row.monitor
+        ('version_0', 'finished', 1, 'val/loss')
+        >>> row.hparams["num_classes"], row.hparams["net"]
+        (3, 'MLP')
     """
 
     run: str
@@ -104,9 +111,9 @@ def list_runs(root: str | os.PathLike[str] = DEFAULT_ROOT, sort: str = "run") ->
 
     Example:
         >>> from lightkit.runs import list_runs
-        >>> rows = list_runs("runs")
-        >>> [(r.run, r.status, r.best) for r in rows]
-        [('version_0', 'finished', 0.031), ('version_1', 'stopped early', 0.044)]
+        >>> rows = list_runs(runs_dir)  # the folder make_trainer's default_root_dir pointed to
+        >>> [(r.run, r.status, r.epochs) for r in rows]
+        [('version_0', 'finished', 1)]
     """
     if sort not in SORT_KEYS:
         raise ValueError(f"list_runs: sort must be one of {', '.join(SORT_KEYS)}; got {sort!r}")
@@ -120,7 +127,13 @@ def list_runs(root: str | os.PathLike[str] = DEFAULT_ROOT, sort: str = "run") ->
 
 
 def find_run_folders(root: Path) -> list[Path]:
-    """The run folders under ``root`` (``root`` itself included), in natural name order."""
+    """The run folders under ``root`` (``root`` itself included), in natural name order.
+
+    Example:
+        >>> from pathlib import Path
+        >>> [folder.name for folder in lk.runs.find_run_folders(Path(runs_dir))]
+        ['version_0']
+    """
     found = []
     for folder, dirs, files in os.walk(root):  # symbolic links to folders are not followed
         path = Path(folder)
@@ -133,7 +146,17 @@ def find_run_folders(root: Path) -> list[Path]:
 
 
 def read_run(folder: Path, root: Path | None = None) -> RunRow:
-    """One run folder's :class:`RunRow`; what cannot be read is named in ``problems``."""
+    """One run folder's :class:`RunRow`; what cannot be read is named in ``problems``.
+
+    Example:
+        >>> from pathlib import Path
+        >>> row = lk.runs.read_run(Path(runs_dir, "version_0"))
+        >>> row.status, row.task, row.problems
+        ('finished', 'lightkit.tasks.classification.ClassificationModule', [])
+        >>> Path("empty_run").mkdir()
+        >>> lk.runs.read_run(Path("empty_run")).status  # no run.json
+        'unknown'
+    """
     relative = folder.relative_to(root).as_posix() if root is not None else folder.name
     row = RunRow(
         run=clean_text(relative, 1000), path=clean_text(os.fspath(folder.absolute()), 1000)
@@ -174,6 +197,7 @@ def flatten_hparams(data: dict[Any, Any], limit: int = MAX_HPARAMS) -> dict[str,
     ``name.argument``; a list becomes compact text. At most ``limit`` entries are kept.
 
     Example:
+        >>> from lightkit.runs import flatten_hparams
         >>> flatten_hparams({"optimizer": {"class_path": "lightkit.optim.adamw",
         ...                                "init_args": {"lr": 0.003}}, "num_classes": 3})
         {'optimizer': 'adamw', 'optimizer.lr': 0.003, 'num_classes': 3}
@@ -207,7 +231,15 @@ def flatten_hparams(data: dict[Any, Any], limit: int = MAX_HPARAMS) -> dict[str,
 
 
 def sort_rows(rows: list[RunRow], by: str = "run") -> list[RunRow]:
-    """``rows`` ordered by ``by`` (see :func:`list_runs`); rows without the value go last."""
+    """``rows`` ordered by ``by`` (see :func:`list_runs`); rows without the value go last.
+
+    Example:
+        >>> RunRow = lk.runs.RunRow
+        >>> rows = [RunRow("version_0", "", best=0.3), RunRow("version_1", ""),
+        ...         RunRow("version_2", "", best=0.1)]
+        >>> [row.run for row in lk.runs.sort_rows(rows, by="best")]
+        ['version_2', 'version_0', 'version_1']
+    """
     if by == "run":
         return sorted(rows, key=lambda r: natural_key(r.run))
     if by == "best":
@@ -337,7 +369,14 @@ def _finite(value: Any) -> float | None:
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
-    """Text from a file, made safe to print: control characters dropped, cut to ``limit``."""
+    """Text from a file, made safe to print: control characters dropped, cut to ``limit``.
+
+    Example:
+        >>> lk.runs.clean_text("run\\x1b[31m name\\n")  # a terminal escape from a crafted file
+        'run [31m name '
+        >>> lk.runs.clean_text("a long name", limit=6)
+        'a lon…'
+    """
     text = "".join(c if c.isprintable() else " " for c in str(value)[: limit * 2])
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -348,7 +387,12 @@ def _compact(items: list[Any] | tuple[Any, ...]) -> str:
 
 
 def as_text(value: Any) -> str:
-    """A value as a CSV cell or a comparison key: floats in full (``repr``), None empty."""
+    """A value as a CSV cell or a comparison key: floats in full (``repr``), None empty.
+
+    Example:
+        >>> lk.runs.as_text(0.1), lk.runs.as_text(None), lk.runs.as_text(3)
+        ('0.1', '', '3')
+    """
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     return "" if value is None else str(value)
@@ -365,7 +409,12 @@ def _json_ready(value: Any) -> Any:
 
 
 def natural_key(text: str) -> list[Any]:
-    """A sort key putting ``version_2`` before ``version_10``."""
+    """A sort key putting ``version_2`` before ``version_10``.
+
+    Example:
+        >>> sorted(["version_10", "version_2"], key=lk.runs.natural_key)
+        ['version_2', 'version_10']
+    """
     return [
         (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)
     ]

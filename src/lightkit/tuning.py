@@ -55,8 +55,9 @@ def find_lr(
             ``num_training`` or add data).
 
     Example:
-        >>> lr = lk.find_lr(module, dm)
-        >>> module = lk.ClassificationModule(net, num_classes=10, optimizer=lk.optim.adam(lr=lr))
+        >>> lr = lk.find_lr(module, dm, num_training=20, logger=False, enable_progress_bar=False)
+        lightkit: suggested learning rate ...; plot saved to ...lr_find.png
+        >>> module = lk.ClassificationModule(net, num_classes=3, optimizer=lk.optim.adam(lr=lr))
     """
     if not (isinstance(min_lr, (int, float)) and isinstance(max_lr, (int, float))):
         raise TypeError(f"find_lr: min_lr and max_lr must be numbers, got {min_lr!r}, {max_lr!r}")
@@ -213,7 +214,11 @@ def find_batch_size(
         The batch size found (also set on ``datamodule.batch_size``).
 
     Example:
-        >>> batch_size = lk.find_batch_size(module, dm)
+        >>> batch_size = lk.find_batch_size(
+        ...     module, dm, max_val=16, steps_per_trial=1, logger=False, enable_progress_bar=False
+        ... )
+        >>> batch_size == dm.batch_size  # the largest that fits (up to max_val), set on dm
+        True
     """
     for name, value in (
         ("init_val", init_val),

@@ -93,8 +93,13 @@ def diagnose(
         A :class:`Report`: ``report.ok``, ``report.findings``, ``print(report)``.
 
     Example:
-        >>> report = lk.diagnose(module, dm)
+        >>> report = lk.diagnose(module, dm, overfit_steps=60, lr_test=False)  # quick checks
         >>> print(report)
+        lightkit diagnose: no errors
+        [ok  ] data: 72 samples: finite, scaled sensibly
+        ...
+        >>> report.ok
+        True
     """
     check_instance(
         "diagnose", "module", module, L.LightningModule, "a LightningModule (a lightkit task)"

@@ -10,7 +10,14 @@ SEVERITIES = ("ok", "warning", "error")
 
 @dataclass
 class Finding:
-    """One result of :func:`diagnose`: which check, how bad, what was seen and what to try."""
+    """One result of :func:`diagnose`: which check, how bad, what was seen and what to try.
+
+    Example:
+        >>> finding = lk.diagnosis.Finding("overfit", "error", "could not overfit one batch")
+        >>> print(lk.diagnosis.Report([finding]))
+        lightkit diagnose: 1 error(s)
+        [FAIL] overfit: could not overfit one batch
+    """
 
     check: str
     severity: str
@@ -25,7 +32,13 @@ class Finding:
 
 @dataclass
 class Report:
-    """What :func:`diagnose` found. ``ok`` is False when any finding is an error."""
+    """What :func:`diagnose` found. ``ok`` is False when any finding is an error.
+
+    Example:
+        >>> report = lk.diagnosis.Report([lk.diagnosis.Finding("data", "ok", "finite")])
+        >>> report.ok, [finding.check for finding in report.findings]
+        (True, ['data'])
+    """
 
     findings: list[Finding] = field(default_factory=list)
     suggested_lr: float | None = None

@@ -78,9 +78,14 @@ def interpret(
         ``report.most_confused``, ``report.top_losses``, ``report.ece``, ``report.save(dir)``.
 
     Example:
-        >>> report = lk.interpret(module, dm)            # after trainer.fit(module, dm)
-        >>> print(report)
-        >>> report.most_confused[:3]                      # [Confusion(true='cat', predicted='dog', count=12), ...]
+        >>> report = lk.interpret(module, dm)  # after trainer.fit(module, datamodule=dm)
+        >>> print(report)  # rich tables: summary, per class, most confused, top losses
+        lk.interpret: multiclass model on the val split, 24 samples
+        mean_loss ...  accuracy ...
+        >>> sorted(report.metrics)
+        ['accuracy', 'auroc', 'macro_f1', 'mean_loss']
+        >>> report.most_confused[0]
+        Confusion(true=..., predicted=..., count=...)
     """
     check_instance(
         "interpret",

@@ -36,6 +36,14 @@ class Calibration:
         nll_after: The same with the temperature.
         samples: Samples it was fitted on.
         checkpoint: The checkpoint file the temperature was written into, or None.
+
+    Example:
+        >>> result = lk.interpretation.Calibration(
+        ...     temperature=1.8, ece_before=0.061, ece_after=0.012, nll_before=0.41,
+        ...     nll_after=0.35, samples=500,
+        ... )  # what lk.calibrate returns
+        >>> print(result)
+        lk.calibrate: temperature 1.8 on 500 samples; ECE 0.0610 -> 0.0120, NLL 0.4100 -> 0.3500
     """
 
     temperature: float
@@ -123,9 +131,12 @@ def calibrate(
         A :class:`Calibration` with the temperature and the ECE and NLL before and after.
 
     Example:
-        >>> module = lk.ClassificationModule.load_from_checkpoint("runs/version_0/checkpoints/best.ckpt")
-        >>> result = lk.calibrate(module, dm, checkpoint="runs/version_0/checkpoints/best.ckpt")
-        >>> print(result)   # temperature 1.8; ECE 0.061 -> 0.012
+        >>> module = lk.ClassificationModule.load_from_checkpoint(checkpoint)  # a trained model
+        >>> result = lk.calibrate(module, dm)  # checkpoint=...: also store it in that file
+        >>> print(result)
+        lk.calibrate: temperature ... on 24 samples; ECE ... -> ..., NLL ... -> ...
+        >>> module.temperature == result.temperature  # predictions now use it
+        True
     """
     check_instance("calibrate", "module", module, L.LightningModule, "a trained LightningModule")
     check_instance(

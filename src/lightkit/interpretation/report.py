@@ -27,7 +27,14 @@ MAX_GRID = 32  # images in the top-loss picture
 
 class Confusion(NamedTuple):
     """One off-diagonal cell of the confusion matrix: ``count`` samples of class ``true``
-    predicted as ``predicted`` (class names when known, else indices)."""
+    predicted as ``predicted`` (class names when known, else indices).
+
+    Example:
+        >>> cell = lk.interpretation.Confusion(true="cat", predicted="dog", count=12)
+        >>> true, predicted, count = cell  # a NamedTuple
+        >>> f"{count} {true}s taken for {predicted}s"
+        '12 cats taken for dogs'
+    """
 
     true: Any
     predicted: Any
@@ -64,6 +71,13 @@ class InterpretationReport:
         temperature: The module's temperature (``lk.calibrate``), or None.
         class_names: The class names used in the rows, when known.
         folder: Where :meth:`save` last wrote, or None.
+
+    Example:
+        >>> report = lk.interpret(module, dm)  # an InterpretationReport
+        >>> report.kind, report.split, report.num_samples
+        ('multiclass', 'val', 24)
+        >>> [row["class"] for row in report.per_class]
+        [0, 1, 2]
     """
 
     kind: str

@@ -295,6 +295,13 @@ def make_server(
 
     Run it with ``http=read_timeout_protocol(seconds)`` to time out slow clients, as
     :func:`serve` does.
+
+    Example:
+        >>> server = lk.serve.make_server(checkpoint, max_batch_size=8, accelerator="cpu")
+        >>> type(server).__name__
+        'LitServer'
+        >>> protocol = lk.serve.read_timeout_protocol(20.0)
+        >>> server.run(port=8000, http=protocol)  # network: opens a port  # doctest: +SKIP
     """
     if ls is None:
         raise ImportError('lightkit serve needs LitServe: pip install "lightkit[serve]"')
@@ -446,7 +453,10 @@ def serve(
 
     Example:
         >>> from lightkit.serve import serve
-        >>> serve("runs/version_0/checkpoints/best.ckpt", port=8000)
+        >>> serve(checkpoint, port=8000)  # network: serves on a port until Ctrl-C  # doctest: +SKIP
+
+        Then, from another shell: ``curl -X POST localhost:8000/predict -d '{"inputs": [[0, 1,
+        2, 3, 4, 5, 6, 7]]}'``.
     """
     check_choice("serve", "host", host, ("127.0.0.1", "0.0.0.0", "::"))
     check_int("serve", "port", port, minimum=1024, maximum=65535)

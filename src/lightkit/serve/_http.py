@@ -19,7 +19,25 @@ _PARSERS = 2  # bodies parsed at a time (threads); more would only queue for the
 
 
 class RequestGuard:
-    """ASGI middleware: limit the body size and check ``/predict`` bodies (in a thread) before batching."""
+    """ASGI middleware: limit the body size and check ``/predict`` bodies (in a thread) before batching.
+
+    :func:`~lightkit.serve.make_server` adds it to the ``litserve.LitServer`` it builds; pass it
+    as a ``(class, keyword arguments)`` middleware to a server built by hand.
+
+    Example:
+        >>> import asyncio
+        >>> async def app(scope, receive, send): ...  # the server's app: never reached here
+        >>> guarded = lk.serve.RequestGuard(app, "/predict", input_shape=(8,), max_body_bytes=1000)
+        >>> async def receive():
+        ...     return {"type": "http.request", "body": b"[" * 5000, "more_body": False}
+        >>> sent = []
+        >>> async def send(message):
+        ...     sent.append(message)
+        >>> scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+        >>> asyncio.run(guarded(scope, receive, send))
+        >>> sent[0]["status"]  # body too large
+        413
+    """
 
     def __init__(
         self,
@@ -193,7 +211,9 @@ def read_timeout_protocol(read_timeout: float, max_header_bytes: int = MAX_HEADE
     ``max_header_bytes`` get 431.
 
     Example:
-        >>> server.run(port=8000, http=read_timeout_protocol(20.0))  # a litserve.LitServer
+        >>> server = lk.serve.make_server(checkpoint, accelerator="cpu")  # a litserve.LitServer
+        >>> protocol = lk.serve.read_timeout_protocol(20.0)
+        >>> server.run(port=8000, http=protocol)  # network: opens a port  # doctest: +SKIP
     """
     try:
         import httptools  # noqa: F401  # what uvicorn's "auto" picks when it is installed

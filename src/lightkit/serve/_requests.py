@@ -67,7 +67,7 @@ def default_max_body_bytes(input_shape: Sequence[int] | None, images: bool = Fal
     least 16 MiB, room for a photo or two.
 
     Example:
-        >>> default_max_body_bytes((1, 28, 28))
+        >>> lk.serve.default_max_body_bytes((1, 28, 28))
         81600
     """
     if input_shape is None:
@@ -85,8 +85,10 @@ def check_request(
     """``None`` for a good ``/predict`` body of numbers, else ``(status code, message)``.
 
     Example:
-        >>> check_request(b'{"inputs": [1, 2]}', (2,)) is None
+        >>> lk.serve.check_request(b'{"inputs": [1, 2]}', (2,)) is None
         True
+        >>> lk.serve.check_request(b'{"inputs": [1, 2, 3]}', (2,))
+        (422, '"inputs" has shape (3,), expected (2,)')
     """
     result = RequestInputs(input_shape).parse(body, content_type)
     return result if isinstance(result, tuple) and isinstance(result[0], int) else None
