@@ -68,10 +68,12 @@ class Predictor:
             second forward pass.
 
     Example:
-        >>> predictor = lk.Predictor.from_checkpoint("runs/version_0/checkpoints/best.ckpt")
-        >>> probs = predictor.predict(x_test)          # tensor, numpy array, list, Dataset
-        >>> probs = predictor.predict(["a.png", "b.png"])   # image files
-        >>> predictor.predict_labels(["a.png", "b.png"])     # ['cat', 'dog']
+        >>> predictor = lk.Predictor.from_checkpoint(checkpoint)
+        >>> probs = predictor.predict(torch.randn(5, 8))  # tensor, numpy array, list, Dataset
+        >>> probs.shape, bool(probs.sum(dim=1).allclose(torch.ones(5)))
+        (torch.Size([5, 3]), True)
+        >>> predictor.predict_labels(np.zeros((2, 8), dtype=np.float32))  # class names if known
+        [...]
     """
 
     def __init__(
