@@ -246,8 +246,8 @@ def test_the_unguarded_api_path_takes_images_too(image_checkpoint):
 
 
 @pytest.mark.slow
-def test_the_readme_curl_commands_for_images(image_server, tmp_path):
-    """The README's image curl lines, run as written against a real server."""
+def test_the_documented_curl_commands_for_images(image_server, tmp_path):
+    """The image curl lines of docs/export-serve.md, run as written against a real server."""
     import re
     import shutil
     import subprocess
@@ -255,9 +255,9 @@ def test_the_readme_curl_commands_for_images(image_server, tmp_path):
 
     if shutil.which("curl") is None or shutil.which("base64") is None:
         pytest.skip("needs curl and base64")
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = re.search(r"```bash\n(curl -X POST localhost:8000/predict -F .*?)```", readme, re.S)
-    assert block, "the README's image curl block moved"
+    page = (Path(__file__).parents[1] / "docs" / "export-serve.md").read_text()
+    block = re.search(r"```bash\n(curl -X POST localhost:8000/predict -F .*?)```", page, re.S)
+    assert block, "the image curl block of docs/export-serve.md moved"
     lines = [line for line in block.group(1).splitlines() if line.startswith("curl")]
     assert len(lines) == 3
     url, predictor = image_server
