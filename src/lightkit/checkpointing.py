@@ -8,13 +8,16 @@ import math
 import os
 import pickle
 import pickletools
+import posixpath
 import re
+import secrets
 import shutil
 import stat
+import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +85,27 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         >>> ckpt = lk.checkpointing.load_checkpoint("runs/version_0/checkpoints/last.ckpt")
         >>> ckpt["hyper_parameters"]
     """
+    if is_url(path):
+        url = os.fspath(path)
+        with _local_copy(url) as local:
+            return _load(local, url, map_location)
     path = os.fspath(path)
     if not os.path.isfile(path):
         what = "is a folder, not a checkpoint file" if os.path.isdir(path) else "does not exist"
         raise FileNotFoundError(f"checkpoint {path!r} {what}")
-    layout = _check_intact(path)
+    return _load(path, path, map_location)
+
+
+def _load(path: str, shown: str, map_location: Any) -> dict[str, Any]:
+    """:func:`load_checkpoint` of the local file ``path``, named ``shown`` in messages."""
+    layout = _check_intact(path, shown)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         names = _globals_in(path) if layout == "zip" else []
         found = _unsupported_global(err) or (names[0] if names else None)
         if found is None and layout != "zip":
-            raise DamagedCheckpointError(_damaged(path, _torch_reason(err))) from None
+            raise DamagedCheckpointError(_damaged(shown, _torch_reason(err))) from None
         if found is None:  # intact (checksums match): what torch.save wrote, not damage
             what = f"objects that torch.load(weights_only=True) refuses ({_torch_reason(err)})"
         else:
@@ -101,7 +113,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             what = f"the Python object {found!r}"
             what += f" (the file also names {', '.join(others)})" if others else ""
         raise UnsafeCheckpointError(
-            f"refusing to load checkpoint {path!r}: it pickles {what}, which is not {_SAFE_DATA}, "
+            f"refusing to load checkpoint {shown!r}: it pickles {what}, which is not {_SAFE_DATA}, "
             "and unpickling it could run arbitrary code. lightkit loads checkpoints with "
             "torch.load(weights_only=True) only and will not load this file. If you wrote it, "
             "store plain data in place of such objects (a string or a dict of numbers in "
@@ -110,32 +122,32 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError) as err:
         if layout != "zip":
-            raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from err
+            raise DamagedCheckpointError(_damaged(shown, _first_detail(err))) from err
         # The checksums matched, so these are the bytes torch.save wrote (a map_location this
         # machine lacks, for one): not damage.
         raise CheckpointError(
-            f"checkpoint {path!r} is intact but cannot be loaded here: {_first_detail(err)}"
+            f"checkpoint {shown!r} is intact but cannot be loaded here: {_first_detail(err)}"
         ) from err
     if not isinstance(checkpoint, dict):
         raise CheckpointError(
-            f"checkpoint {path!r} holds a {type(checkpoint).__name__}, not a Lightning checkpoint dict"
+            f"checkpoint {shown!r} holds a {type(checkpoint).__name__}, not a Lightning checkpoint dict"
         )
     return checkpoint
 
 
-def _check_intact(path: str) -> str:
+def _check_intact(path: str, shown: str) -> str:
     """``"zip"`` or ``"legacy"`` (torch.save's format); :class:`DamagedCheckpointError` unless the
     file's structure and checksums are sound."""
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_MAGIC))
     if not head:
-        raise DamagedCheckpointError(_damaged(path, "the file is empty (0 bytes)"))
+        raise DamagedCheckpointError(_damaged(shown, "the file is empty (0 bytes)"))
     if head.startswith(_LEGACY_MAGIC):
         return "legacy"  # no checksums in this format; torch.load reports what it finds
     if not head.startswith(b"PK"):
         raise DamagedCheckpointError(
             _damaged(
-                path,
+                shown,
                 f"it is not a file torch.save writes (a zip archive): it starts with {head[:8]!r}",
             )
         )
@@ -146,7 +158,7 @@ def _check_intact(path: str) -> str:
             if not any(e.filename.rsplit("/", 1)[-1] == "data.pkl" for e in entries):
                 raise DamagedCheckpointError(
                     _damaged(
-                        path,
+                        shown,
                         "the zip archive has no data.pkl entry, so torch.save did not write it",
                     )
                 )
@@ -162,9 +174,9 @@ def _check_intact(path: str) -> str:
             detail += " (bytes changed on disk or in transfer)"
         elif "not a zip file" in detail:
             detail = f"the zip archive's directory is missing: the file ends early ({size} bytes)"
-        raise DamagedCheckpointError(_damaged(path, detail)) from None
+        raise DamagedCheckpointError(_damaged(shown, detail)) from None
     except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as err:
-        raise DamagedCheckpointError(_damaged(path, _first_detail(err))) from None
+        raise DamagedCheckpointError(_damaged(shown, _first_detail(err))) from None
     return "zip"
 
 
@@ -252,15 +264,199 @@ def _damaged(path: str, detail: str) -> str:
 
 
 def newest_good_checkpoint(paths: Iterable[str | os.PathLike[str]]) -> str | None:
-    """The most recently modified of ``paths`` that loads, or None."""
-    existing = [Path(p) for p in paths if Path(p).is_file()]
-    for candidate in sorted(existing, key=lambda p: p.stat().st_mtime, reverse=True):
+    """The most recently modified of ``paths`` (local files or URLs) that loads, or None."""
+    for candidate in _newest_first(list(paths)):
         try:
             load_checkpoint(candidate)
         except CheckpointError:
             continue
-        return str(candidate)
+        return candidate
     return None
+
+
+# --- Checkpoints in fsspec stores (``memory://``, ``file://``, ``s3://``...) -------------------
+
+# A temporary object a save into a store writes before committing it (pid and a random token:
+# processes on several machines share the store, and their pids mean nothing here).
+_STORE_TEMP_NAME = re.compile(r"^\.(?P<name>.+\.ckpt)\.lightkit-\d+-[0-9a-f]+\.tmp$")
+_PROTOCOL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*(::[A-Za-z][A-Za-z0-9+.\-]*)*")
+_STORE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+                   "abfs": "adlfs", "abfss": "adlfs", "hf": "huggingface_hub"}  # fmt: skip
+
+
+def is_url(path: Any) -> bool:
+    """Whether ``path`` is a URL (``"<protocol>://..."``) that lightkit opens with fsspec.
+
+    A ``pathlib.Path`` is never one (it turns ``//`` into ``/``).
+    """
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        return False
+    text = os.fspath(path)
+    return isinstance(text, str) and "://" in text
+
+
+def store_filesystem(url: str, owner: str = "lightkit", name: str = "path") -> tuple[Any, str]:
+    """fsspec's file system for ``url`` and the path inside it.
+
+    A URL fsspec cannot open is an error that names ``owner``'s argument ``name``: an unknown
+    protocol, a missing package (``s3fs`` for ``s3://``...) or the root of a store.
+
+    Example:
+        >>> fs, path = lk.checkpointing.store_filesystem("memory://runs")
+    """
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    expected = (
+        "a local folder, or a URL fsspec opens such as 'memory://runs', 'file:///data/runs' or "
+        "'s3://bucket/runs'"
+    )
+    if not _PROTOCOL.fullmatch(protocol):
+        raise ValueError(f"{owner}: {name}={url!r} is not a URL fsspec opens; expected {expected}")
+    try:
+        fs, inner = fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        package = _STORE_PACKAGES.get(
+            protocol.split("::")[-1], f"the fsspec package for {protocol}"
+        )
+        raise ModuleNotFoundError(
+            f"{owner}: {name}={url!r} needs {package} (pip install {package}): {err}"
+        ) from None
+    except (ValueError, TypeError, KeyError) as err:  # fsspec: "Protocol not known: ..."
+        raise ValueError(
+            f"{owner}: {name}={url!r}: {_first_detail(err)}; expected {expected}"
+        ) from None
+    if not str(inner).strip("/"):
+        raise ValueError(
+            f"{owner}: {name}={url!r} is the root of the store; name a folder inside it "
+            f"(e.g. '{protocol}://runs' or '{protocol}://bucket/runs')"
+        )
+    return fs, str(inner).rstrip("/")
+
+
+def store_mtime(fs: Any, path: str) -> float | None:
+    """When ``path`` in the store ``fs`` was last written (seconds since the epoch), if known."""
+    try:
+        value: Any = fs.modified(path)
+    except (NotImplementedError, OSError, AttributeError, ValueError):
+        try:
+            info = fs.info(path)
+        except OSError:
+            return None
+        value = next(
+            (info[k] for k in ("mtime", "LastModified", "last_modified", "created") if info.get(k)),
+            None,
+        )
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@contextlib.contextmanager
+def _local_copy(url: str) -> Iterator[str]:
+    """The bytes of the checkpoint at ``url`` in a local temporary file, removed afterwards."""
+    fs, path = store_filesystem(url, "load_checkpoint", "path")
+    try:
+        kind = fs.info(path).get("type")
+    except FileNotFoundError:
+        kind = None
+    if kind != "file":
+        what = "is a folder, not a checkpoint file" if kind == "directory" else "does not exist"
+        raise FileNotFoundError(f"checkpoint {url!r} {what}")
+    fd, local = tempfile.mkstemp(prefix="lightkit-", suffix=".ckpt")
+    try:
+        with os.fdopen(fd, "wb") as out, fs.open(path, "rb") as source:
+            shutil.copyfileobj(source, out, 1 << 24)
+        yield local
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(local)
+
+
+def _save_to_store(checkpoint: dict[str, Any], url: str) -> None:
+    """Write-then-commit into a store without atomic rename: the bytes go to a hidden temporary
+    object, which only a complete write moves (one copy of a whole object) to the target name."""
+    fs, target = store_filesystem(url, "AtomicCheckpointIO.save_checkpoint", "path")
+    folder, name = posixpath.split(target)
+    tmp = f"{folder}/.{name}.lightkit-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        fs.makedirs(folder, exist_ok=True)
+        remove_stale_store_temps(fs, folder)
+        with fs.open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+        fs.mv(tmp, target)  # the commit; until here the target is the previous complete file
+    except (OSError, RuntimeError, ValueError) as err:
+        code = getattr(_os_error_in(err), "errno", None)
+        error = CheckpointSaveError(
+            f"cannot save checkpoint {url!r}: {_first_detail(err)}. The previous checkpoint "
+            "there (if any) is unchanged, and the partial temporary object was removed. Check "
+            "that the store is reachable and writable"
+        )
+        error.errno = code if code is not None else errno.EIO
+        error.filename = url
+        raise error from err
+    finally:
+        with contextlib.suppress(Exception):
+            if fs.exists(tmp):
+                fs.rm_file(tmp)
+
+
+def remove_stale_store_temps(fs: Any, folder: str) -> list[str]:
+    """Remove the temporary objects that killed saves left in the store folder ``folder``.
+
+    Only lightkit's own names (``.<name>.ckpt.lightkit-<pid>-<token>.tmp``), and only those not
+    written for a minute and older than the folder's newest complete ``.ckpt`` (a save that is
+    still running elsewhere is newer than that); objects whose age the store does not tell are
+    kept.
+    """
+    try:
+        names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)]
+    except OSError:
+        return []
+    temps = [n for n in names if _STORE_TEMP_NAME.match(n)]
+    if not temps:
+        return []
+    done = [store_mtime(fs, f"{folder}/{n}") for n in names if _is_checkpoint_name(n)]
+    newest = max((t for t in done if t is not None), default=None)
+    removed = []
+    for name in temps:
+        written = store_mtime(fs, f"{folder}/{name}")
+        if written is None or newest is None:
+            continue
+        if time.time() - written >= _TEMP_GRACE_S and written < newest:
+            with contextlib.suppress(OSError):
+                fs.rm_file(f"{folder}/{name}")
+                removed.append(f"{folder}/{name}")
+    return removed
+
+
+def _is_checkpoint_name(name: str) -> bool:
+    return name.endswith(".ckpt") and not name.startswith(".")
+
+
+def _store_siblings(url: str) -> list[str]:
+    """The other ``.ckpt`` files beside ``url`` in its store, as URLs spelled like ``url``."""
+    folder_url, name = url.rstrip("/").rsplit("/", 1)
+    fs, folder = store_filesystem(folder_url, "load_checkpoint", "path")
+    try:
+        names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)]
+    except OSError:
+        return []
+    return [f"{folder_url}/{n}" for n in sorted(names) if _is_checkpoint_name(n) and n != name]
+
+
+def _newest_first(paths: list[str | os.PathLike[str]]) -> list[str]:
+    """``paths`` that are files (local or in a store), most recently written first."""
+    dated = []
+    for p in paths:
+        if is_url(p):
+            url = os.fspath(p)
+            fs, inner = store_filesystem(url, "newest_good_checkpoint", "paths")
+            if fs.isfile(inner):
+                dated.append((store_mtime(fs, inner) or 0.0, url))
+        elif Path(p).is_file():
+            dated.append((Path(p).stat().st_mtime, os.fspath(p)))
+    return [p for _, p in sorted(dated, key=lambda entry: entry[0], reverse=True)]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -280,6 +476,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
       folder is loaded instead, with a warning naming both files.
     * Removing (Lightning deletes checkpoints that fall out of ``save_top_k``) deletes only a file
       or link whose name ends in ``.ckpt``, never a folder; anything else is left with a warning.
+    * A URL (``memory://``, ``file://``, ``s3://``..., any fsspec store) is written the same way
+      where the store has no atomic rename: the bytes go to a hidden temporary object
+      ``.<name>.lightkit-<pid>-<token>.tmp``, which only a complete write moves to the target
+      name (fsspec's ``mv``: a rename, or one copy of the whole object), so the name a resume
+      reads holds the previous complete checkpoint until the new one is whole. Temporary objects
+      of killed saves are removed at a later save once older than the newest complete
+      checkpoint (and a minute old). Loading downloads to a local temporary file first and
+      checks it as above.
 
     ``lk.make_trainer`` installs it; pass ``plugins=[lk.checkpointing.AtomicCheckpointIO()]`` to
     a plain ``Trainer`` to get the same behaviour.
@@ -291,8 +495,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(
                 f"AtomicCheckpointIO.save_checkpoint got storage_options={storage_options!r}; "
-                "it writes local files only"
+                "it takes no storage options (a URL's store is configured through fsspec)"
             )
+        if is_url(path):
+            _save_to_store(checkpoint, os.fspath(path))
+            return
         target = Path(path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -334,10 +541,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return check_training_state(load_checkpoint(path, map_location=location), path)
         except DamagedCheckpointError:
-            if not Path(path).name.startswith("last"):
+            if not os.fspath(path).replace("\\", "/").rsplit("/", 1)[-1].startswith("last"):
                 raise
-            folder = Path(path).parent
-            others = [p for p in folder.glob("*.ckpt") if p.resolve() != Path(path).resolve()]
+            if is_url(path):
+                others: list[Any] = _store_siblings(os.fspath(path))
+            else:
+                folder = Path(path).parent
+                others = [p for p in folder.glob("*.ckpt") if p.resolve() != Path(path).resolve()]
             fallback = newest_good_checkpoint(others)
             if fallback is None:
                 raise
@@ -349,6 +559,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def remove_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Delete one checkpoint file (or a link named ``*.ckpt``); never a folder, never recursively."""
+        if is_url(path):
+            self._remove_from_store(os.fspath(path))
+            return
         target = Path(path)
         try:
             info = os.lstat(target)
@@ -368,6 +581,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             f"lightkit: not removing {os.fspath(path)!r}, which Lightning asked to delete as an old "
             f"checkpoint: it is {kind}, and AtomicCheckpointIO deletes only files (or links) whose "
             "name ends in .ckpt, never recursively. Remove it yourself if it should go"
+        )
+
+    def _remove_from_store(self, url: str) -> None:
+        fs, path = store_filesystem(url, "AtomicCheckpointIO.remove_checkpoint", "path")
+        try:
+            kind = fs.info(path).get("type")
+        except FileNotFoundError:
+            return
+        if kind == "file" and path.endswith(".ckpt"):
+            fs.rm_file(path)
+            return
+        what = "a folder" if kind == "directory" else "an object whose name does not end in .ckpt"
+        rank_zero_warn(
+            f"lightkit: not removing {url!r}, which Lightning asked to delete as an old "
+            f"checkpoint: it is {what}, and AtomicCheckpointIO deletes only files whose name ends "
+            "in .ckpt, never recursively. Remove it yourself if it should go"
         )
 
 
@@ -629,7 +858,11 @@ __all__ = [
     "DamagedCheckpointError",
     "UnsafeCheckpointError",
     "check_training_state",
+    "is_url",
     "load_checkpoint",
     "newest_good_checkpoint",
+    "remove_stale_store_temps",
     "remove_stale_temp_files",
+    "store_filesystem",
+    "store_mtime",
 ]

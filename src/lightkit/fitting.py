@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightkit._validation import check_bool, check_int
 from lightkit.callbacks.finetuning import FineTuning
+from lightkit.checkpointing import is_url
 from lightkit.trainer import make_trainer
 from lightkit.trainer._run_dir import resume_into
 
@@ -79,9 +80,17 @@ def fit(
     make_trainer_kwargs["oom_retry"] = oom_retry
     trainer = make_trainer(**make_trainer_kwargs)
     if fresh_note:
-        rank_zero_warn(f"{fresh_note}; starting a new run in {trainer.default_root_dir}")
+        rank_zero_warn(f"{fresh_note}; starting a new run in {_run_folder(trainer)}")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     return trainer
+
+
+def _run_folder(trainer: L.Trainer) -> str:
+    """The run folder to name: in a store, its URL (the trainer's folder is a local stand-in)."""
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    if is_url(dirpath):
+        return str(dirpath).rstrip("/").rsplit("/", 1)[0]
+    return str(trainer.default_root_dir)
 
 
 def fine_tune(

@@ -169,7 +169,9 @@ class Predictor:
         script, ``task=``.
 
         Args:
-            path: A ``.ckpt`` file written by a lightkit trainer.
+            path: A ``.ckpt`` file written by a lightkit trainer, or its fsspec URL
+                (``"s3://bucket/runs/version_0/checkpoints/best.ckpt"``), downloaded to a
+                temporary file and checked as a local one.
             device: See :class:`Predictor`.
             net: The net to load the weights into, when it cannot be rebuilt from the file.
             task: The task module class, when the checkpoint does not name an importable one.

@@ -122,9 +122,10 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         text, folder = os.fspath(path), os.fspath(self.dirpath)
         if not text.endswith(".ckpt"):
             return False
-        if "://" in folder or "://" in text:  # a remote folder: compare the names only
+        if "://" in folder or "://" in text:  # a folder in a store: compare the names only
             prefix = folder.rstrip("/") + "/"
-            return text.startswith(prefix) and ".." not in text[len(prefix) :].split("/")
+            parts = text[len(prefix) :].split("/")
+            return text.startswith(prefix) and not any(p in ("", ".", "..") for p in parts)
         try:
             resolved, root = Path(text).resolve(), Path(folder).resolve()
         except (OSError, RuntimeError):  # a symlink loop, a name the OS refuses

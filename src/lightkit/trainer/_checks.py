@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ from lightkit._validation import (
     check_path,
     check_seed,
 )
+from lightkit.checkpointing import is_url, store_filesystem
 from lightkit.trainer._profiling import PROFILERS
 
 
@@ -136,7 +138,10 @@ def _importable(name: str) -> bool:
 
 
 def check_root_dir(owner: str, value: Any) -> None:
-    check_path(owner, "default_root_dir", value, "a folder path")
+    """A folder path, or a URL fsspec opens (``memory://runs``, ``s3://bucket/runs``...)."""
+    check_path(owner, "default_root_dir", value, "a folder path or URL")
+    if is_url(value):
+        store_filesystem(os.fspath(value), owner, "default_root_dir")
 
 
 def check_version(owner: str, version: Any) -> None:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TIMEOUT_ENV = "LIGHTKIT_LAUNCH_TIMEOUT"  # seconds a rank waits for rank 0's answer
 DEFAULT_TIMEOUT = 600.0  # torch.distributed's default for NCCL process groups
@@ -78,7 +79,7 @@ def current_launch() -> Launch | None:
     return None
 
 
-def agree(launch: Launch, kind: str, root: Path, decide: Callable[[], str]) -> str:
+def agree(launch: Launch, kind: str, root: Any, decide: Callable[[], str]) -> str:
     """Rank 0's ``decide()``, on every rank of ``launch``: rank 0 runs it and publishes the answer,
     the others wait for it (``LIGHTKIT_LAUNCH_TIMEOUT`` seconds, default 600).
 
@@ -137,8 +138,9 @@ def _agree_by_store(launch: Launch, name: str, decide: Callable[[], str], timeou
 
 
 def _agree_by_file(
-    launch: Launch, name: str, root: Path, decide: Callable[[], str], timeout: float
+    launch: Launch, name: str, root: Any, decide: Callable[[], str], timeout: float
 ) -> str:
+    """``root``: a ``Path``, or a ``StorePath`` (a run root in an fsspec store)."""
     marker = root / MARKERS / launch.key / name
     if launch.rank == 0:
         try:
@@ -147,6 +149,9 @@ def _agree_by_file(
             pass
         answer = decide()
         marker.parent.mkdir(parents=True, exist_ok=True)
+        if not isinstance(marker, Path):  # a store: one write of the whole object
+            marker.write_text(answer)
+            return answer
         partial = marker.with_name(f".{name}.{os.getpid()}.tmp")
         partial.write_text(answer)
         os.replace(partial, marker)  # readers never see a half-written answer

@@ -52,6 +52,19 @@ def _one_logger(logger: Any, run_dir: Path, new_run: bool, verbose: bool) -> Log
     return RunCSVLogger(save_dir=str(run_dir.parent), name="", version=run_dir.name)
 
 
+def check_store_loggers(logger: Any, root: Any) -> None:
+    """For a ``default_root_dir`` in an fsspec store (``root``): logger='mlflow' needs a tracking
+    store of its own, since its default one is a SQLite file beside the run folders."""
+    items = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    if "mlflow" in items and not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise ValueError(
+            f"make_trainer: logger='mlflow' keeps its store beside the run folders, as a SQLite "
+            f"file, which cannot live at default_root_dir={os.fspath(root)!r}; set "
+            "MLFLOW_TRACKING_URI to a tracking server or database, or log with 'tensorboard' or "
+            "'csv' (their files are copied to the run folder)"
+        )
+
+
 class RunMLFlowLogger(MLFlowLogger):
     """Lightning's ``MLFlowLogger`` for a run folder: its ``save_dir`` and ``log_dir`` are the
     folder, as TensorBoard's and CSV's are, so ``trainer.log_dir`` (where LightningCLI saves

@@ -14,6 +14,10 @@ from lightkit._run_layout import DEFAULT_ROOT
 from lightkit.checkpointing import CheckpointError, load_checkpoint
 from lightkit.trainer._checks import check_root_dir, check_version
 from lightkit.trainer._launch import Launch, LaunchError, agree, current_launch
+from lightkit.trainer._remote import StorePath, run_root
+
+RunPath = Path | StorePath  # a run folder on this machine's disk, or in an fsspec store
+
 
 RUN_DIR_ENV = "LIGHTKIT_RUN_DIR"  # rank 0's run folder, inherited by the processes DDP launches
 
@@ -35,16 +39,19 @@ _NUMBER = re.compile(r"\d{1,18}")
 _RESUME_ANSWER = re.compile(r"(\d{1,18})/([^/\\]+\.ckpt)")  # "<n>/<checkpoint file name>"
 
 
-def versions(root: Path) -> list[int]:
+def versions(root: Path | StorePath) -> list[int]:
     """The numbers of the ``version_<n>`` entries under ``root``, ascending."""
-    try:
-        names = os.listdir(root)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    if isinstance(root, StorePath):
+        names = root.names()
+    else:
+        try:
+            names = os.listdir(root)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     return sorted(int(m.group(1)) for name in names if (m := _VERSION.fullmatch(name)))
 
 
-def make_root(root: Path) -> None:
+def make_root(root: Path | StorePath) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -54,27 +61,27 @@ def make_root(root: Path) -> None:
         ) from None
 
 
-def claim_run_dir(root: Path) -> Path:
+def claim_run_dir(root: RunPath) -> RunPath:
     """Create a new ``root/version_<n>`` folder that no other run holds, and return it.
 
     ``os.mkdir`` fails when the folder already exists, so of runs that start at the same moment
     (threads, processes, or machines sharing the file system) each gets a folder of its own: a
     run that loses the race for a number takes the next one. The listing only picks where to
-    start counting.
+    start counting. (In a store, see :meth:`StorePath.mkdir`.)
     """
     make_root(root)
     number = max(versions(root), default=-1) + 1
     while True:
         path = root / f"version_{number}"
         try:
-            os.mkdir(path)
+            path.mkdir()  # os.mkdir for a Path
         except FileExistsError:
             number += 1
             continue
         return path
 
 
-def checkpoint_files(run_dir: Path) -> list[Path]:
+def checkpoint_files(run_dir: RunPath) -> list[RunPath]:
     """The run's ``.ckpt`` files, in the order a resume tries them: ``last.ckpt``, then newest."""
     files = []
     for path in (run_dir / "checkpoints").glob("*.ckpt"):
@@ -86,14 +93,14 @@ def checkpoint_files(run_dir: Path) -> list[Path]:
     return [entry[-1] for entry in sorted(files)]
 
 
-def newest_run_with_checkpoint(root: Path) -> Path | None:
+def newest_run_with_checkpoint(root: RunPath) -> RunPath | None:
     for number in reversed(versions(root)):
         if checkpoint_files(root / f"version_{number}"):
             return root / f"version_{number}"
     return None
 
 
-def choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
+def choose_run_dir(root: RunPath, version: int | str | None) -> tuple[RunPath, bool]:
     """The run folder for ``version`` and whether this call created it (claimed a new one).
 
     Only rank 0 creates folders; every process of a launch uses the one rank 0 chose (see
@@ -117,19 +124,21 @@ def choose_run_dir(root: Path, version: int | str | None) -> tuple[Path, bool]:
     inherited = os.environ.get(RUN_DIR_ENV)
     if rank_zero_only.rank != 0:
         if version is None and inherited:
+            if isinstance(root, StorePath):  # rank 0's URL: the same folder under this root
+                return root / inherited.rstrip("/").rsplit("/", 1)[-1], False
             return Path(inherited), False
         newest = newest_run_with_checkpoint(root) if version == "last" else None
         return newest or root / f"version_{max(versions(root), default=-1) + 1}", False
     return _rank_zero_choice(root, version)
 
 
-def _numbered_run_dir(root: Path, version: int) -> tuple[Path, bool]:
+def _numbered_run_dir(root: RunPath, version: int) -> tuple[RunPath, bool]:
     path = root / f"version_{version}"
     if rank_zero_only.rank != 0:
         return path, False
     make_root(root)
     try:
-        os.mkdir(path)
+        path.mkdir()  # os.mkdir for a Path
     except FileExistsError:
         if not path.is_dir():
             raise NotADirectoryError(
@@ -139,7 +148,7 @@ def _numbered_run_dir(root: Path, version: int) -> tuple[Path, bool]:
     return path, True
 
 
-def _rank_zero_choice(root: Path, version: str | None) -> tuple[Path, bool]:
+def _rank_zero_choice(root: RunPath, version: str | None) -> tuple[RunPath, bool]:
     """Rank 0's run folder for ``version`` None or ``"last"``, published to the DDP workers."""
     found = newest_run_with_checkpoint(root) if version == "last" else None
     path, claimed = (found, False) if found is not None else (claim_run_dir(root), True)
@@ -158,8 +167,8 @@ def _agreed_number(answer: str, launch: Launch) -> int:
 
 
 def resume_point(
-    root: Path, version: int | str | None, flag: Flag = PYTHON_FLAG
-) -> tuple[Path | None, str]:
+    root: RunPath, version: int | str | None, flag: Flag = PYTHON_FLAG
+) -> tuple[RunPath | None, str]:
     """The checkpoint ``resume=True`` continues from, or None and what was found instead.
 
     ``flag`` names the switch in messages as the caller's user wrote it (``resume=True`` in
@@ -235,9 +244,9 @@ def resume_into(
     check_version(flag.owner, version)
     launch = current_launch()
     if launch is None:
-        found, note = resume_point(Path(root), version, flag)
+        found, note = resume_point(run_root(root, flag.owner), version, flag)
     else:  # every rank continues the checkpoint rank 0 found
-        found, note = _agreed_resume_point(launch, Path(root), version, flag)
+        found, note = _agreed_resume_point(launch, run_root(root, flag.owner), version, flag)
     if found is not None:
         make_trainer_kwargs["version"] = int(found.parent.parent.name.removeprefix("version_"))
         return str(found), ""
@@ -247,8 +256,8 @@ def resume_into(
 
 
 def _agreed_resume_point(
-    launch: Launch, root: Path, version: int | str | None, flag: Flag
-) -> tuple[Path | None, str]:
+    launch: Launch, root: RunPath, version: int | str | None, flag: Flag
+) -> tuple[RunPath | None, str]:
     notes: list[str] = []
 
     def decide() -> str:

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.profilers import Profiler
+from lightning.pytorch.utilities import rank_zero_only
 
 from lightkit._hardware import (
     check_devices,
@@ -52,8 +53,9 @@ from lightkit.callbacks.weight_averaging import check_swa_start
 from lightkit.checkpointing import AtomicCheckpointIO
 from lightkit.tasks import OOMMicrobatching, TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
-from lightkit.trainer._loggers import build_loggers
+from lightkit.trainer._loggers import build_loggers, check_store_loggers
 from lightkit.trainer._profiling import make_profiler
+from lightkit.trainer._remote import StagingSync, StorePath, run_root, staging_folder
 from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
 
 
@@ -167,7 +169,19 @@ def make_trainer(
 
             The validation figures (and ``lk.interpret``'s pictures) go to every logger that
             takes images (TensorBoard and MLflow); the HPARAMS table to TensorBoard.
-        default_root_dir: Folder holding one ``version_<n>`` folder per run.
+        default_root_dir: Folder holding one ``version_<n>`` folder per run, or an fsspec URL
+            (``"memory://runs"``, ``"s3://bucket/runs"`` with s3fs installed, ...): the
+            checkpoints are written there (write-then-commit: a save killed part-way never
+            leaves a half-written ``last.ckpt`` or ``best.ckpt``; resume and
+            ``Predictor.from_checkpoint`` read them from there), and everything else the run
+            writes (TensorBoard or CSV logs, ``run.json``, the model summary, profiles) goes to
+            a local staging folder, ``trainer.default_root_dir``
+            (``$LIGHTKIT_STAGING_DIR`` or the system's temporary folder), copied to the run
+            folder at every checkpoint, at the end of fit/validate/test/predict and on an error.
+            ``logger="mlflow"`` then needs ``MLFLOW_TRACKING_URI``. A ``file://`` URL is the
+            local folder it names. In object stores (S3...), which have no folders, two runs
+            started at the same instant could claim the same ``version_<n>``: pass ``version=``
+            there when runs start together.
         seed: Seed every RNG (torch, numpy, Python, workers) when the trainer is built. Nets
             built before that start from unseeded weights: build the trainer first, or call
             ``lightning.seed_everything(seed)`` before the net, for reproducible runs.
@@ -246,12 +260,19 @@ def make_trainer(
     if seed is not None:
         L.seed_everything(seed, workers=True, verbose=verbose)
 
-    run_dir, claimed = choose_run_dir(Path(default_root_dir), version)
+    root = run_root(default_root_dir)
+    if isinstance(root, StorePath):
+        check_store_loggers(logger, root)
+    run_dir, claimed = choose_run_dir(root, version)
     try:
-        loggers = build_loggers(logger, run_dir, new_run=claimed, verbose=verbose)
+        # A run folder in a store: the run writes to a local staging folder, copied there.
+        # Only rank 0 writes there, so only rank 0 stages an existing run's files.
+        fresh = claimed or rank_zero_only.rank != 0
+        local = run_dir if isinstance(run_dir, Path) else staging_folder(run_dir, new_run=fresh)
+        loggers = build_loggers(logger, local, new_run=claimed, verbose=verbose)
         callbacks = [
             # also keeps <run_dir>/run.json; the task's own (configure_callbacks) is left out
-            TaskBookkeeping(run_dir),
+            TaskBookkeeping(local),
             *_checkpoint_callbacks(run_dir, monitor, mode, checkpoint_every_n_steps),
             *_safety_callbacks(nan_guard, early_stopping, monitor, mode, patience),
             *_observability_callbacks(loggers is not False, hardware, trainer_kwargs),
@@ -259,6 +280,7 @@ def make_trainer(
             *([SWAWeightAveraging(start=swa)] if swa is not None else []),
             *([OOMMicrobatching()] if oom_retry else []),
             *_as_list(trainer_kwargs.pop("callbacks", None)),
+            *([StagingSync(local, run_dir)] if isinstance(run_dir, StorePath) else []),
         ]
         if trainer_kwargs.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
@@ -277,10 +299,10 @@ def make_trainer(
             if gradient_clip_val is not None
             else None,
             accumulate_grad_batches=accumulate_grad_batches,
-            profiler=make_profiler(profiler, run_dir),
+            profiler=make_profiler(profiler, local),
             logger=loggers,
             callbacks=callbacks,
-            default_root_dir=str(run_dir),
+            default_root_dir=str(local),
             plugins=_plugins(trainer_kwargs.pop("plugins", None)),
             **trainer_kwargs,
         )
@@ -292,12 +314,14 @@ def make_trainer(
 
 
 def _checkpoint_callbacks(
-    run_dir: Path, monitor: str, mode: str, every_n_steps: int | None
+    run_dir: Path | StorePath, monitor: str, mode: str, every_n_steps: int | None
 ) -> list[Callback]:
     """``best.ckpt`` (by ``monitor``) and ``last.ckpt``; with ``every_n_steps``, a step refresh."""
+    folder = run_dir / "checkpoints"
+    dirpath = folder if isinstance(folder, Path) else os.fspath(folder)  # a store's: its URL
     callbacks: list[Callback] = [
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+            dirpath=dirpath,
             filename="best",
             monitor=monitor,
             mode=mode,
@@ -310,7 +334,7 @@ def _checkpoint_callbacks(
         # Refreshes last.ckpt every N steps (save_top_k=0: no extra files are kept).
         callbacks.append(
             ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
+                dirpath=dirpath,
                 every_n_train_steps=every_n_steps,
                 save_top_k=0,
                 save_last=True,
