@@ -547,10 +547,10 @@ def test_two_processes_share_one_study_and_run_n_trials_between_them(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_sweep_command_runs_as_written(tmp_path, monkeypatch):
-    """The README's command (shortened here to one quick trial by flags added at its end)."""
+def test_the_documented_sweep_command_runs_as_written(tmp_path, monkeypatch):
+    """The command of docs/sweeps.md (shortened to one quick trial by flags added at its end)."""
     repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text().replace("\\\n", " ")
+    text = (repo / "docs" / "sweeps.md").read_text().replace("\\\n", " ")
     lines = [x.strip() for x in text.splitlines() if x.strip().startswith("lightkit sweep ")]
     (line,) = [x for x in lines if "--seed" in x]  # the section's example
     argv = shlex.split(line.replace("examples/", f"{repo}/examples/"))[1:]
