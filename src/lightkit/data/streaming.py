@@ -248,8 +248,13 @@ def write_streaming(
         ``output_dir`` as written (a local folder as an absolute path).
 
     Example:
-        >>> out = lk.data.write_streaming(my_dataset, "shards", val_split=0.2, chunk_bytes="1MB")
+        >>> from pathlib import Path
+        >>> out = lk.data.write_streaming(my_dataset, "shards", val_split=0.25, chunk_bytes="1MB")
+        >>> sorted(p.name for p in Path(out).iterdir())
+        ['lightkit-streaming.json', 'train', 'val']
         >>> dm = lk.data.StreamingDataModule(out, batch_size=64)
+        >>> len(dm.manifest["splits"]["val"]["source_indices"])  # which samples went where
+        24
     """
     owner = "write_streaming"
     _litdata(owner)
@@ -530,9 +535,19 @@ class StreamingDataModule(L.LightningDataModule):
         manifest: The manifest :func:`write_streaming` wrote (split sizes, source indices, seed).
 
     Example:
-        >>> out = lk.data.write_streaming(my_dataset, "shards", val_split=0.2, chunk_bytes="1MB")
-        >>> dm = lk.data.StreamingDataModule(out, batch_size=64)
+        >>> out = lk.data.write_streaming(my_dataset, "shards", val_split=0.25, chunk_bytes="1MB")
+        >>> dm = lk.data.StreamingDataModule(out, batch_size=32, seed=0)
+        >>> dm.num_samples("train"), dm.num_samples("val")
+        (72, 24)
+        >>> x, y = next(iter(dm.train_dataloader()))
+        >>> x.shape, y.shape
+        (torch.Size([32, 8]), torch.Size([32]))
+        >>> trainer = lk.make_trainer(
+        ...     max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+        ... )
         >>> trainer.fit(module, datamodule=dm)
+        >>> trainer.global_step  # 72 samples in batches of 32
+        3
     """
 
     def __init__(
