@@ -27,6 +27,8 @@ from lightkit.serve import check_request, default_max_body_bytes, make_server, s
 from lightkit.serve._requests import loads as _loads
 
 pytest.importorskip("litserve", reason="needs the serve extra")
+# One xdist worker starts the module's two servers once (see conftest.py).
+pytestmark = pytest.mark.xdist_group("serve")
 
 READ_TIMEOUT = 2.0  # of the server without a recorded input shape
 LEARNING_MAX_BODY = 4_000_000
@@ -261,6 +263,7 @@ def _read_until_closed(sock: socket.socket, limit_s: float) -> bytes:
 
 
 @pytest.mark.slow  # starts a second server
+@pytest.mark.exclusive  # times the read timeout's window
 def test_slow_clients_are_answered_408_and_disconnected(learning_server):
     _, port, _, _ = learning_server
     head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 40\r\n\r\n"
@@ -319,6 +322,7 @@ def test_oversized_headers_get_431(learning_server):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # times /health: the other worker would hold a core
 def test_health_answers_while_large_bodies_are_parsed(learning_server):
     """Eight bodies of 3.9 MB (one flat list each: the worst case for a parser) sent at once.
 
