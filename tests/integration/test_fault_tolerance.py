@@ -65,6 +65,7 @@ def _assert_identical(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sigkill_reference")  # one worker builds the reference run once
 @pytest.mark.parametrize(
     "kill_point",
     ["epoch-end 0", "step 16", "step 20", "epoch-end 2"],  # 12 steps per epoch
@@ -79,7 +80,7 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, ki
             return text == kill_point
         return text.startswith("step") and int(text.split()[1]) >= target
 
-    proc = _start(tmp_path, tmp_path / "weights.pt")
+    proc = _start(tmp_path, tmp_path / "weights.pt", "--pause-at", kill_point)  # waits there
     _kill_when(proc, ready)
     assert not (tmp_path / "weights.pt").exists()  # it really died before finishing
     assert list((tmp_path / "runs").glob("version_*/checkpoints/last.ckpt"))
@@ -111,7 +112,7 @@ def test_weight_averaged_runs_resume_bit_identically_after_sigkill(
 ):
     ref_root = tmp_path_factory.mktemp(f"reference-{average[0][2:]}")
     _finish(_start(ref_root, ref_root / "weights.pt", *average))
-    proc = _start(tmp_path, tmp_path / "weights.pt", *average)
+    proc = _start(tmp_path, tmp_path / "weights.pt", *average, "--pause-at", f"step {kill_step}")
 
     def ready() -> bool:
         text = _progress(tmp_path)
@@ -174,6 +175,7 @@ def image_references(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("image_references")  # one worker builds the reference runs once
 @pytest.mark.parametrize(
     ("name", "step"),
     [("single", s) for s in SINGLE_STEPS] + [("ddp", s) for s in DDP_STEPS],

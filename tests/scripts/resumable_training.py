@@ -1,9 +1,12 @@
 """A small training run for the fault-tolerance tests: killed, resumed, compared bit for bit.
 
-    python resumable_training.py ROOT OUT [--resume] [--slow-save-at N] [--ema D | --swa E]
+    python resumable_training.py ROOT OUT [--resume] [--pause-at POINT] [--slow-save-at N]
+        [--ema D | --swa E]
 
-Writes ROOT/progress (the last finished global step, or "epoch-end E") as it trains, so that the
-test can SIGKILL it at a chosen moment, and the final weights to OUT.
+Writes ROOT/progress (the last finished global step, or "epoch-end E") as it trains, and the
+final weights to OUT. With ``--pause-at "step N"`` or ``--pause-at "epoch-end E"`` it stops
+before the first training batch after that point and waits there for the test's SIGKILL, so the
+kill lands at the chosen moment however busy the machine is.
 """
 
 from __future__ import annotations
@@ -21,15 +24,30 @@ import lightkit as lk
 
 
 class Progress(Callback):
-    def __init__(self, path: Path, delay: float) -> None:
-        self.path, self.delay = path, delay
+    def __init__(self, path: Path, delay: float, pause_at: str | None) -> None:
+        self.path, self.delay, self.pause_at = path, delay, pause_at
+        self.text = ""
+
+    def _reached(self) -> bool:
+        if not self.pause_at or not self.text:
+            return False
+        if self.pause_at.startswith("epoch-end"):
+            return self.text == self.pause_at
+        kind, number = self.text.split()
+        return kind == "step" and int(number) >= int(self.pause_at.split()[1])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._reached():
+            time.sleep(600)  # the test SIGKILLs the run here
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        time.sleep(self.delay)  # room for the test to kill the run at a chosen step
-        self.path.write_text(f"step {trainer.global_step}")
+        time.sleep(self.delay)
+        self.text = f"step {trainer.global_step}"
+        self.path.write_text(self.text)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self.path.write_text(f"epoch-end {trainer.current_epoch}")
+        self.text = f"epoch-end {trainer.current_epoch}"
+        self.path.write_text(self.text)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +59,8 @@ def main() -> None:
     parser.add_argument("root")
     parser.add_argument("out")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--delay", type=float, default=0.02)
+    parser.add_argument("--delay", type=float, default=0.0, help="sleep after each batch")
+    parser.add_argument("--pause-at", default=None, help='"step N" or "epoch-end E"')
     parser.add_argument("--dataloader", action="store_true", help="per-sample DataLoader path")
     parser.add_argument("--ema", type=float, default=None, help="make_trainer(ema=...)")
     parser.add_argument("--swa", type=int, default=None, help="make_trainer(swa=...)")
@@ -92,7 +111,7 @@ def main() -> None:
         default_root_dir=root / "runs",
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[Progress(root / "progress", args.delay)],
+        callbacks=[Progress(root / "progress", args.delay, args.pause_at)],
         ema=args.ema,
         swa=args.swa,
     )
