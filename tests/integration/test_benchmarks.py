@@ -34,13 +34,13 @@ def test_parity_benchmark_tiny_and_losses_agree():
 
 
 @pytest.mark.slow
-def test_gpu_check_tiny():
+def test_gpu_check_tiny(tmp_path):
     out = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--tiny"],
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=BENCHMARKS.parent,
+        cwd=tmp_path,  # its runs/gpu_check folder goes here, not into the repository
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'precision="auto" picks:' in out.stdout
