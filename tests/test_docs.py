@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import sys
 import types
 import warnings
 from collections.abc import Callable
@@ -134,12 +135,16 @@ def test_every_python_snippet_of_the_page_runs(page, tmp_path, monkeypatch, caps
     for name in ("PL_GLOBAL_SEED", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)  # as in a fresh process
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    threads = torch.get_num_threads()
+    threads, path, modules = torch.get_num_threads(), list(sys.path), set(sys.modules)
     torch.set_num_threads(1)  # tiny models: one thread is faster, and far cheaper on a busy CPU
     try:
         _run_page(page, tmp_path, capsys)
     finally:
         torch.set_num_threads(threads)
+        sys.path[:] = path  # a page may import a module it wrote into its folder
+        for name in set(sys.modules) - modules:
+            if str(tmp_path) in str(getattr(sys.modules[name], "__file__", None) or ""):
+                del sys.modules[name]
 
 
 def _run_page(page: Path, tmp_path: Path, capsys) -> None:
