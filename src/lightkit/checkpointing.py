@@ -42,15 +42,51 @@ _SAFE_DATA = "plain data (tensors, numbers, strings, lists, dicts)"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: damaged, unsafe to unpickle, or not writable."""
+    """A checkpoint that cannot be used: damaged, unsafe to unpickle, or not writable.
+
+    The base of :class:`DamagedCheckpointError`, :class:`UnsafeCheckpointError` and
+    :class:`CheckpointSaveError`: catch it to handle any checkpoint that lightkit refuses.
+
+    Example:
+        >>> with open("notes.ckpt", "w") as f:  # not something torch.save wrote
+        ...     _ = f.write("epoch 3, val/loss 0.41")
+        >>> try:
+        ...     lk.checkpointing.load_checkpoint("notes.ckpt")
+        ... except lk.checkpointing.CheckpointError as error:
+        ...     print(type(error).__name__)
+        DamagedCheckpointError
+    """
 
 
 class DamagedCheckpointError(CheckpointError):
-    """A checkpoint file whose bytes are not what ``torch.save`` wrote: truncated or corrupt."""
+    """A checkpoint file whose bytes are not what ``torch.save`` wrote: truncated or corrupt.
+
+    Example:
+        >>> with open(checkpoint, "rb") as f:  # a copy cut short, as by a full disk or a kill
+        ...     data = f.read()
+        >>> with open("cut.ckpt", "wb") as f:
+        ...     _ = f.write(data[: len(data) // 2])
+        >>> try:
+        ...     lk.checkpointing.load_checkpoint("cut.ckpt")
+        ... except lk.checkpointing.DamagedCheckpointError as error:
+        ...     print(error)
+        checkpoint 'cut.ckpt' is damaged (truncated or corrupt) and cannot be loaded: ...
+    """
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """An intact checkpoint file that pickles Python objects other than plain data."""
+    """An intact checkpoint file that pickles Python objects other than plain data.
+
+    Example:
+        >>> from fractions import Fraction
+        >>> torch.save({"state_dict": {}, "ratio": Fraction(1, 3)}, "unsafe.ckpt")
+        >>> try:
+        ...     lk.checkpointing.load_checkpoint("unsafe.ckpt")
+        ... except lk.checkpointing.UnsafeCheckpointError as error:
+        ...     print(error)
+        refusing to load checkpoint 'unsafe.ckpt': it pickles the Python object
+        'fractions.Fraction', which is not plain data ...
+    """
 
 
 class CheckpointSaveError(OSError, CheckpointError):
@@ -58,6 +94,18 @@ class CheckpointSaveError(OSError, CheckpointError):
 
     It is an ``OSError`` too, with the ``errno`` of the failure (``errno.ENOSPC`` for a full disk)
     and the checkpoint's path as ``filename``.
+
+    Example:
+        >>> open("runs_file", "w").close()  # a file where the checkpoint folder should be
+        >>> io = lk.checkpointing.AtomicCheckpointIO()
+        >>> try:
+        ...     io.save_checkpoint({"epoch": 0}, "runs_file/last.ckpt")
+        ... except lk.checkpointing.CheckpointSaveError as error:
+        ...     print(error.filename, isinstance(error, OSError))
+        ...     print(error)
+        runs_file/last.ckpt True
+        cannot save checkpoint 'runs_file/last.ckpt': FileExistsError: ... No file was written,
+        and the partial temporary file was removed. ...
     """
 
     def __str__(self) -> str:
@@ -82,8 +130,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         CheckpointError: the file holds something other than a checkpoint dict.
 
     Example:
-        >>> ckpt = lk.checkpointing.load_checkpoint("runs/version_0/checkpoints/last.ckpt")
-        >>> ckpt["hyper_parameters"]
+        >>> ckpt = lk.checkpointing.load_checkpoint(checkpoint)  # a path or a URL (s3://...)
+        >>> ckpt["epoch"], ckpt["global_step"]
+        (0, 3)
+        >>> ckpt["hyper_parameters"]["num_classes"], ckpt["hyper_parameters"]["net"]["class_path"]
+        (3, 'lightkit.models.mlp.MLP')
+        >>> ckpt["state_dict"]["net.layers.0.0.weight"].shape
+        torch.Size([16, 8])
     """
     if is_url(path):
         url = os.fspath(path)
@@ -264,7 +317,20 @@ def _damaged(path: str, detail: str) -> str:
 
 
 def newest_good_checkpoint(paths: Iterable[str | os.PathLike[str]]) -> str | None:
-    """The most recently modified of ``paths`` (local files or URLs) that loads, or None."""
+    """The most recently modified of ``paths`` (local files or URLs) that loads, or None.
+
+    Paths that do not exist are skipped, and so are files that fail to load with a
+    :class:`CheckpointError` (damaged, unsafe).
+
+    Example:
+        >>> import os, shutil
+        >>> _ = shutil.copyfile(checkpoint, "epoch3.ckpt")
+        >>> os.utime("epoch3.ckpt", (0, 0))  # older
+        >>> with open("last.ckpt", "wb") as f:  # newer, but cut short by a kill
+        ...     _ = f.write(b"PK\x03\x04")
+        >>> lk.checkpointing.newest_good_checkpoint(["last.ckpt", "epoch3.ckpt", "missing.ckpt"])
+        'epoch3.ckpt'
+    """
     for candidate in _newest_first(list(paths)):
         try:
             load_checkpoint(candidate)
@@ -288,6 +354,14 @@ def is_url(path: Any) -> bool:
     """Whether ``path`` is a URL (``"<protocol>://..."``) that lightkit opens with fsspec.
 
     A ``pathlib.Path`` is never one (it turns ``//`` into ``/``).
+
+    Example:
+        >>> from pathlib import Path
+        >>> is_url = lk.checkpointing.is_url
+        >>> is_url("s3://bucket/runs/last.ckpt"), is_url("runs/last.ckpt")
+        (True, False)
+        >>> is_url(Path("memory://runs"))  # Path made it 'memory:/runs'
+        False
     """
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         return False
@@ -335,7 +409,17 @@ def store_filesystem(url: str, owner: str = "lightkit", name: str = "path") -> t
 
 
 def store_mtime(fs: Any, path: str) -> float | None:
-    """When ``path`` in the store ``fs`` was last written (seconds since the epoch), if known."""
+    """When ``path`` in the store ``fs`` was last written (seconds since the epoch), if known.
+
+    Example:
+        >>> import time
+        >>> fs, path = lk.checkpointing.store_filesystem("memory://store_mtime_example/a.txt")
+        >>> fs.pipe(path, b"written now")
+        >>> abs(lk.checkpointing.store_mtime(fs, path) - time.time()) < 60
+        True
+        >>> lk.checkpointing.store_mtime(fs, "/store_mtime_example/missing.txt") is None
+        True
+    """
     try:
         value: Any = fs.modified(path)
     except (NotImplementedError, OSError, AttributeError, ValueError):
@@ -407,7 +491,24 @@ def remove_stale_store_temps(fs: Any, folder: str) -> list[str]:
     Only lightkit's own names (``.<name>.ckpt.lightkit-<pid>-<token>.tmp``), and only those not
     written for a minute and older than the folder's newest complete ``.ckpt`` (a save that is
     still running elsewhere is newer than that); objects whose age the store does not tell are
-    kept.
+    kept. Saves call it; call it yourself to tidy a store after crashes.
+
+    Returns:
+        The paths removed (inside ``fs``).
+
+    Example:
+        >>> import os, time
+        >>> url = "file://" + os.path.abspath("checkpoints")  # any fsspec URL: s3://, gs://...
+        >>> fs, folder = lk.checkpointing.store_filesystem(url)
+        >>> fs.makedirs(folder, exist_ok=True)
+        >>> killed = f"{folder}/.last.ckpt.lightkit-123-0a1b2c3d.tmp"  # a save killed part-way
+        >>> fs.pipe(killed, b"half a checkpoint")
+        >>> os.utime(killed, (time.time() - 120,) * 2)  # two minutes ago
+        >>> fs.pipe(f"{folder}/last.ckpt", b"the next complete save")
+        >>> [os.path.basename(p) for p in lk.checkpointing.remove_stale_store_temps(fs, folder)]
+        ['.last.ckpt.lightkit-123-0a1b2c3d.tmp']
+        >>> sorted(os.listdir("checkpoints"))
+        ['last.ckpt']
     """
     try:
         names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)]
@@ -462,14 +563,15 @@ def _newest_first(paths: list[str | os.PathLike[str]]) -> list[str]:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that never leaves a half-written checkpoint behind.
 
-    * Saving writes to a temporary file ``.<name>.<pid>.tmp`` in the same folder, flushes and
-      fsyncs it, then renames it over the target with ``os.replace`` (atomic on POSIX and
-      Windows); a process killed during a save leaves the previous checkpoint intact. A failed
-      write (a full disk, for one) raises :class:`CheckpointSaveError` naming the file, the folder
-      and its free space, and removes the temporary file.
-    * Temporary files left by killed processes are removed at the next save or load in their
-      folder: those whose process is gone, or that are older than the folder's newest complete
-      checkpoint. A temporary file modified in the last minute is never touched.
+    * Saving writes to a temporary file ``.<name>.lightkit-<pid>.tmp`` in the same folder,
+      flushes and fsyncs it, then renames it over the target with ``os.replace`` (atomic on
+      POSIX and Windows); a process killed during a save leaves the previous checkpoint intact.
+      A failed write (a full disk, for one) raises :class:`CheckpointSaveError` naming the file,
+      the folder and its free space, and removes the temporary file.
+    * Temporary files left by killed processes are removed at the next save in their folder
+      (:func:`remove_stale_temp_files`): those whose process is gone, or that are older than the
+      folder's newest complete checkpoint. A temporary file modified in the last minute is never
+      touched.
     * Loading uses :func:`load_checkpoint` (``weights_only=True``, checksums verified); a damaged
       file raises a :class:`CheckpointError` naming it. When a damaged file is a ``last*.ckpt``
       (as picked by ``trainer.fit(ckpt_path="last")``), the newest good checkpoint in the same
@@ -487,6 +589,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     ``lk.make_trainer`` installs it; pass ``plugins=[lk.checkpointing.AtomicCheckpointIO()]`` to
     a plain ``Trainer`` to get the same behaviour.
+
+    Example:
+        >>> import os
+        >>> io = lk.checkpointing.AtomicCheckpointIO()
+        >>> trainer = L.Trainer(plugins=[io], logger=False)  # what lk.make_trainer does
+        >>> state = io.load_checkpoint(checkpoint)  # weights_only, checksums checked
+        >>> io.save_checkpoint(state, "copy/last.ckpt")  # temporary file, fsync, rename
+        >>> os.listdir("copy")  # no temporary file left behind
+        ['last.ckpt']
+        >>> io.load_checkpoint("copy/last.ckpt")["global_step"]
+        3
     """
 
     def save_checkpoint(
@@ -610,8 +723,22 @@ def check_training_state(
     silently accepted). Checked: ``epoch`` and ``global_step``, the loops' progress counters,
     ``optimizer_states``, ``lr_schedulers``, ``callbacks`` and EarlyStopping's state.
 
+    Returns:
+        ``checkpoint`` itself, unchanged.
+
     Raises:
         CheckpointError: naming the file and the malformed entry.
+
+    Example:
+        >>> from lightkit.checkpointing import check_training_state, load_checkpoint
+        >>> ckpt = check_training_state(load_checkpoint(checkpoint), checkpoint)  # sound
+        >>> ckpt["global_step"] = "3"  # edited by hand
+        >>> try:
+        ...     check_training_state(ckpt, "edited.ckpt")
+        ... except lk.checkpointing.CheckpointError as error:
+        ...     print(error)
+        checkpoint 'edited.ckpt' cannot be resumed: global_step is malformed: expected an
+        integer >= 0, got '3'
     """
     where = os.fspath(path)
 
