@@ -59,7 +59,15 @@ def fit(
             loads.
 
     Example:
-        >>> trainer = lk.fit(module, dm, resume=True, max_epochs=20, checkpoint_every_n_steps=100)
+        >>> quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+        >>> trainer = lk.fit(module, dm, resume=True, max_epochs=1, **quiet)  # no run: a new one
+        >>> trainer.default_root_dir, trainer.current_epoch
+        ('runs/version_0', 1)
+        >>> trainer = lk.fit(module, dm, resume=True, max_epochs=2, **quiet)  # the script again
+        lightkit: resuming runs/version_0 from runs/version_0/checkpoints/last.ckpt (saved at epoch
+        0, global step 3)
+        >>> trainer.current_epoch  # the first epoch was not trained again
+        2
     """
     if not isinstance(module, L.LightningModule):
         raise TypeError(
@@ -131,8 +139,18 @@ def fine_tune(
             are added to the fine-tuning one).
 
     Example:
-        >>> net = lk.models.backbone("resnet18", num_classes=5, weights="pretrained_pets.pt")
-        >>> trainer = lk.fine_tune(lk.ClassificationModule(net, 5), dm, epochs=5, freeze_epochs=1)
+        >>> # Usually: net = lk.models.backbone("resnet50", num_classes=37, weights="DEFAULT").
+        >>> # Here a small MLP stands in, its weights pretrained by an earlier run:
+        >>> net = lk.models.MLP(8, 3, hidden=(16,))
+        >>> state = lk.checkpointing.load_checkpoint(checkpoint)["state_dict"]
+        >>> net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+        <All keys matched successfully>
+        >>> trainer = lk.fine_tune(
+        ...     lk.ClassificationModule(net, num_classes=3), dm, epochs=2, freeze_epochs=1,
+        ...     logger=False, enable_progress_bar=False, enable_model_summary=False,
+        ... )
+        >>> [group["lr"] for group in trainer.optimizers[0].param_groups]  # body, head
+        [0.0001, 0.001]
     """
     check_int("fine_tune", "epochs", epochs, minimum=1)
     tuning = FineTuning(freeze_epochs, body_lr_ratio, head, train_bn, layer_decay)
