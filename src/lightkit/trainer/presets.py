@@ -215,9 +215,13 @@ def make_trainer(
         A plain ``lightning.Trainer``.
 
     Example:
-        >>> trainer = lk.make_trainer(max_epochs=20, seed=0)
-        >>> trainer.fit(module, datamodule=dm)
-        >>> trainer.checkpoint_callback.best_model_path
+        >>> trainer = lk.make_trainer(max_epochs=1, seed=0, enable_model_summary=False)
+        >>> trainer.fit(module, datamodule=dm)  # a line per epoch (a Rich bar on a terminal)
+        epoch 1/1 done in ... s  train/loss ...  val/loss ...
+        >>> trainer.checkpoint_callback.best_model_path  # by monitor="val/loss"
+        '...runs/version_0/checkpoints/best.ckpt'
+        >>> [(run.run, run.status, run.epochs) for run in lk.runs.list_runs("runs")]  # run.json
+        [('version_0', 'finished', 1)]
     """
     check_arguments(
         max_epochs=max_epochs,
