@@ -11,12 +11,14 @@ data never has to fit in memory or on the local disk. Needs the ``streaming`` ex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -488,6 +490,17 @@ def _register_fsspec_downloader(location: str) -> None:
     _REGISTERED.add(prefix)
 
 
+@contextlib.contextmanager
+def _logger_level(name: str, level: int) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def _default_cache_dir(location: str) -> str:
     digest = hashlib.sha256(location.encode()).hexdigest()[:16]
     return os.path.join(tempfile.gettempdir(), "lightkit-streaming-cache", digest)
@@ -627,16 +640,21 @@ class StreamingDataModule(L.LightningDataModule):
             "storage_options": self.storage_options,
             "max_cache_size": self.max_cache_size,
         }
+        quiet = contextlib.nullcontext()
         if split != "train":
             kwargs["drop_last"] = False  # evaluation keeps every sample, also under DDP
+            # (LitData warns that uneven shares can stall collectives: evaluation has none
+            # per batch, lightkit's tasks sync their metrics once per epoch)
+            quiet = _logger_level("litdata.streaming.dataset", logging.ERROR)
         if _is_url(self.input_dir):
             _register_fsspec_downloader(location)
             cache = self.cache_dir or _default_cache_dir(self.input_dir)
-            dataset = StreamingDataset(
-                Dir(path=None, url=location), cache_dir=os.path.join(cache, split), **kwargs
-            )
+            source: Any = Dir(path=None, url=location)
+            kwargs["cache_dir"] = os.path.join(cache, split)
         else:
-            dataset = StreamingDataset(location, **kwargs)
+            source = location
+        with quiet:
+            dataset = StreamingDataset(source, **kwargs)
         stored = sum(end - start for start, end in dataset.region_of_interest)  # all ranks'
         if stored != self.num_samples(split):
             raise ValueError(
