@@ -559,9 +559,16 @@ class EnsemblePredictor(Predictor):
         module: The members' modules, in an ``nn.ModuleList``.
 
     Example:
-        >>> ensemble = lk.Predictor.ensemble(result["checkpoints"])   # from lk.cross_validate
-        >>> ensemble = lk.inference.EnsemblePredictor([lk.Predictor(m) for m in fold_modules])
-        >>> ensemble.predict(x_test)                                  # N×C mean probabilities
+        >>> # From files: lk.Predictor.ensemble(result["checkpoints"]) after lk.cross_validate.
+        >>> first = lk.Predictor.from_checkpoint(checkpoint)
+        >>> second = lk.Predictor(module, input_shape=(8,))  # another model of the same task
+        >>> ensemble = lk.inference.EnsemblePredictor([first, second])
+        >>> x = torch.randn(4, 8)
+        >>> probs = ensemble.predict(x)  # N×C: the mean of the members' probabilities
+        >>> probs.shape, torch.allclose(probs, (first.predict(x) + second.predict(x)) / 2)
+        (torch.Size([4, 3]), True)
+        >>> ensemble.predict_labels(x) == probs.argmax(dim=1).tolist()  # from the mean
+        True
     """
 
     def __init__(self, members: Sequence[Predictor], tta: bool = False) -> None:
