@@ -43,8 +43,19 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     ``lightning.Trainer`` too.
 
     Example:
-        >>> from lightkit.callbacks import ModelCheckpoint
-        >>> trainer = L.Trainer(callbacks=[ModelCheckpoint(dirpath="runs/a/checkpoints")])
+        >>> import os
+        >>> checkpoints = lk.callbacks.ModelCheckpoint(
+        ...     dirpath="checkpoints", filename="best", monitor="val/loss", save_last=True
+        ... )
+        >>> trainer = L.Trainer(
+        ...     max_epochs=2, callbacks=[checkpoints], logger=False,
+        ...     enable_progress_bar=False, enable_model_summary=False,
+        ... )
+        >>> trainer.fit(module, datamodule=dm)
+        >>> sorted(os.listdir("checkpoints"))
+        ['best.ckpt', 'last.ckpt']
+        >>> lk.checkpointing.load_checkpoint("checkpoints/last.ckpt")["epoch"]  # the last epoch's
+        1
     """
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
