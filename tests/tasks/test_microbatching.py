@@ -200,7 +200,7 @@ def test_an_oom_on_one_ddp_rank_neither_hangs_nor_diverges(tmp_path):
     def flat(result):
         return torch.cat([v.flatten().float() for v in result["weights"].values()])
 
-    assert {result["steps"] for result in ranks.values()} == {48}
+    assert {result["steps"] for result in ranks.values()} == {32}
     torch.testing.assert_close(flat(ranks["oom", 0]), flat(ranks["oom", 1]), rtol=0, atol=0)
     torch.testing.assert_close(flat(ranks["oom", 0]), flat(ranks["clean", 0]),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
