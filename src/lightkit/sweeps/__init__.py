@@ -97,14 +97,35 @@ def sweep(
         The study: ``study.best_params``, ``study.best_value``, ``study.trials``.
 
     Example:
-        >>> study = lk.sweep(
-        ...     "examples/configs/digits.yaml",
-        ...     {"model.init_args.optimizer.init_args.lr": {"type": "float", "low": 1e-4,
-        ...                                                 "high": 1e-1, "log": True}},
-        ...     n_trials=12, study_dir="runs/digits_sweep", seed=0,
-        ... )  # doctest: +SKIP
-        >>> study.best_params  # doctest: +SKIP
-        {'model.init_args.optimizer.init_args.lr': 0.0041...}
+        >>> config = {  # a lightkit fit config; the path of a YAML file works too
+        ...     "trainer": {"max_epochs": 1, "logger": False, "enable_progress_bar": False,
+        ...                 "enable_model_summary": False},
+        ...     "model": {"class_path": "lightkit.SegmentationModule", "init_args": {
+        ...         "num_classes": 3,
+        ...         "net": {"class_path": "lightkit.models.UNet",
+        ...                 "init_args": {"in_channels": 3, "num_classes": 3, "base": 4, "depth": 2}},
+        ...         "optimizer": {"class_path": "lightkit.optim.adam", "init_args": {"lr": 0.003}}}},
+        ...     "data": {"class_path": "lightkit.data.ShapesDataModule",
+        ...              "init_args": {"num_samples": 64, "image_size": 16}},
+        ... }
+        >>> lr = "model.init_args.optimizer.init_args.lr"
+        >>> # Not run by the docstring test (too slow, not broken): even two one-epoch trials take
+        >>> # 20-30 s on a CPU, mostly Optuna's SQLite storage, parsing each trial's config with
+        >>> # the CLI, and the importance and history plots. tests/test_sweep.py runs sweeps.
+        >>> study = lk.sweep(  # doctest: +SKIP
+        ...     config, {lr: {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
+        ...     n_trials=2, study_dir="shapes_sweep", seed=0,
+        ... )  # trial 0: the config's own lr (0.003); trial 1: Optuna's first pick
+        lk.sweep: 2 trials in shapes_sweep
+        ...
+        best: trial ..., val/loss = ... (min): model.init_args.optimizer.init_args.lr=...
+          run folder shapes_sweep/trials/version_...; train it again with: lightkit fit --config
+          shapes_sweep/best.yaml
+        importance: model.init_args.optimizer.init_args.lr 1.00
+        >>> [trial.state.name for trial in study.trials]  # doctest: +SKIP
+        ['COMPLETE', 'COMPLETE']
+        >>> sorted(study.best_params)  # doctest: +SKIP
+        ['model.init_args.optimizer.init_args.lr']
     """
     optuna = _import_optuna()
     check_int(OWNER, "n_trials", n_trials, 1, 100_000)
