@@ -1,8 +1,11 @@
 """Shared fixtures: tiny synthetic problems that train on the CPU in seconds (see helpers.py).
 
 The suite runs in parallel: ``python -m pytest`` (or ``-m "not slow"``, or a folder) starts two
-pytest-xdist workers with ``--dist loadgroup``, each with one torch thread; naming test files or
+pytest-xdist workers with ``--dist loadfile``, each with one torch thread; naming test files or
 tests runs them in this process, and ``-n N`` or ``-n 0`` / ``-p no:xdist`` choose for yourself.
+All tests of one file run on one worker, one after another, so a module-scoped fixture (a
+server, a reference run) is built once; files with the most slow tests are handed out first.
+(``xdist_group`` markers do nothing here: pytest-xdist 3.8 cannot rename pytest 9's node ids.)
 A test is parallel-safe, and needs nothing more, when it
 
 - writes only under ``tmp_path`` / ``tmp_path_factory`` (``monkeypatch.chdir(tmp_path)`` for
@@ -11,9 +14,7 @@ A test is parallel-safe, and needs nothing more, when it
   ``monkeypatch``, and takes ports from the OS (bind to port 0), never a fixed one;
 - gives its subprocesses timeouts of minutes, not seconds: the other worker shares the CPU.
 
-Tests that share an expensive module-scoped fixture (a server, a reference run) carry
-``pytest.mark.xdist_group(name)`` so that one worker builds it once. A test that asserts a
-wall-clock bound (a latency, a timeout's window, a kill at one exact moment) is marked
+A test that asserts a wall-clock bound (a latency, a timeout's window) is marked
 ``pytest.mark.exclusive``: it runs while the other worker waits between its tests.
 """
 
@@ -62,19 +63,20 @@ def fast_trainer_kwargs(tmp_path) -> dict:
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns -n into workers
 def pytest_cmdline_main(config):
     """Run the whole suite, a marker's subset or a folder on ``WORKERS`` xdist workers unless
-    ``-n`` was given; named files or tests, ``--pdb`` and ``--collect-only`` run here."""
-    if (
-        not config.pluginmanager.hasplugin("xdist")
-        or hasattr(config, "workerinput")
-        or config.option.numprocesses is not None
-        or config.getoption("usepdb", False)
-        or config.getoption("collectonly", False)
-        or not all(Path(arg).is_dir() for arg in config.args)
-    ):
+    ``-n`` was given (named files or tests, ``--pdb`` and ``--collect-only`` run here); with
+    workers and no ``--dist``, whole files go to a worker, in the order set below."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
         return
-    config.option.numprocesses = WORKERS
-    if config.option.dist == "no":
-        config.option.dist = "loadgroup"
+    if (
+        config.option.numprocesses is None
+        and not config.getoption("usepdb", False)
+        and not config.getoption("collectonly", False)
+        and all(Path(arg).is_dir() for arg in config.args)
+    ):
+        config.option.numprocesses = WORKERS
+    if config.option.numprocesses and config.option.dist == "no":
+        config.option.dist = "loadfile"
+        config.option.loadscopereorder = False  # keep the slow files first
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what they will
@@ -82,8 +84,9 @@ def pytest_collection_modifyitems(config, items):
     """A full example run (slow) does everything its --fast run does: when both are selected,
     as in CI, keep only the full run, so the suite stays within its time budget.
 
-    On an xdist worker, slow tests go first (same order on every worker): a long test handed
-    out last would leave the other worker idle at the end."""
+    On an xdist worker, the files with the most slow tests go first (same order on every
+    worker, each file's tests together and in their order): a long file handed out last would
+    leave the other worker idle at the end."""
     full = {
         item.callspec.params["script"]
         for item in items
@@ -99,7 +102,10 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=redundant)
         items[:] = [item for item in items if item not in redundant]
     if _WORKER:
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+        slow: dict[Path, int] = {}
+        for item in items:
+            slow[item.path] = slow.get(item.path, 0) + bool(item.get_closest_marker("slow"))
+        items.sort(key=lambda item: -slow[item.path])  # stable: files stay whole and in order
 
 
 @contextlib.contextmanager

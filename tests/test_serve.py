@@ -27,8 +27,6 @@ from lightkit.serve import check_request, default_max_body_bytes, make_server, s
 from lightkit.serve._requests import loads as _loads
 
 pytest.importorskip("litserve", reason="needs the serve extra")
-# One xdist worker starts the module's two servers once (see conftest.py).
-pytestmark = pytest.mark.xdist_group("serve")
 
 READ_TIMEOUT = 2.0  # of the server without a recorded input shape
 LEARNING_MAX_BODY = 4_000_000

@@ -65,7 +65,6 @@ def _assert_identical(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("sigkill_reference")  # one worker builds the reference run once
 @pytest.mark.parametrize(
     "kill_point",
     ["epoch-end 0", "step 16", "step 20", "epoch-end 2"],  # 12 steps per epoch
@@ -175,7 +174,6 @@ def image_references(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("image_references")  # one worker builds the reference runs once
 @pytest.mark.parametrize(
     ("name", "step"),
     [("single", s) for s in SINGLE_STEPS] + [("ddp", s) for s in DDP_STEPS],
