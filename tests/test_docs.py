@@ -7,6 +7,7 @@
   cluster (several nodes) or the network. ``<!-- snippet: standalone -->`` runs a block in a
   namespace of its own. ``<!-- snippets: slow -->`` anywhere on a page marks its test ``slow``.
   Some blocks get extra checks after they run (``CHECKS``): the claims the text around them makes.
+  A page whose snippets need an optional extra (``REQUIRES``) is skipped where it is missing.
 - **Reference.** Every name in ``lightkit.__all__`` and in the ``__all__`` of each public module
   (``lk.data``, ``lk.serve``, ...) is rendered by a ``::: identifier`` entry of
   ``docs/reference/*.md``.
@@ -122,6 +123,15 @@ CHECKS: dict[tuple[str, str], Callable[[dict, str, Path], None]] = {
 }
 
 
+# Pages whose snippets need an optional extra (all of them are in `dev`): skipped without it.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "docs/observability.md": ("mlflow",),
+    "docs/sweeps.md": ("optuna", "optuna_integration", "sklearn"),
+    "docs/export-serve.md": ("onnx", "onnxruntime", "onnxscript"),
+    "docs/streaming.md": ("litdata",),
+}
+
+
 def _page_param(page: Path):
     slow = "<!-- snippets: slow -->" in page.read_text(encoding="utf-8")
     return pytest.param(page, id=_name(page), marks=[pytest.mark.slow] if slow else [])
@@ -132,6 +142,8 @@ SNIPPET_PAGES = [p for p in PAGES if any(b.lang == "python" for b in _blocks(p))
 
 @pytest.mark.parametrize("page", [_page_param(p) for p in SNIPPET_PAGES])
 def test_every_python_snippet_of_the_page_runs(page, tmp_path, monkeypatch, capsys):
+    for module in REQUIRES.get(_name(page), ()):
+        pytest.importorskip(module)
     monkeypatch.chdir(tmp_path)  # runs/, exports and pictures go here
     for name in ("PL_GLOBAL_SEED", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(name, raising=False)  # as in a fresh process
