@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import pytest
 import torch
+from torch import nn
 
 import lightkit as lk
 from helpers import RunsOutOfMemory, flat_weights, make_blobs
@@ -38,6 +40,49 @@ def test_find_batch_size_stops_before_running_out_of_memory(tmp_path):
     dm = lk.data.TensorDataModule(*make_blobs(n=64).tensors, batch_size=16, val_split=0.25)
     module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(16,)), 3)
     assert lk.find_batch_size(module, dm, init_val=16, default_root_dir=tmp_path) == 32
+
+
+class RecordsBatchSizes(nn.Module):
+    """A small MLP that records the size of every training batch it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = lk.models.MLP(8, 3, hidden=(16,))
+        self.sizes: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.sizes.add(len(x))
+        return self.net(x)
+
+
+@pytest.mark.parametrize(
+    ("val_split", "init_val", "max_val", "expected"),
+    [
+        (0.25, 2, 32, 32),  # 72 training samples: max_val itself is tried (it returned 16)
+        (0.25, 16, 16, 16),  # init_val == max_val: it returned 16 without running anything
+        (0.5, 2, 8192, 64),  # 64 training samples: one batch of all of them (it returned 32)
+    ],
+)
+def test_find_batch_size_tries_max_val_and_returns_a_size_that_ran(
+    tmp_path, val_split, init_val, max_val, expected
+):
+    # On the CPU nothing runs out of memory: the search ends at max_val or the training set.
+    data = make_blobs(n=128 if val_split == 0.5 else 96)
+    dm = lk.data.TensorDataModule(*data.tensors, batch_size=4, val_split=val_split)
+    net = RecordsBatchSizes()
+    found = lk.find_batch_size(
+        lk.ClassificationModule(net, 3),
+        dm,
+        init_val=init_val,
+        max_val=max_val,
+        steps_per_trial=1,
+        default_root_dir=tmp_path,
+    )
+    assert found == dm.batch_size == expected
+    assert max(net.sizes) == expected  # the size returned ran
+    assert min(net.sizes) == init_val  # the first trial ran at init_val, not at dm's batch size
+    assert gc.get_freeze_count() == 0  # the search's gc.freeze is undone
 
 
 LRS = [10 ** (-6 + i / 2) for i in range(16)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import math
 import sys
@@ -197,16 +198,17 @@ def find_batch_size(
     """Find the largest batch size that fits in memory, and set it on the datamodule.
 
     Starting at ``init_val``, the batch size doubles until a training step runs out of memory
-    (or reaches ``max_val``, or the size of the training set); the last size that worked is
-    set as ``datamodule.batch_size`` and returned. On the CPU nothing runs out of memory, so
-    this stops at ``max_val`` or the dataset size. Only sizes that ran are returned (powers of two
-    times ``init_val``). The module's weights are restored afterwards.
+    or the next size would exceed ``max_val`` or the training set's size; the last size that
+    worked is set as ``datamodule.batch_size`` and returned. Only sizes that ran are returned
+    (``init_val`` times a power of two, ``max_val`` included): on the CPU, where nothing runs
+    out of memory, that is the largest such size up to ``max_val`` and the training set's size
+    (64 for a training set of 72 samples). The module's weights are restored afterwards.
 
     Args:
         module: The LightningModule to train.
         datamodule: Its data; needs a ``batch_size`` attribute (every lightkit DataModule has one).
         init_val: First batch size tried.
-        max_val: Largest batch size tried.
+        max_val: Largest batch size tried (it is tried when doubling reaches it).
         steps_per_trial: Training steps run at each size.
         **make_trainer_kwargs: Passed to :func:`~lightkit.make_trainer`.
 
@@ -217,8 +219,8 @@ def find_batch_size(
         >>> batch_size = lk.find_batch_size(
         ...     module, dm, max_val=16, steps_per_trial=1, logger=False, enable_progress_bar=False
         ... )
-        >>> batch_size == dm.batch_size  # the largest that fits (up to max_val), set on dm
-        True
+        >>> batch_size, dm.batch_size  # on the CPU nothing runs out of memory: max_val
+        (16, 16)
     """
     for name, value in (
         ("init_val", init_val),
@@ -237,23 +239,53 @@ def find_batch_size(
     train_size = _train_size(datamodule)
     if train_size is not None:
         max_val = max(init_val, min(max_val, train_size))  # a larger batch is the whole set
+    previous = datamodule.batch_size
+    # Lightning builds the first trial's loader before it sets init_val, so the first trial would
+    # run at the datamodule's own batch size.
+    datamodule.batch_size = init_val
     trainer = _tuning_trainer(make_trainer_kwargs)
-    found = Tuner(trainer).scale_batch_size(
-        module,
-        datamodule=datamodule,
-        mode="power",
-        init_val=init_val,
-        max_val=max_val,
-        steps_per_trial=steps_per_trial,
-    )
+    try:
+        with _collected_once():
+            found = Tuner(trainer).scale_batch_size(
+                module,
+                datamodule=datamodule,
+                mode="power",
+                init_val=init_val,
+                # Lightning stops before trying a size >= its max_val: max_val itself is tried.
+                max_val=max_val + 1,
+                steps_per_trial=steps_per_trial,
+            )
+    except BaseException:
+        datamodule.batch_size = previous
+        raise
     batch_size = int(found if found is not None else datamodule.batch_size)
-    if batch_size >= max_val and batch_size > init_val:
-        # Lightning's power search stops once doubling reaches max_val and returns that untried
-        # size: fall back to the last size that ran.
+    if batch_size > max_val:
+        # Lightning's search stops when doubling passes its limit and returns that untried size;
+        # the last size that ran is half of it.
         batch_size //= 2
     batch_size = min(batch_size, max_val)
     datamodule.batch_size = batch_size
     return batch_size
+
+
+@contextlib.contextmanager
+def _collected_once() -> Iterator[None]:
+    """One full garbage collection for the whole batch-size search, not one per trial.
+
+    Lightning's search runs ``gc.collect()`` before every trial, which takes most of a second in
+    a process that has imported torch and Lightning. Collect once, then freeze the survivors
+    (``gc.freeze``) so that the per-trial collections scan only what the trials create, which is
+    where a failed trial's tensors are. Left alone when the process froze objects itself.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _train_size(datamodule: L.LightningDataModule) -> int | None:
