@@ -369,7 +369,11 @@ def _finite(value: Any) -> float | None:
 
 
 def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
-    """Text from a file, made safe to print: control characters dropped, cut to ``limit``.
+    """Text from a file, made safe to print on one line, at most ``limit`` characters.
+
+    Each character that is not printable (control characters such as a terminal escape, line
+    breaks, tabs) becomes a space, so words stay apart and a crafted file cannot restyle or
+    rewrite a terminal; text longer than ``limit`` is cut and ends in ``…``.
 
     Example:
         >>> lk.runs.clean_text("run\\x1b[31m name\\n")  # a terminal escape from a crafted file
