@@ -145,19 +145,93 @@ def test_trains_from_an_in_memory_url_and_checkpoints_its_position(tmp_path):
 # --- refusals --------------------------------------------------------------------------------------
 
 
-def test_a_folder_that_holds_files_is_not_overwritten_unless_asked(tmp_path):
+def test_nothing_is_overwritten_but_an_earlier_write_and_only_when_asked(tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"already holds files; pass overwrite=True"):
         lk.data.write_streaming(_ids(10), tmp_path / "s")
+    with pytest.raises(FileExistsError, match="not a folder write_streaming wrote"):
+        lk.data.write_streaming(_ids(10), tmp_path / "s", overwrite=True)
     assert (tmp_path / "s" / "notes.txt").read_text() == "mine"
-    lk.data.write_streaming(_ids(10), tmp_path / "s", overwrite=True)
-    assert sorted(os.listdir(tmp_path / "s")) == [MANIFEST, "train"]
-    assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no staging folder left behind
+    lk.data.write_streaming(_ids(10), tmp_path / "shards")
+    lk.data.write_streaming(_ids(12), tmp_path / "shards", overwrite=True)  # an earlier write
+    assert lk.data.StreamingDataModule(tmp_path / "shards").num_samples("train") == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s", "shards"]  # no staging left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "shards").stat().st_mode & 0o777 == 0o777 & ~umask  # readable by others
     url = _memory_url()
     lk.data.write_streaming(_ids(10), url)
     with pytest.raises(FileExistsError, match="already holds files"):
         lk.data.write_streaming(_ids(10), url)
+
+
+def test_files_that_appear_during_the_write_are_kept(tmp_path):
+    out = tmp_path / "s"
+
+    class Slow(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            if i == 4:  # meanwhile, someone saves a file there
+                out.mkdir(exist_ok=True)
+                (out / "precious.txt").write_text("keep me")
+            return torch.zeros(2), 0
+
+    with pytest.raises(FileExistsError, match="already holds files"):
+        lk.data.write_streaming(Slow(), out)
+    assert (out / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_shards_never_overlap_the_image_folder_they_come_from(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / "pets" / name / "0.png")
+    for target in (tmp_path / "pets", tmp_path / "pets" / "shards", tmp_path):
+        with pytest.raises(ValueError, match="overlap"):
+            lk.data.write_streaming(tmp_path / "pets", target, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "pets").iterdir()) == ["a", "b"]
+
+
+def test_a_cache_of_an_earlier_write_of_the_same_url_is_not_read(tmp_path):
+    url = _memory_url()
+    lk.data.write_streaming(TensorDataset(torch.zeros(8, 1), torch.zeros(8, dtype=torch.long)), url)
+    first = lk.data.StreamingDataModule(url, batch_size=8, cache_dir=tmp_path / "cache")
+    assert _read_all(first, "train")[1] == [0] * 8
+    ones = TensorDataset(torch.zeros(8, 1), torch.ones(8, dtype=torch.long))
+    lk.data.write_streaming(ones, url, overwrite=True)
+    again = lk.data.StreamingDataModule(url, batch_size=8, cache_dir=tmp_path / "cache")
+    assert _read_all(again, "train")[1] == [1] * 8  # the new write, not the cached old one
+
+
+def test_a_shard_folder_whose_index_would_unpickle_is_refused(tmp_path):
+    out = lk.data.write_streaming(_ids(10), tmp_path / "s")
+    index = json.loads((Path(out) / "train" / "index.json").read_text())
+    index["config"]["data_format"][1] = "pickle"
+    (Path(out) / "train" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="a pickle runs code"):
+        lk.data.StreamingDataModule(out).setup("fit")
+    index["config"]["data_format"][1] = "tensor"
+    index["config"]["data_spec"] = json.dumps([1, {"type": "collections.OrderedDict"}])
+    (Path(out) / "train" / "index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="not laid out as write_streaming writes them"):
+        lk.data.StreamingDataModule(out).setup("fit")
+    (Path(out) / "train" / "index.json").write_text("{")
+    with pytest.raises(ValueError, match="is not a LitData index"):
+        lk.data.StreamingDataModule(out).setup("fit")
+
+
+def test_images_are_stored_without_losing_their_range_or_palette(tmp_path):
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)  # index 1 is red
+    out = lk.data.write_streaming([(palette, 0), (palette, 1)], tmp_path / "s")
+    x, _ = next(iter(lk.data.StreamingDataModule(out, batch_size=2).train_dataloader()))
+    assert x[0, :, 0, 0].tolist() == [1.0, 0.0, 0.0]  # red, not palette index 1
+    wide = Image.fromarray(np.full((4, 4), 40000, dtype=np.uint16))
+    with pytest.raises(TypeError, match=r"train sample 0: the input is a PIL image of mode 'I;16'"):
+        lk.data.write_streaming([(wide, 0)], tmp_path / "t")
 
 
 def test_a_failed_write_leaves_nothing_that_reads_as_data(tmp_path):
@@ -186,11 +260,28 @@ def test_a_failed_write_leaves_nothing_that_reads_as_data(tmp_path):
         ((torch.zeros(2), 0, 1), ValueError, r"train sample 0 has 3 parts"),
         ((object(), 0), TypeError, r"train sample 0: the input is a object"),
         ((torch.zeros(2), "cat"), TypeError, r"train sample 0: the target is a str"),
+        ((torch.zeros(2), True), TypeError, r"train sample 0: the target is a bool"),
     ],
 )
 def test_samples_that_cannot_be_stored_are_named(tmp_path, sample, error, match):
     with pytest.raises(error, match=match):
         lk.data.write_streaming([sample, sample], tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    ("second", "match"),
+    [
+        ((torch.zeros(3, dtype=torch.int64), 0), r"the input is a 1-d int64 tensor, but the first"),
+        ((Image.new("L", (2, 2)), 0), r"the input is a PIL image of mode 'L', but the first"),
+        ((torch.zeros(2), torch.zeros(2)), r"the target is a 1-d float32 tensor, but the first"),
+        (torch.zeros(2), "the target is no target, but the first"),
+    ],
+)
+def test_a_sample_stored_unlike_the_first_is_named(tmp_path, second, match):
+    samples = [(torch.zeros(2), 0), (torch.zeros(2), torch.tensor(1)), second]
+    with pytest.raises(ValueError, match=r"train sample 2: " + match):
+        lk.data.write_streaming(samples, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize(
@@ -201,7 +292,16 @@ def test_samples_that_cannot_be_stored_are_named(tmp_path, sample, error, match)
         ({"seed": -1}, ValueError, "seed must be an integer"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
         ({"mode": "CMYK"}, ValueError, "mode must be 'RGB' or 'L'"),
-        ({"chunk_bytes": 1.5}, TypeError, "chunk_bytes must be"),
+        ({"chunk_bytes": 1.5}, ValueError, "chunk_bytes must be a positive number of bytes"),
+        ({"chunk_bytes": "lots"}, ValueError, "chunk_bytes must be a positive number of bytes"),
+        ({"chunk_bytes": 0}, ValueError, "chunk_bytes must be"),
+        (
+            {
+                "val": TensorDataset(torch.zeros(0, 1)),
+            },
+            ValueError,
+            "val is empty",
+        ),
         ({"val": _ids(4), "val_split": 0.5}, ValueError, "give val or val_split, not both"),
         ({"output_dir": 5}, TypeError, "output_dir must be a folder path or an fsspec URL"),
         ({"output_dir": "nope://x"}, ValueError, "fsspec has no usable filesystem for 'nope'"),
@@ -221,6 +321,7 @@ def test_write_streaming_arguments_are_checked(tmp_path, kwargs, error, match):
         ({"shuffle": "no"}, TypeError, "shuffle must be True or False"),
         ({"train_transform": 3}, TypeError, "train_transform must be callable"),
         ({"storage_options": ["a"]}, TypeError, "storage_options must be a dict"),
+        ({"max_cache_size": "huge"}, ValueError, "max_cache_size must be a positive number"),
     ],
 )
 def test_data_module_arguments_are_checked(tmp_path, kwargs, error, match):
@@ -302,10 +403,20 @@ def test_a_checkpointed_position_from_other_data_or_batch_size_is_refused(tmp_pa
     resized.load_state_dict({"train_loader": state})
     with pytest.raises(ValueError, match="only with the same batch_size"):
         resized.train_dataloader()
-    hostile = lk.data.StreamingDataModule(a, batch_size=8)
-    hostile.load_state_dict({"train_loader": {**state, "num_samples_yielded": -5}})
-    with pytest.raises(ValueError, match="num_samples_yielded is -5"):
-        hostile.train_dataloader()
+    for bad, match in [
+        ({**state, "num_samples_yielded": -5}, r"streaming num_samples_yielded is -5"),
+        ({**state, "num_samples_yielded": 10**9}, r"expected an integer in \[0, 64\]"),
+        ({**state, "latest_worker_idx": 7}, r"latest_worker_idx is 7; expected an integer in \[0, 0\]"),
+        ({**state, "dataset": {k: v for k, v in state["dataset"].items() if k != "seed"}}, "keys"),
+        ({**state, "dataset": {**state["dataset"], "num_samples_yielded": "x"}}, "is 'x'"),
+        ({**state, "dataset": {**state["dataset"], "region_of_interest": [[0, 10**9]]}},
+         "region_of_interest"),
+        ({**state, "dataset": {**state["dataset"], "cache_dir_path": "/etc"}}, "cache_dir_path"),
+    ]:  # fmt: skip
+        hostile = lk.data.StreamingDataModule(a, batch_size=8)
+        hostile.load_state_dict({"train_loader": bad})
+        with pytest.raises(ValueError, match=match):
+            hostile.train_dataloader()
     with pytest.raises(TypeError, match="must be a dict"):
         hostile.load_state_dict({"train_loader": "x"})
 

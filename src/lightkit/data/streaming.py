@@ -16,12 +16,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -123,47 +126,65 @@ def _image_folder_source(root: str, mode: str) -> tuple[Dataset, list[int], list
     return _Images(), labels, class_names
 
 
-def _stored(owner: str, split: str, position: int, source_index: int, sample: Any) -> dict:
+_PALETTE_MODES = ("P", "PA", "1")  # stored as RGB(A): their raw bytes lose the palette
+_WIDE_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N")  # not 8-bit: no lossless PIL store
+
+
+def _stored(owner: str, split: str, source_index: int, sample: Any) -> dict:
     """The record written for one sample: its source index, input and target."""
+    where = f"{owner}: {split} sample {source_index}"
     if isinstance(sample, (tuple, list)):
         if len(sample) != 2:
             raise ValueError(
-                f"{owner}: {split} sample {source_index} has {len(sample)} parts; expected "
-                "(input, target) or an input alone"
+                f"{where} has {len(sample)} parts; expected (input, target) or an input alone"
             )
         x, y = sample
     else:
         x, y = sample, None
     if isinstance(x, Image.Image):
-        x = x.copy() if x.mode in ("RGB", "L", "RGBA") else x.convert("RGB")
+        if x.mode in _WIDE_MODES:
+            raise TypeError(
+                f"{where}: the input is a PIL image of mode {x.mode!r} (more than 8 bits per "
+                "pixel), which would lose its range; give it as a tensor (e.g. "
+                "torch.from_numpy(np.asarray(image, dtype=np.float32)))"
+            )
+        if x.mode in _PALETTE_MODES:
+            x = x.convert("RGBA" if x.mode == "PA" or "transparency" in x.info else "RGB")
+        else:
+            x = x.copy()  # a plain Image (not a file-backed one): stored decoded, not as JPEG
     elif isinstance(x, torch.Tensor):
         x = x.detach().cpu().as_subclass(torch.Tensor).contiguous()
-    elif not isinstance(x, (int, float, str, bytes)):
-        import numpy as np
-
-        if not isinstance(x, np.ndarray):
-            raise TypeError(
-                f"{owner}: {split} sample {source_index}: the input is a {type(x).__name__}; "
-                "expected a tensor, a numpy array or a PIL image"
-            )
+    elif not isinstance(x, (int, float, np.ndarray)) or isinstance(x, bool):
+        raise TypeError(
+            f"{where}: the input is a {type(x).__name__}; expected a tensor, a numpy array or a "
+            "PIL image"
+        )
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().contiguous()
         if y.ndim == 0:
-            y = y.item()
-    elif y is not None and not isinstance(y, (int, float)):
-        import numpy as np
-
-        if isinstance(y, np.generic):
-            y = y.item()
-        elif not isinstance(y, np.ndarray):
-            raise TypeError(
-                f"{owner}: {split} sample {source_index}: the target is a {type(y).__name__} "
-                f"({short_repr(y)}); expected a number, a tensor or a numpy array"
-            )
+            y = y.item()  # a class index, stored as the number it is
+    elif isinstance(y, np.generic):
+        y = y.item()
+    elif y is not None and (not isinstance(y, (int, float, np.ndarray)) or isinstance(y, bool)):
+        raise TypeError(
+            f"{where}: the target is a {type(y).__name__} ({short_repr(y)}); expected a number, "
+            "a tensor or a numpy array"
+        )
     record = {"index": source_index, "input": x}
     if y is not None:
         record["target"] = y
     return record
+
+
+def _kind(value: Any) -> str:
+    """What LitData stores a value as: every sample of a split must store alike."""
+    if isinstance(value, torch.Tensor):
+        return f"a {value.ndim}-d {str(value.dtype).removeprefix('torch.')} tensor"
+    if isinstance(value, np.ndarray):
+        return f"a {value.ndim}-d {value.dtype} numpy array"
+    if isinstance(value, Image.Image):
+        return f"a PIL image of mode {value.mode!r}"
+    return f"a Python {type(value).__name__}"
 
 
 def _write_split(
@@ -178,7 +199,7 @@ def _write_split(
 
     os.makedirs(folder)
     cache = Cache(folder, chunk_bytes=chunk_bytes)
-    labeled: bool | None = None
+    first: dict[str, str] | None = None
     for position, source_index in enumerate(indices):
         try:
             sample = dataset[source_index]
@@ -187,17 +208,40 @@ def _write_split(
                 f"{owner}: reading {split} sample {source_index} failed: "
                 f"{type(err).__name__}: {err}"
             ) from err
-        record = _stored(owner, split, position, source_index, sample)
-        if labeled is None:
-            labeled = "target" in record
-        elif labeled != ("target" in record):
-            raise ValueError(
-                f"{owner}: {split} sample {source_index} "
-                f"{'has no' if labeled else 'has a'} target, unlike the samples before it"
-            )
+        record = _stored(owner, split, source_index, sample)
+        kinds = {key: _kind(value) for key, value in record.items() if key != "index"}
+        if first is None:
+            first = kinds
+        elif kinds != first:
+            for key in ("input", "target"):
+                if kinds.get(key) != first.get(key):
+                    got, expected = kinds.get(key, "no " + key), first.get(key, "no " + key)
+                    raise ValueError(
+                        f"{owner}: {split} sample {source_index}: the {key} is {got}, but the "
+                        f"first sample's is {expected}; every sample of a split is stored alike"
+                    )
         cache[position] = record
     cache.done()
     cache.merge()
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb)\s*", re.I)
+
+
+def _check_size(owner: str, name: str, value: Any, fraction: bool = False) -> None:
+    """A byte count: a positive integer or a size such as ``"64MB"`` (or, with ``fraction``, a
+    share of the free disk in ``(0, 1]``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return
+    if isinstance(value, str) and _SIZE.fullmatch(value) and float(_SIZE.fullmatch(value)[1]) > 0:
+        return
+    if fraction and isinstance(value, float) and 0 < value <= 1:
+        return
+    also = ", or a fraction of the free disk in (0, 1]" if fraction else ""
+    raise (TypeError if not isinstance(value, (int, float, str)) else ValueError)(
+        f"{owner}: {name} must be a positive number of bytes or a size such as '64MB'{also}, "
+        f"got {short_repr(value)}"
+    )
 
 
 def write_streaming(
@@ -267,15 +311,12 @@ def write_streaming(
     if mode not in ("RGB", "L"):
         raise ValueError(f"{owner}: mode must be 'RGB' or 'L', got {short_repr(mode)}")
     names = check_class_names(owner, "class_names", class_names)
-    if not isinstance(chunk_bytes, (int, str)) or isinstance(chunk_bytes, bool):
-        raise TypeError(
-            f"{owner}: chunk_bytes must be a number of bytes or a size such as '64MB', got "
-            f"{short_repr(chunk_bytes)}"
-        )
+    _check_size(owner, "chunk_bytes", chunk_bytes)
     output = _location(owner, "output_dir", output_dir)
 
     labels: list[int] | None = None
     if isinstance(dataset, (str, os.PathLike)):
+        dataset_path = dataset
         source_name = f"image folder {os.fspath(dataset)}"
         dataset, labels, folder_names = _image_folder_source(os.fspath(dataset), mode)
         if names is not None and list(names) != folder_names:
@@ -284,12 +325,21 @@ def write_streaming(
                 f"{folder_names}"
             )
         names = tuple(folder_names)
+        source = os.path.realpath(os.fspath(dataset_path))
+        target = os.path.realpath(output) if not _is_url(output) else None
+        if target is not None and (os.path.commonpath([source, target]) in (source, target)):
+            raise ValueError(
+                f"{owner}: output_dir {output!r} and the image folder {os.fspath(dataset_path)!r} "
+                "overlap; write the shards outside the images (and the images outside the shards)"
+            )
     else:
         check_dataset(owner, "dataset", dataset, scan=False)
         source_name = f"dataset {type(dataset).__name__}"
     for name, given in (("val", val), ("test", test)):
         if given is not None:
             check_dataset(owner, name, given, scan=False)
+            if len(given) == 0:  # type: ignore[arg-type]
+                raise ValueError(f"{owner}: {name} is empty; leave it out (None) instead")
     if val is not None and val_split:
         raise ValueError(f"{owner}: give val or val_split, not both")
     if test is not None and test_split:
@@ -319,14 +369,7 @@ def write_streaming(
         plan["test"] = (dataset, test_idx, "dataset")
 
     fs, root = _filesystem(output, storage_options)
-    if fs.exists(root):
-        if not fs.isdir(root):
-            raise NotADirectoryError(f"{owner}: output_dir {output!r} exists and is not a folder")
-        if fs.ls(root) and not overwrite:
-            raise FileExistsError(
-                f"{owner}: output_dir {output!r} already holds files; pass overwrite=True to "
-                "replace them, or choose another folder"
-            )
+    _check_output(owner, fs, root, output, overwrite)
 
     manifest = {
         "format": FORMAT,
@@ -338,6 +381,7 @@ def write_streaming(
         "test_split": float(test_split),
         "mode": mode,
         "class_names": list(names) if names is not None else None,
+        "write_id": secrets.token_hex(8),  # caches of an earlier write of this folder are stale
         "splits": {
             split: {"num_samples": len(idx), "source": src, "source_indices": list(idx)}
             for split, (_, idx, src) in plan.items()
@@ -348,13 +392,17 @@ def write_streaming(
     if parent:
         os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".lightkit-streaming-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the shards from other users
     try:
         for split, (ds, idx, _) in plan.items():
             _write_split(owner, split, ds, idx, os.path.join(staging, split), chunk_bytes)
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump(manifest, f)
+        _check_output(owner, fs, root, output, overwrite)  # again: the write took a while
         if local:
-            _publish_local(staging, output)
+            _publish_local(owner, staging, output, overwrite)
         else:
             _publish_remote(fs, staging, root, list(plan))
     finally:
@@ -362,21 +410,53 @@ def write_streaming(
     return output
 
 
-def _publish_local(staging: str, output: str) -> None:
-    """Move the finished ``staging`` folder to ``output`` (one rename on one filesystem)."""
+def _check_output(owner: str, fs: Any, root: str, output: str, overwrite: bool) -> None:
+    """``output_dir`` may be written: absent or empty, or (with ``overwrite``) a streaming folder."""
+    if not fs.exists(root):
+        return
+    if not fs.isdir(root):
+        raise NotADirectoryError(f"{owner}: output_dir {output!r} exists and is not a folder")
+    if not fs.ls(root, detail=False):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"{owner}: output_dir {output!r} already holds files; pass overwrite=True to replace "
+            "an earlier write_streaming output, or choose another folder"
+        )
+    if not fs.exists(f"{root.rstrip('/')}/{MANIFEST}"):
+        raise FileExistsError(
+            f"{owner}: output_dir {output!r} holds files but no {MANIFEST}: it is not a folder "
+            "write_streaming wrote, and overwrite=True replaces only those; choose another folder"
+        )
+
+
+def _publish_local(owner: str, staging: str, output: str, overwrite: bool) -> None:
+    """Move the finished ``staging`` folder to ``output`` (renames on one filesystem)."""
     old = None
-    if os.path.lexists(output):
+    if overwrite and os.path.lexists(output) and os.listdir(output):
         old = tempfile.mkdtemp(prefix=".lightkit-streaming-old-", dir=os.path.dirname(output))
         os.rename(output, os.path.join(old, "data"))
-    os.rename(staging, output)
+    try:
+        os.rename(staging, output)  # replaces an empty folder only: never a folder with files
+    except OSError as err:
+        if old is not None:
+            os.rename(os.path.join(old, "data"), output)
+            shutil.rmtree(old, ignore_errors=True)
+        raise FileExistsError(
+            f"{owner}: output_dir {output!r} got files while the shards were written; nothing "
+            f"was replaced ({err.strerror})"
+        ) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def _publish_remote(fs: Any, staging: str, root: str, splits: list[str]) -> None:
     """Upload split by split, the manifest last: until it lands the folder reads as unfinished."""
-    if fs.exists(root):
-        for entry in fs.ls(root, detail=False):
+    if fs.exists(root):  # overwrite: the manifest goes first, so the old data reads unfinished
+        old = [entry for entry in fs.ls(root, detail=False) if not entry.endswith(MANIFEST)]
+        if fs.exists(f"{root}/{MANIFEST}"):
+            fs.rm(f"{root}/{MANIFEST}")
+        for entry in old:
             fs.rm(entry, recursive=True)
     fs.makedirs(root, exist_ok=True)
     for split in splits:
@@ -432,7 +512,63 @@ def _read_manifest(owner: str, location: str, storage_options: Mapping[str, Any]
             check_class_names(owner, f"{where}: class_names", names)
         except (TypeError, ValueError) as err:
             raise ValueError(str(err)) from None
+    write_id = manifest.get("write_id")
+    if not isinstance(write_id, str) or not 0 < len(write_id) <= 64:
+        raise ValueError(f"{owner}: {where}: 'write_id' must be a short string")
     return manifest
+
+
+# What write_streaming stores: LitData serializers that only rebuild numbers, bytes, arrays and
+# images. Anything else in an index.json (LitData's "pickle" among them) would run code on read.
+_SAFE_FORMATS = frozenset(
+    ("int", "float", "bool", "str", "bytes", "pil", "jpeg", "numpy", "no_header_numpy",
+     "tensor", "no_header_tensor")
+)  # fmt: skip
+_LEAF = {"type": None, "context": None, "children_spec": []}
+
+
+def _check_index(owner: str, location: str, storage_options: Mapping[str, Any] | None) -> None:
+    """The split's ``index.json`` names only serializers that cannot run code, in the record
+    layout write_streaming writes: it comes from the folder, so it is untrusted."""
+    fs, path = _filesystem(_join(location, "index.json"), storage_options)
+    where = _join(location, "index.json")
+    try:
+        with fs.open(path, "rb") as f:
+            raw = f.read(_MAX_MANIFEST_BYTES + 1)
+        index = json.loads(raw)
+        config = index["config"]
+        formats = config["data_format"]
+        spec = json.loads(config["data_spec"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{owner}: {where} is missing (an unfinished write?)") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{owner}: {where} is not a LitData index ({err})") from None
+    if len(raw) > _MAX_MANIFEST_BYTES:
+        raise ValueError(f"{owner}: {where} is larger than an index can be")
+    if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+        raise ValueError(f"{owner}: {where}: data_format must be a list of names")
+    unsafe = sorted({f for f in formats if f.split(":", 1)[0] not in _SAFE_FORMATS})
+    if unsafe:
+        raise ValueError(
+            f"{owner}: {where} stores data as {unsafe}, which write_streaming never writes and "
+            "lightkit does not read (a pickle runs code when it is loaded)"
+        )
+    layouts = [
+        [
+            1,
+            {
+                "type": "builtins.dict",
+                "context": json.dumps(keys),
+                "children_spec": [_LEAF] * len(keys),
+            },
+        ]
+        for keys in (["index", "input", "target"], ["index", "input"])
+    ]
+    if spec not in layouts or len(formats) != len(spec[1]["children_spec"]):
+        raise ValueError(
+            f"{owner}: {where}: its samples are not laid out as write_streaming writes them "
+            "({'index', 'input', 'target'})"
+        )
 
 
 class _Sample:
@@ -501,9 +637,16 @@ def _logger_level(name: str, level: int) -> Iterator[None]:
         logger.setLevel(before)
 
 
-def _default_cache_dir(location: str) -> str:
-    digest = hashlib.sha256(location.encode()).hexdigest()[:16]
-    return os.path.join(tempfile.gettempdir(), "lightkit-streaming-cache", digest)
+def _cache_dir(base: str | None, location: str, write_id: str) -> str:
+    """Where chunks of ``location`` are copied: one folder per URL *and* write, so a rewritten
+    folder never reads an earlier write's chunks; by default under this user's cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache``), created private to the user."""
+    if base is None:
+        home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(home, "lightkit", "streaming")
+        os.makedirs(base, mode=0o700, exist_ok=True)
+    digest = hashlib.sha256(f"{location}\n{write_id}".encode()).hexdigest()[:24]
+    return os.path.join(base, digest)
 
 
 class StreamingDataModule(L.LightningDataModule):
@@ -537,8 +680,9 @@ class StreamingDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the training order.
         shuffle: Shuffle the training split (each epoch anew).
-        cache_dir: Local folder for chunks copied from a remote ``input_dir`` (default: a folder
-            per URL under the system's temporary directory).
+        cache_dir: Local folder for chunks copied from a remote ``input_dir``: a sub-folder per URL
+            and write goes inside (default: ``~/.cache/lightkit/streaming``, or under
+            ``$XDG_CACHE_HOME``). Delete it to reclaim the space; it is refilled as needed.
         max_cache_size: Most bytes of chunks kept in ``cache_dir`` at once (LitData's
             ``max_cache_size``, e.g. ``"10GB"``); older chunks are deleted as training moves on.
         storage_options: fsspec options for a remote ``input_dir``.
@@ -600,6 +744,8 @@ class StreamingDataModule(L.LightningDataModule):
         if cache_dir is not None:
             cache_dir = os.path.abspath(os.fspath(cache_dir))
         self.cache_dir = cache_dir
+        if max_cache_size is not None:
+            _check_size(owner, "max_cache_size", max_cache_size, fraction=True)
         self.max_cache_size = max_cache_size
         self.manifest = _read_manifest(owner, self.input_dir, self.storage_options)
         names = self.manifest.get("class_names")
@@ -646,9 +792,10 @@ class StreamingDataModule(L.LightningDataModule):
             # (LitData warns that uneven shares can stall collectives: evaluation has none
             # per batch, lightkit's tasks sync their metrics once per epoch)
             quiet = _logger_level("litdata.streaming.dataset", logging.ERROR)
+        _check_index(type(self).__name__, location, self.storage_options)
         if _is_url(self.input_dir):
             _register_fsspec_downloader(location)
-            cache = self.cache_dir or _default_cache_dir(self.input_dir)
+            cache = _cache_dir(self.cache_dir, self.input_dir, self.manifest["write_id"])
             source: Any = Dir(path=None, url=location)
             kwargs["cache_dir"] = os.path.join(cache, split)
         else:
@@ -771,35 +918,72 @@ def _own_rng(seed: int) -> dict[str, Any]:
     return {"generator": torch.Generator().manual_seed(seed)}
 
 
+def _plain(value: Any) -> Any:
+    """Tuples as lists, for comparing states that went through a checkpoint."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _check_loader_state(loader: Any, state: Mapping[str, Any]) -> None:
-    """A loader state read from a checkpoint must be for this data, on this layout."""
+    """A loader state read from a checkpoint must be for this data, on this layout, with counts in
+    range: it is untrusted, and LitData acts on every key of it."""
     owner = "StreamingDataModule.load_state_dict"
     dataset = state.get("dataset")
     if not isinstance(dataset, Mapping):
         raise ValueError(f"{owner}: the checkpoint's streaming state has no dataset state")
-    current = loader.dataset
-    for key, here in (
-        ("input_dir_path", current.input_dir.path),
-        ("input_dir_url", current.input_dir.url),
-    ):
-        if dataset.get(key) != here:
+    here = loader.dataset.state_dict(0, loader.num_workers, loader.batch_size)
+    loader.dataset._state_dict = None  # (asking for the template must not count as a resume)
+    total = sum(end - start for start, end in loader.dataset.region_of_interest)
+    if set(dataset) != set(here):
+        raise ValueError(
+            f"{owner}: the checkpoint's streaming state has the keys {sorted(dataset)}; this "
+            f"LitData writes {sorted(here)}"
+        )
+    for key in ("input_dir_path", "input_dir_url"):
+        if dataset[key] != here[key]:
             raise ValueError(
-                f"{owner}: the checkpoint was written reading {dataset.get(key)!r}, not "
-                f"{here!r}; resume with the data it was trained on"
+                f"{owner}: the checkpoint was written reading {dataset[key]!r}, not "
+                f"{here[key]!r}; resume with the data it was trained on"
             )
-    for key, here in (
-        ("batch_size", loader.batch_size),
-        ("num_workers", max(loader.num_workers, 1)),
-    ):
-        if dataset.get(key) != here:
+    for key in ("batch_size", "num_workers", "seed", "shuffle"):
+        if dataset[key] != here[key] or type(dataset[key]) is not type(here[key]):
             raise ValueError(
-                f"{owner}: the checkpoint's run read with {key}={dataset.get(key)!r}; this one "
-                f"with {here!r}. A streaming run resumes mid-epoch only with the same {key}"
+                f"{owner}: the checkpoint's run read with {key}={dataset[key]!r}; this one "
+                f"with {here[key]!r}. A streaming run resumes mid-epoch only with the same {key}"
             )
-    for key in ("current_epoch", "num_samples_yielded", "latest_worker_idx"):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{owner}: the checkpoint's {key} is {short_repr(value)}")
+    for key in ("cache_dir_path", "item_loader", "drop_last", "subsampled_files",
+                "region_of_interest", "item_shuffle_window", "state_version"):  # fmt: skip
+        if _plain(dataset[key]) != _plain(here[key]):
+            raise ValueError(
+                f"{owner}: the checkpoint's streaming state has {key}={short_repr(dataset[key])}, "
+                f"this data {short_repr(here[key])}"
+            )
+    counts = {
+        "dataset.num_samples_yielded": (dataset["num_samples_yielded"], 0, total),
+        "dataset.sample_in_epoch": (dataset["sample_in_epoch"], 0, total),
+        "dataset.current_epoch": (dataset["current_epoch"], 0, None),
+        "current_epoch": (state.get("current_epoch"), 0, None),
+        "num_samples_yielded": (state.get("num_samples_yielded"), 0, total),
+        "latest_worker_idx": (state.get("latest_worker_idx"), 0, max(loader.num_workers, 1) - 1),
+    }
+    for key in ("world_size", "num_canonical_nodes", "initial_world_size", "initial_num_workers",
+                "initial_batch_size", "initial_num_nodes"):  # fmt: skip
+        counts[f"dataset.{key}"] = (dataset[key], 1, None)
+    for key, (value, low, high) in counts.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise ValueError(
+                f"{owner}: the checkpoint's streaming {key} is {short_repr(value)}; expected an "
+                f"integer in {bound}"
+            )
+    if set(state) - {"dataset", "current_epoch", "num_samples_yielded", "latest_worker_idx"}:
+        raise ValueError(f"{owner}: the checkpoint's streaming state has unknown keys")
 
 
 __all__ = ["StreamingDataModule", "write_streaming"]
