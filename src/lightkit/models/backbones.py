@@ -62,7 +62,7 @@ def backbone(
 
     Example:
         >>> net = lk.models.backbone("resnet18", num_classes=10, in_channels=1)
-        >>> net(torch.randn(2, 1, 64, 64)).shape
+        >>> net(torch.randn(2, 1, 32, 32)).shape  # two 32×32 grayscale images
         torch.Size([2, 10])
     """
     check_instance("backbone", "name", name, str, "a torchvision model name (str)")
