@@ -30,7 +30,7 @@ def _run(script: str, tmp_path, *args: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\S+)=([-\d.e]+)", last)}
 
 
-# script -> the quality its full run must reach (the README states the measured figures)
+# script -> the quality its full run must reach (docs/tasks.md states the measured figures)
 QUALITY = {
     "quickstart.py": {"test/acc": 0.97},
     "binary_breast_cancer.py": {"test/acc": 0.93, "test/auroc": 0.97},
