@@ -11,7 +11,7 @@ two transforms: decoding to a float tensor only, and a resize to 64×64 plus nor
 ``eval_preset``). It prints the median samples/s of ``--epochs`` epochs, the ratios to plain
 PyTorch and the one-off cost of writing the shards.
 
-``memory`` writes a data set of random 3×128×128 images at least ``--factor`` times
+``memory`` writes a data set of random 3×256×256 images at least ``--factor`` times
 ``--limit-mb`` on disk, then trains one epoch of a small net on it in a child process whose
 data memory (``RLIMIT_DATA``: heap and private mappings, what loading the data would need) is
 capped at ``--limit-mb`` in all, torch and Lightning included. It prints the data size, the limit,
@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -108,6 +109,9 @@ def throughput(args: argparse.Namespace) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+SHAPE = (3, 256, 256)
+
+
 class _RandomImages(torch.utils.data.Dataset):
     """Random uint8 images made on demand: writing them never holds the data set in memory."""
 
@@ -118,8 +122,8 @@ class _RandomImages(torch.utils.data.Dataset):
         return self.n
 
     def __getitem__(self, i: int):
-        g = torch.Generator().manual_seed(i)
-        return torch.randint(0, 256, (3, 128, 128), dtype=torch.uint8, generator=g), i % 10
+        pixels = np.random.default_rng(i).integers(0, 256, SHAPE, dtype=np.uint8)
+        return torch.from_numpy(pixels), i % 10
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
@@ -138,9 +142,9 @@ def _child(shards: str, limit_mb: int, data_mb: float) -> None:
         print("control: a quarter of the data set fitted in memory (the cap is not effective)")
     except (MemoryError, RuntimeError) as err:
         print(f"control: holding a quarter of the data set in memory fails: {type(err).__name__}")
-    dm = lk.data.StreamingDataModule(shards, batch_size=256, train_transform=_to_float)
+    dm = lk.data.StreamingDataModule(shards, batch_size=64, train_transform=_to_float)
     net = torch.nn.Sequential(  # small, so that the epoch measures the data path
-        torch.nn.AvgPool2d(8), torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10)
+        torch.nn.AvgPool2d(16), torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10)
     )
     module = lk.ClassificationModule(net, num_classes=10, optimizer=lk.optim.adamw(lr=1e-3))
     trainer = lk.make_trainer(
@@ -162,7 +166,7 @@ def _child(shards: str, limit_mb: int, data_mb: float) -> None:
 def memory(args: argparse.Namespace) -> None:
     import lightkit as lk
 
-    per_sample = 3 * 128 * 128
+    per_sample = int(np.prod(SHAPE))
     n = int(args.factor * args.limit_mb * 2**20 / per_sample) + 1
     work = Path(tempfile.mkdtemp(prefix="lightkit-bench-"))
     try:
@@ -174,7 +178,7 @@ def memory(args: argparse.Namespace) -> None:
         shards = lk.data.write_streaming(_RandomImages(n), work / "shards", chunk_bytes="64MB")
         data_mb = sum(p.stat().st_size for p in Path(shards).rglob("*") if p.is_file()) / 2**20
         print(
-            f"wrote {n:,} images of 3x128x128 uint8: {data_mb:,.0f} MiB of shards in "
+            f"wrote {n:,} images of {'x'.join(map(str, SHAPE))} uint8: {data_mb:,.0f} MiB of shards in "
             f"{time.perf_counter() - start:.0f} s = {data_mb / args.limit_mb:.1f}x the "
             f"{args.limit_mb} MiB data-memory cap"
         )
