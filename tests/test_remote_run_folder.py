@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import fsspec
+import lightning as L
 import pytest
 import torch
 
@@ -23,6 +24,7 @@ import lightkit as lk
 from helpers import make_blobs
 from lightkit import checkpointing
 from lightkit.checkpointing import AtomicCheckpointIO, CheckpointSaveError, load_checkpoint
+from lightkit.trainer._remote import StagingSync
 
 MEMORY = fsspec.filesystem("memory")
 
@@ -345,3 +347,105 @@ def test_a_process_killed_during_a_save_into_a_file_url_resumes_a_complete_check
         done.stdout + done.stderr
     )
     assert load_checkpoint(folder / "last.ckpt")["epoch"] == 2
+
+
+@pytest.fixture
+def staging(tmp_path, monkeypatch):
+    """This test's own parent folder for staging folders (``$LIGHTKIT_STAGING_DIR``)."""
+    folder = tmp_path / "staging"
+    monkeypatch.setenv("LIGHTKIT_STAGING_DIR", str(folder))
+    return folder
+
+
+def _finish(trainer) -> None:
+    """What happens when the trainer is garbage collected or the process exits."""
+    next(c for c in trainer.callbacks if isinstance(c, StagingSync)).finish()
+
+
+def test_the_staging_folder_outlives_fit_and_test_and_goes_after_a_last_copy(root, staging):
+    trainer = lk.make_trainer(max_epochs=1, **_options(root))
+    module = _module()
+    trainer.fit(module, datamodule=_data())
+    trainer.validate(module, datamodule=_data())  # writes to the staging folder again
+    local = Path(trainer.default_root_dir)
+    assert local.parent.parent == staging and local.is_dir()
+    (local / "notes.txt").write_text("written after the last stage")
+    _finish(trainer)
+    assert list(staging.iterdir()) == []
+    files = _files(root)
+    assert {"version_0/notes.txt", "version_0/run.json"} <= set(files)
+    assert len([f for f in files if "tfevents" in f]) == 2  # fit's and validate's
+
+
+def test_the_staging_folder_goes_when_the_process_exits(tmp_path, staging):
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            import lightkit as lk
+            from helpers import make_blobs
+            trainer = lk.make_trainer(max_epochs=1, default_root_dir="memory://runs",
+                                      enable_progress_bar=False, enable_model_summary=False)
+            module = lk.ClassificationModule(lk.models.MLP(8, 3, hidden=(16,)), 3)
+            trainer.fit(module, datamodule=lk.data.DataModule(make_blobs(64), batch_size=32))
+            assert trainer.default_root_dir.startswith({str(staging)!r})
+        """)
+    )
+    env = {**os.environ, "LIGHTKIT_STAGING_DIR": str(staging)}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(staging.iterdir()) == []
+
+
+def test_a_staging_folder_whose_last_copy_failed_is_kept_and_named(root, staging, monkeypatch):
+    trainer = lk.make_trainer(max_epochs=1, **_options(root))
+    trainer.fit(_module(), datamodule=_data())
+    local = Path(trainer.default_root_dir)
+    (local / "notes.txt").write_text("never copied")
+
+    def unreachable(self, lpath, rpath, **kwargs):
+        raise ConnectionError("store unreachable")
+
+    monkeypatch.setattr(type(MEMORY), "put_file", unreachable)
+    with pytest.warns(UserWarning, match=f"kept the staging folder '{local}'"):
+        _finish(trainer)
+    assert (local / "notes.txt").is_file()
+
+
+def test_other_ranks_copy_nothing_and_remove_their_staging_folder(root, staging, monkeypatch):
+    monkeypatch.setattr(L.Trainer, "is_global_zero", property(lambda self: False))
+    trainer = lk.make_trainer(max_epochs=1, **_options(root))
+    trainer.fit(_module(), datamodule=_data())
+    _finish(trainer)
+    assert list(staging.iterdir()) == []
+    assert "version_0/run.json" not in _files(root)  # only global rank 0 copies
+
+
+def test_a_trainer_that_fails_to_build_leaves_no_staging_folder(root, staging):
+    with pytest.raises(TypeError, match="no_such_argument"):
+        lk.make_trainer(no_such_argument=1, **_options(root))
+    assert not staging.exists() or list(staging.iterdir()) == []
+    assert _files(root) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("memory:/runs", r"default_root_dir='memory:/runs'.*did you mean 'memory://runs'"),
+        (Path("s3://bucket/runs"), r"did you mean 's3://bucket/runs'"),
+        ("file:/data/runs", r"did you mean 'file:///data/runs'"),
+        ("http://example.com/runs", r"default_root_dir='http://example.com/runs'.*read-only"),
+        ("https://example.com/runs", r"read-only store \(https://\)"),
+        ("simplecache::https://example.com/runs", r"read-only store \(https://\)"),
+    ],
+)
+def test_a_run_root_that_cannot_hold_runs_is_refused_up_front(url, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        lk.make_trainer(default_root_dir=url)
+    with pytest.raises(ValueError, match=message):
+        lk.fit(_module(), _data(), resume=True, default_root_dir=url)
+    assert list(tmp_path.iterdir()) == []  # no folder named 'memory:' or 's3:'

@@ -184,3 +184,16 @@ def test_agree_publishes_once_per_question(tmp_path, as_rank, agent_store):
     as_rank(1)
     follower = Launch("torchrun", "k", 1, 2, ("127.0.0.1", agent_store))
     assert agree(follower, "q", tmp_path, lambda: pytest.fail("only rank 0 decides")) == "a"
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_memory_urls_are_refused_under_a_launch(rank, as_rank, agent_store):
+    import lightkit as lk
+
+    # each process has its own memory://: rank 1 would wait for a folder it can never see
+    as_rank(rank, **_torchrun(rank, agent_store), LIGHTKIT_LAUNCH_TIMEOUT="0.5")
+    with pytest.raises(ValueError, match=r"memory://.*each process keeps to itself.*torchrun"):
+        lk.make_trainer(default_root_dir="memory://launch-runs")
+    as_rank(rank, **_srun(rank), LIGHTKIT_LAUNCH_TIMEOUT="0.5")
+    with pytest.raises(ValueError, match=r"memory://.*srun launch \(2 in all\)"):
+        lk.make_trainer(default_root_dir="memory://launch-runs")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from typing import Any
 
@@ -19,8 +18,8 @@ from lightkit._validation import (
     check_path,
     check_seed,
 )
-from lightkit.checkpointing import is_url, store_filesystem
 from lightkit.trainer._profiling import PROFILERS
+from lightkit.trainer._remote import check_run_root
 
 
 def check_arguments(
@@ -140,8 +139,7 @@ def _importable(name: str) -> bool:
 def check_root_dir(owner: str, value: Any) -> None:
     """A folder path, or a URL fsspec opens (``memory://runs``, ``s3://bucket/runs``...)."""
     check_path(owner, "default_root_dir", value, "a folder path or URL")
-    if is_url(value):
-        store_filesystem(os.fspath(value), owner, "default_root_dir")
+    check_run_root(owner, value)  # a URL fsspec opens, writable, reached by every process
 
 
 def check_version(owner: str, version: Any) -> None:

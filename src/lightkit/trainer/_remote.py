@@ -1,7 +1,8 @@
 """Run folders in fsspec stores (``default_root_dir="memory://runs"``, ``"s3://bucket/runs"``...):
 checkpoints go straight to the store; everything else a run writes (TensorBoard events, CSV
 metrics, ``run.json``, summaries, profiles) goes to a local staging folder that is copied to the
-store at every checkpoint, at the end of each fit, validate, test or predict, and on an error."""
+store at every checkpoint, at the end of each fit, validate, test or predict, and on an error, and
+is removed once the trainer is gone (see :meth:`StagingSync.remove_with`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import contextlib
 import fnmatch
 import os
 import posixpath
+import re
+import shutil
 import tempfile
+import warnings
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,10 +24,16 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lightkit.checkpointing import is_url, store_filesystem, store_mtime
+from lightkit.trainer._launch import current_launch
 
 STAGING_ENV = "LIGHTKIT_STAGING_DIR"  # where staging folders go (default: the system's temp)
 CHECKPOINTS = "checkpoints"
 _NOT_DOWNLOADED = ("events.out.tfevents.*",)  # a resumed run writes a new event file
+# fsspec file systems that cannot be written to (fsspec has no flag for it): no run folder there
+READ_ONLY_PROTOCOLS = frozenset(
+    {"http", "https", "github", "gist", "git", "tar", "libarchive", "reference", "data", "dask"}
+)
+_ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]+):/(?!/)(.*)", re.DOTALL)  # 'memory:/runs'
 
 
 class StorePath:
@@ -141,6 +152,51 @@ def run_root(
     return StorePath(url, fs, path)
 
 
+def check_run_root(owner: str, value: str | os.PathLike[str]) -> None:
+    """Refuses, before anything is created, a ``default_root_dir`` that cannot hold runs.
+
+    ``'memory:/runs'`` (a known protocol and one slash, also what ``Path('memory://runs')``
+    becomes) would be a local folder named ``memory:``; a read-only store (``http://``...) fails
+    at the first write; ``memory://`` under a torchrun or srun launch is each process's own, so
+    the other ranks could never see rank 0's run folder.
+    """
+    import fsspec
+
+    text = os.fspath(value)
+    if not is_url(text):
+        match = _ONE_SLASH.fullmatch(text)
+        if match is not None and match[1].lower() in fsspec.available_protocols():
+            protocol, rest = match[1], match[2].lstrip("/")
+            meant = (
+                f"file:///{rest}"
+                if protocol.lower() in ("file", "local")
+                else f"{protocol}://{rest}"
+            )
+            raise ValueError(
+                f"{owner}: default_root_dir={text!r} would be a local folder named "
+                f"'{protocol}:'; did you mean {meant!r}? (a pathlib.Path turns '://' into ':/': "
+                "pass a store's URL as a str)"
+            )
+        return
+    named = [p for p in text.split("://", 1)[0].lower().split("::") if p in READ_ONLY_PROTOCOLS]
+    fs = None if named else store_filesystem(text, owner, "default_root_dir")[0]
+    read_only = named or [p for p in _protocols(fs) if p in READ_ONLY_PROTOCOLS]
+    if read_only:
+        raise ValueError(
+            f"{owner}: default_root_dir={text!r} is in a read-only store ({read_only[0]}://) "
+            "and a run folder is written to; use a local folder or a store that takes writes "
+            "(s3://, gs://, az://, a shared file system...)"
+        )
+    launch = current_launch()
+    if launch is not None and "memory" in _protocols(fs):
+        raise ValueError(
+            f"{owner}: default_root_dir={text!r} is in memory://, which each process keeps to "
+            f"itself, so the other processes of this {launch.name} launch "
+            f"({launch.world_size} in all) could never see rank 0's run folder; use a folder or "
+            "store that every process reaches (a shared file system, s3://...)"
+        )
+
+
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = getattr(fs, "protocol", ())
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
@@ -155,13 +211,22 @@ def staging_folder(run_dir: StorePath, new_run: bool) -> Path:
         Path(parent).mkdir(parents=True, exist_ok=True)
     # <temp>/lightkit-run-<random>/version_<n>: the loggers name the run after the folder
     local = Path(tempfile.mkdtemp(prefix="lightkit-run-", dir=parent)) / run_dir.name
-    local.mkdir()
-    if not new_run:
-        for relative in _store_files(run_dir):
-            target = local.joinpath(*relative.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            run_dir.fs.get_file(f"{run_dir.path}/{relative}", os.fspath(target))
+    try:
+        local.mkdir()
+        if not new_run:
+            for relative in _store_files(run_dir):
+                target = local.joinpath(*relative.split("/"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                run_dir.fs.get_file(f"{run_dir.path}/{relative}", os.fspath(target))
+    except BaseException:
+        remove_staging(local)
+        raise
     return local
+
+
+def remove_staging(local: Path) -> None:
+    """Removes a folder :func:`staging_folder` made (with its ``lightkit-run-*`` parent)."""
+    shutil.rmtree(local.parent, ignore_errors=True)
 
 
 def _store_files(run_dir: StorePath) -> list[str]:
@@ -192,12 +257,45 @@ class StagingSync(Callback):
     At every checkpoint (after the loggers flush), at the end of fit, validate, test and predict
     and when training fails; on global rank 0 only. Only files that changed since the last copy
     travel; nothing in the store is deleted. The checkpoints themselves are written to the store
-    by :class:`~lightkit.checkpointing.AtomicCheckpointIO`, not copied.
+    by :class:`~lightkit.checkpointing.AtomicCheckpointIO`, not copied. The staging folder is
+    removed once the trainer is gone (:meth:`remove_with`).
     """
 
     def __init__(self, local: Path, run_dir: StorePath) -> None:
         self.local, self.run_dir = local, run_dir
         self._sent: dict[str, tuple[int, int]] = {}
+        self._global_zero: bool | None = None  # known once the trainer has run
+
+    def remove_with(self, trainer: L.Trainer) -> None:
+        """Removes the staging folder when ``trainer`` is garbage collected or the process exits,
+        after a last copy (on global rank 0; a folder whose copy failed is kept, with a warning
+        naming it).
+
+        Not at the end of each stage: the trainer may ``test`` after ``fit``, and its loggers,
+        profiler and run record keep writing to (and appending to) the files in this folder.
+        """
+        weakref.finalize(trainer, self.finish)  # holds this callback, never the trainer
+
+    def finish(self) -> None:
+        """The last copy of the staging folder to the store, then its removal."""
+        if self._global_zero:  # other ranks never copy: theirs holds nothing of the run's
+            try:
+                failed = self._copy()
+            except Exception as err:
+                failed = [f"{type(err).__name__}: {err}"]
+            if failed:
+                warnings.warn(
+                    f"lightkit: kept the staging folder {os.fspath(self.local)!r}: "
+                    f"{len(failed)} file(s) of the run could not be copied to "
+                    f"{self.run_dir.url} ({'; '.join(failed[:3])}); copy them there by hand, "
+                    "then remove it",
+                    stacklevel=1,
+                )
+                return
+        remove_staging(self.local)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._global_zero = trainer.is_global_zero
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
@@ -214,11 +312,21 @@ class StagingSync(Callback):
         self.sync(trainer)
 
     def sync(self, trainer: L.Trainer) -> None:
+        self._global_zero = trainer.is_global_zero
         if not trainer.is_global_zero:
             return
         for logger in trainer.loggers:  # TensorBoard's writer buffers; CSV writes on save
             with contextlib.suppress(Exception):
                 logger.save()
+        failed = self._copy()
+        if failed:
+            rank_zero_warn(
+                f"lightkit: could not copy {len(failed)} file(s) of the run to {self.run_dir.url}"
+                f" (tried again at the next checkpoint and at the end): {'; '.join(failed[:3])}"
+            )
+
+    def _copy(self) -> list[str]:
+        """Copies the files that changed since the last copy; those that failed, with why."""
         failed = []
         for path in sorted(self.local.rglob("*")):
             if not path.is_file() or path.is_symlink():
@@ -238,8 +346,4 @@ class StagingSync(Callback):
                 failed.append(f"{relative} ({type(err).__name__}: {err})")
                 continue
             self._sent[relative] = signature
-        if failed:
-            rank_zero_warn(
-                f"lightkit: could not copy {len(failed)} file(s) of the run to {self.run_dir.url}"
-                f" (tried again at the next checkpoint and at the end): {'; '.join(failed[:3])}"
-            )
+        return failed

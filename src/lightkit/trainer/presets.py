@@ -55,7 +55,13 @@ from lightkit.tasks import OOMMicrobatching, TaskBookkeeping
 from lightkit.trainer._checks import check_arguments
 from lightkit.trainer._loggers import build_loggers, check_store_loggers
 from lightkit.trainer._profiling import make_profiler
-from lightkit.trainer._remote import StagingSync, StorePath, run_root, staging_folder
+from lightkit.trainer._remote import (
+    StagingSync,
+    StorePath,
+    remove_staging,
+    run_root,
+    staging_folder,
+)
 from lightkit.trainer._run_dir import DEFAULT_ROOT, choose_run_dir
 
 
@@ -177,8 +183,11 @@ def make_trainer(
             writes (TensorBoard or CSV logs, ``run.json``, the model summary, profiles) goes to
             a local staging folder, ``trainer.default_root_dir``
             (``$LIGHTKIT_STAGING_DIR`` or the system's temporary folder), copied to the run
-            folder at every checkpoint, at the end of fit/validate/test/predict and on an error.
-            ``logger="mlflow"`` then needs ``MLFLOW_TRACKING_URI``. A ``file://`` URL is the
+            folder at every checkpoint, at the end of fit/validate/test/predict and on an error,
+            and removed after a last copy once the trainer is garbage collected or the process
+            exits (kept, with a warning naming it, if that copy failed). Read-only stores
+            (``http://``...) are refused, and so is ``memory://`` under torchrun or srun (each
+            process has its own). ``logger="mlflow"`` then needs ``MLFLOW_TRACKING_URI``. A ``file://`` URL is the
             local folder it names. In object stores (S3...), which have no folders, two runs
             started at the same instant could claim the same ``version_<n>``: pass ``version=``
             there when runs start together.
@@ -268,11 +277,14 @@ def make_trainer(
     if isinstance(root, StorePath):
         check_store_loggers(logger, root)
     run_dir, claimed = choose_run_dir(root, version)
+    staging = None
     try:
         # A run folder in a store: the run writes to a local staging folder, copied there.
         # Only rank 0 writes there, so only rank 0 stages an existing run's files.
         fresh = claimed or rank_zero_only.rank != 0
         local = run_dir if isinstance(run_dir, Path) else staging_folder(run_dir, new_run=fresh)
+        if isinstance(run_dir, StorePath):
+            staging = StagingSync(local, run_dir)
         loggers = build_loggers(logger, local, new_run=claimed, verbose=verbose)
         callbacks = [
             # also keeps <run_dir>/run.json; the task's own (configure_callbacks) is left out
@@ -284,14 +296,14 @@ def make_trainer(
             *([SWAWeightAveraging(start=swa)] if swa is not None else []),
             *([OOMMicrobatching()] if oom_retry else []),
             *_as_list(trainer_kwargs.pop("callbacks", None)),
-            *([StagingSync(local, run_dir)] if isinstance(run_dir, StorePath) else []),
+            *([staging] if staging is not None else []),
         ]
         if trainer_kwargs.get("enable_progress_bar") is not False and not any(
             isinstance(c, ProgressBar) for c in callbacks
         ):
             callbacks.append(progress_bar())
         trainer_kwargs.setdefault("log_every_n_steps", 20)
-        return L.Trainer(
+        trainer = L.Trainer(
             max_epochs=max_epochs,
             accelerator=accelerator,
             precision=precision,
@@ -310,7 +322,12 @@ def make_trainer(
             plugins=_plugins(trainer_kwargs.pop("plugins", None)),
             **trainer_kwargs,
         )
+        if staging is not None:  # removed after a last copy once the trainer is gone
+            staging.remove_with(trainer)
+        return trainer
     except BaseException:
+        if staging is not None:
+            remove_staging(staging.local)
         if claimed:  # a trainer that was never built leaves no empty run folder behind
             with contextlib.suppress(OSError):
                 run_dir.rmdir()
