@@ -171,7 +171,13 @@ def test_the_walk_finds_the_public_api() -> None:
     assert len(PUBLIC) > 80
 
 
-@pytest.mark.parametrize("name", sorted(PUBLIC))
+# Examples that take more than a few seconds (a real sweep of two trials): run, but marked slow.
+SLOW = {"lk.sweep"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(PUBLIC)]
+)
 def test_docstring_example_runs(
     name: str, trained_run: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

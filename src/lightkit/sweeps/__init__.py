@@ -109,10 +109,7 @@ def sweep(
         ...              "init_args": {"num_samples": 64, "image_size": 16}},
         ... }
         >>> lr = "model.init_args.optimizer.init_args.lr"
-        >>> # Not run by the docstring test (too slow, not broken): even two one-epoch trials take
-        >>> # 20-30 s on a CPU, mostly Optuna's SQLite storage, parsing each trial's config with
-        >>> # the CLI, and the importance and history plots. tests/test_sweep.py runs sweeps.
-        >>> study = lk.sweep(  # doctest: +SKIP
+        >>> study = lk.sweep(  # two one-epoch trials: about 20-30 s on a CPU
         ...     config, {lr: {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}},
         ...     n_trials=2, study_dir="shapes_sweep", seed=0,
         ... )  # trial 0: the config's own lr (0.003); trial 1: Optuna's first pick
@@ -122,9 +119,9 @@ def sweep(
           run folder shapes_sweep/trials/version_...; train it again with: lightkit fit --config
           shapes_sweep/best.yaml
         importance: model.init_args.optimizer.init_args.lr 1.00
-        >>> [trial.state.name for trial in study.trials]  # doctest: +SKIP
+        >>> [trial.state.name for trial in study.trials]
         ['COMPLETE', 'COMPLETE']
-        >>> sorted(study.best_params)  # doctest: +SKIP
+        >>> sorted(study.best_params)
         ['model.init_args.optimizer.init_args.lr']
     """
     optuna = _import_optuna()
