@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightkit._processes import alive
 from lightkit._validation import short_repr
 
 # A temporary file newer than this may still be being written (here, or by a process on another
@@ -859,7 +860,7 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[str]:
         if pid == os.getpid():
             stale = info.st_mtime < _STARTED  # a previous process with the same pid (containers)
         else:
-            stale = not _pid_alive(pid) or (newest is not None and info.st_mtime < newest)
+            stale = pid <= 0 or not alive(pid) or (newest is not None and info.st_mtime < newest)
         if stale:
             try:
                 tmp.unlink()
@@ -881,21 +882,6 @@ def _newest_checkpoint_mtime(folder: Path, names: list[str]) -> float | None:
         if stat.S_ISREG(info.st_mode):
             newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
     return newest
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this machine (True when it cannot be told)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) is no probe on Windows; rely on the age rule
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):
-        return True
-    return True
 
 
 def _save_error(
